@@ -1,0 +1,42 @@
+//! Settings of the Socket.IO front end. The relay's own rules (timeouts, duplicate ids,
+//! payload limit) are in `relay_core::Config`; these are the transport's.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest relayed payload the relay accepts (should equal the core's
+    /// `max_message_bytes`). Transport limits are derived from it with headroom, so an
+    /// oversized payload still reaches the core and is answered with a clear error instead
+    /// of the transport closing the connection.
+    pub max_message_bytes: usize,
+    /// Relayed events queued toward one receiver before further ones are refused and their
+    /// senders told (`could not deliver ...`).
+    pub outbox_messages: usize,
+    /// Packets socketioxide may buffer per connection (its `max_buffer_size`).
+    pub socket_buffer_packets: usize,
+    /// How long the relay core waits for answers; socketioxide's own ack timeout is set a
+    /// little longer so the core's timeout (with its clear error) always fires first.
+    pub ack_timeout: Duration,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 1024 * 1024,
+            outbox_messages: 1024,
+            socket_buffer_packets: 1024,
+            ack_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl GatewayConfig {
+    /// Transport-level cap on one message: room for the JSON framing around a payload that
+    /// is at the limit, and for a payload somewhat over it (which the core then refuses).
+    pub(crate) fn transport_limit(&self) -> usize {
+        self.max_message_bytes
+            .saturating_mul(2)
+            .saturating_add(64 * 1024)
+    }
+}

@@ -1,0 +1,174 @@
+//! One Socket.IO client in the default namespace: admitted under its `clientId`, known to the
+//! core as one connection, forgotten when it leaves the namespace.
+//!
+//! The namespace socket, not the engine.io transport, is the client's connection: a client
+//! may leave `/` and join again on the same transport, and each join is a new connection.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use relay_core::{ConnId, ConnectError, ReqId};
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::handler::FromConnectParts;
+use socketioxide::socket::Socket;
+use socketioxide_core::Value;
+use tokio::sync::mpsc;
+use tokio::task::AbortHandle;
+use tracing::debug;
+
+use crate::handle::RelayHandle;
+use crate::outbound::{self, Outbox};
+use crate::GatewayConfig;
+
+/// What a request was, so that a failure can be answered in the shape its ack expects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequestKind {
+    Register,
+    Unregister,
+    Emit,
+    List,
+    Stream,
+}
+
+/// A request waiting for the core's reply: the client's ack id (if it asked for an ack).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Awaiting {
+    pub ack_id: Option<i64>,
+    pub kind: RequestKind,
+}
+
+/// Per-connection state, stored in the socket's extensions.
+pub(crate) struct Conn {
+    pub handle: RelayHandle,
+    pub id: ConnId,
+    pub outbox: Arc<Outbox>,
+    next_req: AtomicU64,
+    awaiting: Mutex<HashMap<ReqId, Awaiting>>,
+    /// The outbound queue's receiver until the connection is established and its drain
+    /// task starts.
+    pending_rx: Mutex<Option<mpsc::UnboundedReceiver<relay_core::Event>>>,
+    drain: Mutex<Option<AbortHandle>>,
+}
+
+impl Conn {
+    pub fn next_req(&self, ack_id: Option<i64>, kind: RequestKind) -> ReqId {
+        let req = ReqId(self.next_req.fetch_add(1, Ordering::Relaxed));
+        self.awaiting
+            .lock()
+            .expect("awaiting lock")
+            .insert(req, Awaiting { ack_id, kind });
+        req
+    }
+
+    pub fn take_awaiting(&self, req: ReqId) -> Option<Awaiting> {
+        self.awaiting.lock().expect("awaiting lock").remove(&req)
+    }
+
+    /// Ends the connection's part in the relay: the core forgets it and its drain task stops.
+    /// Safe to call more than once.
+    pub fn close(&self) {
+        self.handle.disconnect(self.id);
+        if let Some(drain) = self.drain.lock().expect("drain lock").take() {
+            drain.abort();
+        }
+    }
+}
+
+impl Drop for Conn {
+    /// A socket that was admitted but never established (socketioxide drops it without a
+    /// disconnect callback when its connect packet cannot be sent) must not stay registered.
+    fn drop(&mut self) {
+        self.handle.disconnect(self.id);
+    }
+}
+
+/// The socket as an `Arc`, which socketioxide gives only to extractors, together with the
+/// handshake's `auth` data. The outbound task needs the `Arc` to answer acks later.
+pub(crate) struct Handshake {
+    pub socket: Arc<Socket<LocalAdapter>>,
+    pub auth: Option<Vec<u8>>,
+}
+
+impl FromConnectParts<LocalAdapter> for Handshake {
+    type Error = std::convert::Infallible;
+    fn from_connect_parts(
+        socket: &Arc<Socket<LocalAdapter>>,
+        auth: &Option<Value>,
+    ) -> Result<Self, Self::Error> {
+        let auth = match auth {
+            Some(Value::Str(text, _)) => Some(text.as_bytes().to_vec()),
+            Some(Value::Bytes(bytes)) => Some(bytes.to_vec()),
+            None => None,
+        };
+        Ok(Handshake {
+            socket: socket.clone(),
+            auth,
+        })
+    }
+}
+
+/// The `clientId` of the handshake URL's query, percent-decoded.
+fn client_id_of(socket: &Socket<LocalAdapter>) -> Option<String> {
+    let query = socket.req_parts().uri.query()?;
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, _)| key == "clientId")
+        .map(|(_, value)| value.into_owned())
+}
+
+/// Connect middleware: admits the client into the core, or refuses it with a message the
+/// client receives as its connect error.
+pub(crate) fn admit(
+    handle: &RelayHandle,
+    config: &GatewayConfig,
+    handshake: Handshake,
+) -> Result<(), ConnectError> {
+    let socket = handshake.socket;
+    let client_id = client_id_of(&socket);
+    let (outbox, rx) = Outbox::new(config.outbox_messages);
+    let id = handle.connect(
+        client_id.as_deref(),
+        handshake.auth.as_deref(),
+        outbox.clone(),
+    )?;
+    debug!(sid = %socket.id, client = ?client_id, ?id, "admitted");
+    let conn = Arc::new(Conn {
+        handle: handle.clone(),
+        id,
+        outbox,
+        next_req: AtomicU64::new(0),
+        awaiting: Mutex::new(HashMap::new()),
+        pending_rx: Mutex::new(Some(rx)),
+        drain: Mutex::new(None),
+    });
+    socket.extensions.insert(conn);
+    // Listen before the client learns it is connected, so that no early event finds the
+    // socket without handlers.
+    crate::inbound::listen(&socket);
+    socket.on_disconnect(async |socket: socketioxide::extract::SocketRef| {
+        if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+            conn.close();
+        }
+    });
+    Ok(())
+}
+
+/// Connect-handler extractor: the socket is established, so events may flow to it now.
+/// Extractors run inline, right after socketioxide marks the socket connected.
+pub(crate) struct Established;
+
+impl FromConnectParts<LocalAdapter> for Established {
+    type Error = std::convert::Infallible;
+    fn from_connect_parts(
+        socket: &Arc<Socket<LocalAdapter>>,
+        _: &Option<Value>,
+    ) -> Result<Self, Self::Error> {
+        if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+            if let Some(rx) = conn.pending_rx.lock().expect("rx lock").take() {
+                let drain = outbound::drain(socket.clone(), conn.clone(), rx);
+                *conn.drain.lock().expect("drain lock") = Some(tokio::spawn(drain).abort_handle());
+            }
+        }
+        Ok(Established)
+    }
+}

@@ -1,0 +1,225 @@
+//! Socket.IO events from a client, translated into core commands.
+//!
+//! All the work happens inside an extractor: socketioxide runs extractors inline in the
+//! connection's read loop and only then spawns the handler as a task of its own. Doing the
+//! work there keeps every client's requests in the order they were sent (spawned handlers
+//! overtook each other and reordered most of a fast sender's messages).
+
+use std::sync::Arc;
+
+use relay_core::rmpv::Value;
+use relay_core::{Command, Event, Payload, Reply, RequestError};
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::TryData;
+use socketioxide::handler::FromMessageParts;
+use socketioxide::socket::Socket;
+
+use crate::args::Args;
+use crate::connection::{Conn, RequestKind};
+use crate::events;
+
+/// Registers the relay's events on an established socket.
+pub(crate) fn listen(socket: &Socket<LocalAdapter>) {
+    for name in [
+        events::P2P_REGISTER,
+        events::P2P_UNREGISTER,
+        events::P2P_EMIT,
+        events::P2P_EMIT_ACKNOWLEDGE,
+        events::LIST_CLIENTS,
+        events::P2P_REGISTER_STREAM,
+    ] {
+        socket.on(name, async |_: Handled| {});
+    }
+}
+
+/// An extractor whose extraction is the handling of the event (see the module docs).
+pub(crate) struct Handled;
+
+impl FromMessageParts<LocalAdapter> for Handled {
+    type Error = std::convert::Infallible;
+
+    fn from_message_parts(
+        socket: &Arc<Socket<LocalAdapter>>,
+        value: &mut socketioxide_core::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Self::Error> {
+        let Some(conn) = socket.extensions.get::<Arc<Conn>>() else {
+            return Ok(Handled);
+        };
+        let Ok(event) = socketioxide::extract::Event::from_message_parts(socket, value, ack_id)
+        else {
+            return Ok(Handled);
+        };
+        let TryData(args) = TryData::<Args>::from_message_parts(socket, value, ack_id)
+            .expect("TryData is infallible");
+        let args = args.map(|Args(values)| values).unwrap_or_default();
+        handle_event(&conn, &event.0, args, *ack_id);
+        Ok(Handled)
+    }
+}
+
+fn handle_event(conn: &Conn, event: &str, args: Vec<Value>, ack_id: Option<i64>) {
+    let kind = match event {
+        events::P2P_REGISTER => RequestKind::Register,
+        events::P2P_UNREGISTER => RequestKind::Unregister,
+        events::P2P_EMIT | events::P2P_EMIT_ACKNOWLEDGE => RequestKind::Emit,
+        events::LIST_CLIENTS => RequestKind::List,
+        events::P2P_REGISTER_STREAM => RequestKind::Stream,
+        _ => return,
+    };
+    // A plain P2P_EMIT never takes an ack, whatever the packet says.
+    let ack_id = if event == events::P2P_EMIT {
+        None
+    } else {
+        ack_id
+    };
+    let req = (kind != RequestKind::Emit || ack_id.is_some()).then(|| conn.next_req(ack_id, kind));
+    match parse(kind, args, req) {
+        Ok(command) => conn.handle.command(conn.id, command),
+        Err(message) => {
+            conn.outbox.push(Event::ServerError {
+                message: message.clone(),
+            });
+            if let Some(req) = req {
+                let reply = Reply::Failed(RequestError::Malformed(message));
+                conn.outbox.push(Event::Reply { req, reply });
+            }
+        }
+    }
+}
+
+fn parse(
+    kind: RequestKind,
+    args: Vec<Value>,
+    req: Option<relay_core::ReqId>,
+) -> Result<Command, String> {
+    let req_id = || req.expect("requests of this kind always carry an id");
+    let mut args = args.into_iter();
+    Ok(match kind {
+        RequestKind::Register => Command::Register {
+            req: req_id(),
+            target: target_arg(args.next())?,
+        },
+        RequestKind::Stream => Command::OpenStream {
+            req: req_id(),
+            target: target_arg(args.next())?,
+        },
+        RequestKind::Unregister => Command::Unregister { req: req_id() },
+        RequestKind::List => Command::List { req: req_id() },
+        RequestKind::Emit => {
+            let (target, event, args) = emit_payload(args.next())?;
+            Command::Emit {
+                target,
+                event,
+                args: Payload::Values(args),
+                ack: req,
+            }
+        }
+    })
+}
+
+fn target_arg(value: Option<Value>) -> Result<String, String> {
+    match value {
+        Some(Value::String(s)) if s.as_str().is_some() => Ok(s.into_str().unwrap_or_default()),
+        _ => Err("targetClientId must be a string".to_owned()),
+    }
+}
+
+/// Splits `{targetClientId, event, args}`. A missing or null `args` means no arguments.
+fn emit_payload(value: Option<Value>) -> Result<(String, String, Vec<Value>), String> {
+    let Some(Value::Map(entries)) = value else {
+        return Err("P2P_EMIT payload must be an object {targetClientId, event, args}".to_owned());
+    };
+    let (mut target, mut event, mut args) = (None, None, None);
+    for (key, value) in entries {
+        match key.as_str() {
+            Some("targetClientId") => target = Some(value),
+            Some("event") => event = Some(value),
+            Some("args") => args = Some(value),
+            _ => {}
+        }
+    }
+    let target = target_arg(target)?;
+    let event = match event {
+        Some(Value::String(s)) if s.as_str().is_some() => s.into_str().unwrap_or_default(),
+        _ => return Err("event must be a string".to_owned()),
+    };
+    let args = match args {
+        None | Some(Value::Nil) => Vec::new(),
+        Some(Value::Array(values)) => values,
+        Some(_) => return Err("args must be an array".to_owned()),
+    };
+    Ok((target, event, args))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn map(entries: Vec<(&str, Value)>) -> Value {
+        Value::Map(
+            entries
+                .into_iter()
+                .map(|(k, v)| (Value::from(k), v))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn emit_payload_accepts_the_legacy_shape() {
+        let payload = map(vec![
+            ("targetClientId", Value::from("B")),
+            ("event", Value::from("hello")),
+            (
+                "args",
+                Value::Array(vec![Value::from(1), Value::Binary(vec![9])]),
+            ),
+        ]);
+        let (target, event, args) = emit_payload(Some(payload)).unwrap();
+        assert_eq!((target.as_str(), event.as_str()), ("B", "hello"));
+        assert_eq!(args, vec![Value::from(1), Value::Binary(vec![9])]);
+    }
+
+    #[test]
+    fn emit_payload_without_args_means_no_arguments() {
+        let payload = map(vec![
+            ("targetClientId", Value::from("B")),
+            ("event", Value::from("ping")),
+        ]);
+        assert!(emit_payload(Some(payload)).unwrap().2.is_empty());
+    }
+
+    #[test]
+    fn emit_payload_errors_say_what_is_wrong() {
+        assert_eq!(
+            emit_payload(None).unwrap_err(),
+            "P2P_EMIT payload must be an object {targetClientId, event, args}"
+        );
+        assert_eq!(
+            emit_payload(Some(Value::from("x"))).unwrap_err(),
+            "P2P_EMIT payload must be an object {targetClientId, event, args}"
+        );
+        let no_target = map(vec![("event", Value::from("e"))]);
+        assert_eq!(
+            emit_payload(Some(no_target)).unwrap_err(),
+            "targetClientId must be a string"
+        );
+        let bad_event = map(vec![
+            ("targetClientId", Value::from("B")),
+            ("event", Value::from(3)),
+        ]);
+        assert_eq!(
+            emit_payload(Some(bad_event)).unwrap_err(),
+            "event must be a string"
+        );
+        let bad_args = map(vec![
+            ("targetClientId", Value::from("B")),
+            ("event", Value::from("e")),
+            ("args", Value::from("no")),
+        ]);
+        assert_eq!(
+            emit_payload(Some(bad_args)).unwrap_err(),
+            "args must be an array"
+        );
+    }
+}

@@ -1,0 +1,98 @@
+//! The Socket.IO front end of the p2p relay: socketioxide on axum, speaking the legacy
+//! socket.io-p2p-plugin 1.4.1 events to socket.io-client 2.x and 4.x on one port.
+//!
+//! It only translates: Socket.IO events become `relay_core` commands and core events
+//! become Socket.IO packets. Every rule lives in the core.
+//!
+//! Embedding in your own axum app:
+//! ```no_run
+//! # async fn run() -> std::io::Result<()> {
+//! use gateway_socketio::{Gateway, GatewayConfig, RelayHandle};
+//! let relay = RelayHandle::new(relay_core::Relay::new(relay_core::Config::default()));
+//! let gateway = Gateway::new(relay.clone(), GatewayConfig::default());
+//! let app = gateway.attach(axum::Router::new());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
+//! gateway_socketio::serve(listener, app).await
+//! # }
+//! ```
+
+mod args;
+mod config;
+mod connection;
+mod eio3_binary;
+pub mod events;
+mod handle;
+mod inbound;
+mod outbound;
+
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::SocketIo;
+
+pub use args::Args;
+pub use config::GatewayConfig;
+pub use handle::RelayHandle;
+
+use connection::{Established, Handshake};
+
+/// The Socket.IO gateway: a tower layer to mount on an axum router.
+#[derive(Clone)]
+pub struct Gateway {
+    layer: SocketIoLayer,
+    io: SocketIo,
+}
+
+impl Gateway {
+    pub fn new(relay: RelayHandle, config: GatewayConfig) -> Self {
+        let limit = config.transport_limit();
+        let (layer, io) = SocketIo::builder()
+            .max_buffer_size(config.socket_buffer_packets)
+            .max_payload(limit as u64)
+            .ws_max_message_size(limit)
+            .ws_max_frame_size(limit)
+            .with_parser(socketioxide::ParserConfig::common().max_incoming_binary_buf_size(limit))
+            .ack_timeout(config.ack_timeout + std::time::Duration::from_secs(2))
+            .build_layer();
+        let config = Arc::new(config);
+        let admit = move |handshake: Handshake| {
+            let relay = relay.clone();
+            let config = config.clone();
+            async move { connection::admit(&relay, &config, handshake) }
+        };
+        io.ns("/", (async |_: Established| {}).with(admit));
+        Self { layer, io }
+    }
+
+    /// Mounts the gateway on `router` (at `/socket.io/`, as socket.io clients expect).
+    pub fn attach(&self, router: axum::Router) -> axum::Router {
+        router
+            .layer(self.layer.clone())
+            .layer(axum::middleware::from_fn(eio3_binary::fix))
+    }
+
+    /// The bare socketioxide layer, for non-axum tower stacks. It lacks the fix for binary
+    /// attachments toward socket.io-client 2.x over long-polling that [`Gateway::attach`]
+    /// adds.
+    pub fn layer(&self) -> SocketIoLayer {
+        self.layer.clone()
+    }
+
+    /// socketioxide's handle, for applications that add namespaces of their own.
+    pub fn io(&self) -> &SocketIo {
+        &self.io
+    }
+}
+
+/// Serves `app` on `listener` with TCP no-delay on every accepted socket (axum leaves it
+/// off; small relayed messages then wait for delayed ACKs and throughput collapses).
+pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("could not set TCP_NODELAY: {e}");
+        }
+    });
+    axum::serve(listener, app).await
+}

@@ -1,0 +1,292 @@
+//! Core events for one client, turned into Socket.IO packets in the order they were made.
+//!
+//! socketioxide gives no back-pressure: an emit is a `try_send` into the socket's bounded
+//! queue and fails at once when it is full (heartbeats share that queue). So each client
+//! has an [`Outbox`] in front of it, drained by one task that retries a full socket queue
+//! after a short pause instead of dropping the packet. Relayed events in the outbox are
+//! bounded (`outbox_messages`): past that, a new relayed event is refused and its sender
+//! is told with a `SERVER_ERROR` naming the receiver (and its ack answered), so nothing is
+//! dropped silently and memory stays bounded. Control traffic (replies, pairing
+//! questions) is never refused; it is bounded by the core's per-connection request limit.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use relay_core::rmpv::Value;
+use relay_core::{Answer, Event, Payload, Refused, Reply, Sink, Ticket};
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::AckSender;
+use socketioxide::handler::FromMessageParts;
+use socketioxide::socket::Socket;
+use socketioxide::{AckError, SendError, SocketError};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{debug, trace};
+
+use crate::args::Args;
+use crate::connection::{Conn, RequestKind};
+use crate::events;
+
+/// The queue of events toward one client. It is the core's [`Sink`] for that connection.
+pub(crate) struct Outbox {
+    tx: mpsc::UnboundedSender<Event>,
+    /// Relayed events queued and not yet handed to socketioxide.
+    delivers: AtomicUsize,
+    limit: usize,
+}
+
+impl Outbox {
+    pub fn new(limit: usize) -> (Arc<Self>, mpsc::UnboundedReceiver<Event>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let outbox = Arc::new(Self {
+            tx,
+            delivers: AtomicUsize::new(0),
+            limit,
+        });
+        (outbox, rx)
+    }
+
+    /// Queues an event the gateway itself produced (an answer to a malformed request).
+    pub fn push(&self, event: Event) {
+        let _ = self.tx.send(event);
+    }
+}
+
+impl Sink for Outbox {
+    fn send(&self, event: Event) -> Result<(), Refused> {
+        if matches!(event, Event::Deliver { .. }) {
+            let queued = self.delivers.fetch_add(1, Ordering::AcqRel);
+            if queued >= self.limit {
+                self.delivers.fetch_sub(1, Ordering::AcqRel);
+                return Err(Refused {
+                    event,
+                    limit: self.limit,
+                });
+            }
+        }
+        // A closed receiver means the client is leaving; the core hears of it separately.
+        let _ = self.tx.send(event);
+        Ok(())
+    }
+}
+
+/// The socket went away while its events were being sent.
+struct Gone;
+
+/// Sends every event of `rx` to the client, one at a time and in order. Owns the tasks that
+/// wait for the client's acks, so they end with it.
+pub(crate) async fn drain(
+    socket: Arc<Socket<LocalAdapter>>,
+    conn: Arc<Conn>,
+    mut rx: mpsc::UnboundedReceiver<Event>,
+) {
+    let mut waiting: JoinSet<()> = JoinSet::new();
+    loop {
+        tokio::select! {
+            event = rx.recv() => {
+                let Some(event) = event else { break };
+                let is_deliver = matches!(event, Event::Deliver { .. });
+                let sent = send(&socket, &conn, event, &mut waiting).await;
+                if is_deliver {
+                    conn.outbox.delivers.fetch_sub(1, Ordering::AcqRel);
+                }
+                if sent.is_err() {
+                    break;
+                }
+            }
+            Some(_) = waiting.join_next(), if !waiting.is_empty() => {}
+        }
+    }
+    trace!(sid = %socket.id, "outbound drain ended");
+}
+
+async fn send(
+    socket: &Arc<Socket<LocalAdapter>>,
+    conn: &Arc<Conn>,
+    event: Event,
+    waiting: &mut JoinSet<()>,
+) -> Result<(), Gone> {
+    match event {
+        Event::Reply { req, reply } => {
+            let Some(awaiting) = conn.take_awaiting(req) else {
+                return Ok(());
+            };
+            let Some(ack_id) = awaiting.ack_id else {
+                return Ok(());
+            };
+            let data = reply_args(awaiting.kind, reply);
+            retry(|| {
+                let mut empty = socketioxide_core::Value::Bytes(Default::default());
+                let ack = AckSender::from_message_parts(socket, &mut empty, &Some(ack_id))
+                    .expect("AckSender extraction is infallible");
+                ack.send(&data)
+            })
+            .await
+        }
+        Event::Deliver {
+            event,
+            args,
+            ticket,
+        } => {
+            let values = values_or_error(args);
+            match ticket {
+                None => retry(|| socket.emit(&event, &values)).await,
+                Some(ticket) => {
+                    ask(socket, conn, &event, &values, ticket, waiting, |args| {
+                        Answer::Ack(Payload::Values(args.0))
+                    })
+                    .await
+                }
+            }
+        }
+        Event::RegisterRequest { ticket, from } => {
+            let args = Args(vec![Value::from(from.as_str())]);
+            ask(
+                socket,
+                conn,
+                events::P2P_REGISTER,
+                &args,
+                ticket,
+                waiting,
+                accepted,
+            )
+            .await
+        }
+        Event::StreamRequest { ticket, .. } => {
+            let args = Args::default();
+            ask(
+                socket,
+                conn,
+                events::P2P_REGISTER_STREAM,
+                &args,
+                ticket,
+                waiting,
+                accepted,
+            )
+            .await
+        }
+        Event::Unregistered { ticket } => {
+            let args = Args::default();
+            ask(
+                socket,
+                conn,
+                events::P2P_UNREGISTER,
+                &args,
+                ticket,
+                waiting,
+                |_| Answer::Done,
+            )
+            .await
+        }
+        Event::PeerDisconnected => {
+            retry(|| socket.emit(events::P2P_DISCONNECT, &Args::default())).await
+        }
+        Event::ServerError { message } => {
+            retry(|| socket.emit(events::SERVER_ERROR, &(message.as_str(),))).await
+        }
+        Event::Close { reason } => {
+            debug!(sid = %socket.id, %reason, "closing connection");
+            let _ = socket.clone().disconnect();
+            Err(Gone)
+        }
+        // Streams between two Socket.IO clients are plain acknowledged emits; a granted
+        // stream id means nothing to a legacy client.
+        Event::StreamAccepted { .. } | Event::StreamClosed { .. } => Ok(()),
+    }
+}
+
+/// Asks the client something that it answers with an ack, and hands the answer to the core
+/// when it comes. The core owns the timeout: socketioxide's is set longer, so a missing
+/// ack is reported by the core with its clear message.
+async fn ask(
+    socket: &Arc<Socket<LocalAdapter>>,
+    conn: &Arc<Conn>,
+    event: &str,
+    args: &Args,
+    ticket: Ticket,
+    waiting: &mut JoinSet<()>,
+    answer: fn(Args) -> Answer,
+) -> Result<(), Gone> {
+    let mut stream = None;
+    retry(|| {
+        socket.emit_with_ack::<_, Args>(event, args).map(|ack| {
+            stream = Some(ack);
+        })
+    })
+    .await?;
+    let ack = stream.expect("set on success");
+    let conn = conn.clone();
+    waiting.spawn(async move {
+        match ack.await {
+            Ok(args) => {
+                conn.handle.command(
+                    conn.id,
+                    relay_core::Command::Answer {
+                        ticket,
+                        answer: answer(args),
+                    },
+                );
+            }
+            Err(AckError::Decode(e)) => debug!("undecodable ack: {e:?}"),
+            Err(e) => trace!("no ack: {e:?}"),
+        }
+    });
+    Ok(())
+}
+
+fn accepted(args: Args) -> Answer {
+    Answer::Accept(matches!(args.0.first(), Some(Value::Boolean(true))))
+}
+
+/// Sends with socketioxide until its queue takes the packet: a full queue is waited out
+/// with a growing pause (so heartbeats find room in between); a closed socket ends it.
+async fn retry(mut send: impl FnMut() -> Result<(), SendError>) -> Result<(), Gone> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match send() {
+            Ok(()) => return Ok(()),
+            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(50));
+            }
+            Err(SendError::Socket(SocketError::Closed)) => return Err(Gone),
+            Err(SendError::Serialize(e)) => {
+                debug!("could not encode an outgoing packet: {e:?}");
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn values_or_error(payload: Payload) -> Args {
+    match payload.into_values() {
+        Ok(values) => Args(values),
+        Err(e) => Args(vec![error_object(&e.to_string())]),
+    }
+}
+
+fn error_object(message: &str) -> Value {
+    Value::Map(vec![(Value::from("error"), Value::from(message))])
+}
+
+/// The ack arguments a reply becomes, in the shape the legacy client expects for the
+/// request it made.
+fn reply_args(kind: RequestKind, reply: Reply) -> Args {
+    let one = |v: Value| Args(vec![v]);
+    match reply {
+        Reply::Registered(ok) => one(Value::from(ok)),
+        Reply::Unregistered => Args::default(),
+        Reply::Clients(ids) => one(Value::Array(
+            ids.iter().map(|id| Value::from(id.as_str())).collect(),
+        )),
+        Reply::Ack(payload) => values_or_error(payload),
+        Reply::StreamOpened(_) => one(Value::from(true)),
+        Reply::StreamRefused => one(Value::from(false)),
+        Reply::Failed(error) => match kind {
+            RequestKind::Register | RequestKind::Stream => one(Value::from(false)),
+            RequestKind::Unregister | RequestKind::List => Args::default(),
+            RequestKind::Emit => one(error_object(&error.to_string())),
+        },
+    }
+}

@@ -1,0 +1,37 @@
+use std::io::Write;
+
+use clap::Parser;
+use p2p_relay::{Server, Settings};
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let settings = Settings::parse();
+    let server = Server::start(&settings).await?;
+    // These lines are a contract: tests and scripts read the addresses from stdout.
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "Socket.IO gateway listening on http://{}",
+        server.socketio_addr()
+    )?;
+    out.flush()?;
+    drop(out);
+    tracing::info!(
+        "connect a client with http://{}?clientId=YOUR_ID",
+        server.socketio_addr()
+    );
+    tokio::select! {
+        result = server.run() => result,
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("shutting down");
+            Ok(())
+        }
+    }
+}
