@@ -73,6 +73,13 @@ impl Settings {
         Duration::from_millis(self.ack_timeout_ms)
     }
 
+    /// The largest native control frame: a payload at the limit plus its framing.
+    pub fn max_frame_bytes(&self) -> usize {
+        self.max_message_bytes
+            .saturating_add(64 * 1024)
+            .min(native_client::wire::MAX_FRAME_BYTES)
+    }
+
     pub fn core(&self) -> relay_core::Config {
         relay_core::Config {
             duplicate_policy: self.duplicate_policy,

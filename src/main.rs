@@ -21,12 +21,22 @@ async fn main() -> anyhow::Result<()> {
         "Socket.IO gateway listening on http://{}",
         server.socketio_addr()
     )?;
+    writeln!(out, "QUIC listening on {}", server.quic_addr())?;
     out.flush()?;
     drop(out);
     tracing::info!(
-        "connect a client with http://{}?clientId=YOUR_ID",
+        "Socket.IO clients: http://{}?clientId=YOUR_ID",
         server.socketio_addr()
     );
+    match server.ca() {
+        Some(ca) => tracing::info!(
+            "QUIC clients: {} with the development CA {} (SHA-256 {})",
+            server.quic_addr(),
+            ca.path.display(),
+            ca.fingerprint
+        ),
+        None => tracing::info!("QUIC clients: {}", server.quic_addr()),
+    }
     tokio::select! {
         result = server.run() => result,
         _ = tokio::signal::ctrl_c() => {

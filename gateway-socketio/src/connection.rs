@@ -18,7 +18,8 @@ use tokio::task::AbortHandle;
 use tracing::debug;
 
 use crate::handle::RelayHandle;
-use crate::outbound::{self, Outbox};
+use crate::outbound;
+use crate::outbox::Outbox;
 use crate::GatewayConfig;
 
 /// What a request was, so that a failure can be answered in the shape its ack expects.

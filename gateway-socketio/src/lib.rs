@@ -24,6 +24,7 @@ pub mod events;
 mod handle;
 mod inbound;
 mod outbound;
+mod outbox;
 
 use std::sync::Arc;
 
@@ -35,6 +36,7 @@ use socketioxide::SocketIo;
 pub use args::Args;
 pub use config::GatewayConfig;
 pub use handle::RelayHandle;
+pub use outbox::Outbox;
 
 use connection::{Established, Handshake};
 

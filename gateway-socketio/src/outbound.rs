@@ -2,19 +2,15 @@
 //!
 //! socketioxide gives no back-pressure: an emit is a `try_send` into the socket's bounded
 //! queue and fails at once when it is full (heartbeats share that queue). So each client
-//! has an [`Outbox`] in front of it, drained by one task that retries a full socket queue
-//! after a short pause instead of dropping the packet. Relayed events in the outbox are
-//! bounded (`outbox_messages`): past that, a new relayed event is refused and its sender
-//! is told with a `SERVER_ERROR` naming the receiver (and its ack answered), so nothing is
-//! dropped silently and memory stays bounded. Control traffic (replies, pairing
-//! questions) is never refused; it is bounded by the core's per-connection request limit.
+//! has an [`Outbox`](crate::Outbox) in front of it, drained by one task that retries a full
+//! socket queue after a short pause instead of dropping the packet (see the outbox for what
+//! happens when a receiver stays slow).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use relay_core::rmpv::Value;
-use relay_core::{Answer, Event, Payload, Refused, Reply, Sink, Ticket};
+use relay_core::{Answer, Event, Payload, Reply, Ticket};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
@@ -27,49 +23,6 @@ use tracing::{debug, trace};
 use crate::args::Args;
 use crate::connection::{Conn, RequestKind};
 use crate::events;
-
-/// The queue of events toward one client. It is the core's [`Sink`] for that connection.
-pub(crate) struct Outbox {
-    tx: mpsc::UnboundedSender<Event>,
-    /// Relayed events queued and not yet handed to socketioxide.
-    delivers: AtomicUsize,
-    limit: usize,
-}
-
-impl Outbox {
-    pub fn new(limit: usize) -> (Arc<Self>, mpsc::UnboundedReceiver<Event>) {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let outbox = Arc::new(Self {
-            tx,
-            delivers: AtomicUsize::new(0),
-            limit,
-        });
-        (outbox, rx)
-    }
-
-    /// Queues an event the gateway itself produced (an answer to a malformed request).
-    pub fn push(&self, event: Event) {
-        let _ = self.tx.send(event);
-    }
-}
-
-impl Sink for Outbox {
-    fn send(&self, event: Event) -> Result<(), Refused> {
-        if matches!(event, Event::Deliver { .. }) {
-            let queued = self.delivers.fetch_add(1, Ordering::AcqRel);
-            if queued >= self.limit {
-                self.delivers.fetch_sub(1, Ordering::AcqRel);
-                return Err(Refused {
-                    event,
-                    limit: self.limit,
-                });
-            }
-        }
-        // A closed receiver means the client is leaving; the core hears of it separately.
-        let _ = self.tx.send(event);
-        Ok(())
-    }
-}
 
 /// The socket went away while its events were being sent.
 struct Gone;
@@ -89,7 +42,7 @@ pub(crate) async fn drain(
                 let is_deliver = matches!(event, Event::Deliver { .. });
                 let sent = send(&socket, &conn, event, &mut waiting).await;
                 if is_deliver {
-                    conn.outbox.delivers.fetch_sub(1, Ordering::AcqRel);
+                    conn.outbox.delivered();
                 }
                 if sent.is_err() {
                     break;

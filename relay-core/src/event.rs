@@ -41,7 +41,8 @@ pub enum Command {
     List { req: ReqId },
     /// Open a P2P stream to the peer (`P2P_REGISTER_STREAM`).
     OpenStream { req: ReqId, target: String },
-    /// This side is done with a stream (native FIN or reset).
+    /// The front end is done relaying a stream (both directions ended). The core forgets it
+    /// without telling the other end: the stream's own FIN or reset already did.
     CloseStream { stream: StreamId },
     /// The answer to a question the core put to this connection.
     Answer { ticket: Ticket, answer: Answer },
@@ -80,7 +81,7 @@ pub enum Event {
     StreamRequest { ticket: Ticket, from: ClientId },
     /// A stream this client accepted is granted; its bytes will arrive from the opener.
     StreamAccepted { stream: StreamId, from: ClientId },
-    /// A granted stream must end now (pairing over, or the other side closed it).
+    /// A granted stream must end now: its pairing is over.
     StreamClosed { stream: StreamId },
     /// A request of this connection failed or something it should know went wrong.
     ServerError { message: String },

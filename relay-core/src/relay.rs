@@ -556,16 +556,9 @@ impl Relay {
             trace!(?conn, ?stream, "close of another pairing's stream ignored");
             return;
         }
+        // Bookkeeping only: how a stream ends (FIN, reset) travels on the stream itself,
+        // and a notice here would race with data the other end has yet to read.
         self.forget_stream(stream);
-        // The other side closed it: tell the end that did not.
-        let other = if s.opener == conn {
-            s.acceptor
-        } else {
-            s.opener
-        };
-        if self.conns.contains_key(&other) {
-            self.push(other, Event::StreamClosed { stream });
-        }
     }
 
     fn answer(&mut self, now: Instant, conn: ConnId, ticket: Ticket, answer: Answer) {

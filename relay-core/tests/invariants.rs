@@ -21,9 +21,22 @@ use relay_core::{
 };
 
 const IDS: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
-/// Targets: the six ids, plus one never connected and one invalid.
+/// Targets: the six ids, one never connected, one invalid; selectors past the end name the
+/// sender's own peer (what a paired client's front end sends).
 const TARGETS: [&str; 8] = ["A", "B", "C", "D", "E", "F", "Z", ""];
-const EVENTS: [&str; 6] = ["chat", "P2P_EMIT_STREAM", "connect", "disconnect", "", "x"];
+const TARGET_SELECTORS: usize = 20;
+/// Mostly ordinary names; reserved and empty ones now and then.
+const EVENTS: [&str; 9] = [
+    "chat",
+    "chat",
+    "chat",
+    "P2P_EMIT_STREAM",
+    "x",
+    "x",
+    "connect",
+    "disconnect",
+    "",
+];
 const ACK_TIMEOUT_MS: u64 = 1_000;
 
 #[derive(Debug, Clone)]
@@ -60,12 +73,14 @@ enum Op {
         conn: usize,
         stream: usize,
     },
-    /// Answer a ticket seen in an event; `by_addressee` picks the connection it was put to,
-    /// otherwise any connection answers (a wrong ticket).
+    /// Answer a ticket seen in an event (mostly a recent one); `by_addressee` picks the
+    /// connection it was put to, otherwise any connection answers (a wrong ticket). With
+    /// `fitting` the answer suits the question, mostly favourably; otherwise it is random.
     Answer {
         ticket: usize,
         by_addressee: bool,
         conn: usize,
+        fitting: bool,
         answer: u8,
     },
     /// Answer a ticket that was never issued.
@@ -86,25 +101,35 @@ enum Op {
 fn op() -> impl Strategy<Value = Op> {
     let sel = 0usize..64;
     prop_oneof![
-        3 => (0..IDS.len(), prop::bool::weighted(0.05))
+        2 => (0..IDS.len(), prop::bool::weighted(0.05))
             .prop_map(|(id, malformed)| Op::Connect { id, malformed }),
         1 => sel.clone().prop_map(|conn| Op::Disconnect { conn }),
-        4 => (sel.clone(), 0..TARGETS.len())
+        5 => (sel.clone(), 0..TARGET_SELECTORS)
             .prop_map(|(conn, target)| Op::Register { conn, target }),
         1 => sel.clone().prop_map(|conn| Op::Unregister { conn }),
-        4 => (sel.clone(), 0..TARGETS.len(), 0..EVENTS.len(), 0usize..80, any::<bool>())
+        5 => (sel.clone(), 0..TARGET_SELECTORS, 0..EVENTS.len(), 0usize..60, any::<bool>())
             .prop_map(|(conn, target, event, size, ack)| Op::Emit { conn, target, event, size, ack }),
         1 => sel.clone().prop_map(|conn| Op::List { conn }),
-        2 => (sel.clone(), 0..TARGETS.len())
+        2 => (sel.clone(), 0..TARGET_SELECTORS)
             .prop_map(|(conn, target)| Op::OpenStream { conn, target }),
         1 => (sel.clone(), sel.clone()).prop_map(|(conn, stream)| Op::CloseStream { conn, stream }),
-        8 => (sel.clone(), prop::bool::weighted(0.8), sel.clone(), 0u8..5)
-            .prop_map(|(ticket, by_addressee, conn, answer)| Op::Answer { ticket, by_addressee, conn, answer }),
+        9 => (sel.clone(), prop::bool::weighted(0.85), sel.clone(), prop::bool::weighted(0.85), 0u8..5)
+            .prop_map(|(ticket, by_addressee, conn, fitting, answer)| {
+                Op::Answer { ticket, by_addressee, conn, fitting, answer }
+            }),
         1 => (sel.clone(), 0u64..400).prop_map(|(conn, ticket)| Op::AnswerBogus { conn, ticket }),
         1 => (sel.clone(), prop::option::of(sel.clone()))
             .prop_map(|(conn, ticket)| Op::Undelivered { conn, ticket }),
-        3 => prop_oneof![0u64..50, 0u64..=1_500].prop_map(|millis| Op::Advance { millis }),
+        3 => prop_oneof![3 => 0u64..50, 1 => 0u64..=1_500].prop_map(|millis| Op::Advance { millis }),
     ]
+}
+
+/// Which answer a ticket's question calls for.
+#[derive(Debug, Clone, Copy)]
+enum Asked {
+    Accept,
+    Ack,
+    Done,
 }
 
 /// What the driver knows, as the sum of all front ends.
@@ -119,8 +144,8 @@ struct Driver {
     dead: BTreeSet<ConnId>,
     /// Requests owed a reply, per connection, with the time they were made.
     outstanding: HashMap<ConnId, BTreeMap<ReqId, Instant>>,
-    /// Tickets seen in events, with the connection they were put to.
-    tickets: Vec<(Ticket, ConnId)>,
+    /// Tickets seen in events, with the connection they were put to and what they ask.
+    tickets: Vec<(Ticket, ConnId, Asked)>,
     streams: Vec<StreamId>,
     next_req: u64,
     replies: usize,
@@ -144,8 +169,71 @@ impl Driver {
         }
     }
 
-    fn pick<T: Copy>(items: &[T], sel: usize) -> Option<T> {
-        (!items.is_empty()).then(|| items[sel % items.len()])
+    fn pick<T: Clone>(items: &[T], sel: usize) -> Option<T> {
+        (!items.is_empty()).then(|| items[sel % items.len()].clone())
+    }
+
+    /// Mostly a live connection; now and then any connection ever seen (maybe a closed one).
+    fn conn_at(&self, sel: usize) -> Option<ConnId> {
+        if sel % 10 == 9 || self.live.is_empty() {
+            Self::pick(&self.conns, sel / 10)
+        } else {
+            let live: Vec<ConnId> = self.live.iter().copied().collect();
+            Self::pick(&live, sel)
+        }
+    }
+
+    /// Mostly a paired connection (for requests that need a peer), else as `conn_at`.
+    fn paired_conn_at(&self, sel: usize) -> Option<ConnId> {
+        let paired: Vec<ConnId> = self
+            .live
+            .iter()
+            .copied()
+            .filter(|c| {
+                let id = self.relay.client_of(*c);
+                id.is_some_and(|id| self.relay.peer_of(id.as_str()).is_some())
+            })
+            .collect();
+        match sel % 4 {
+            0 => self.conn_at(sel / 4),
+            _ => Self::pick(&paired, sel / 4).or_else(|| self.conn_at(sel / 4)),
+        }
+    }
+
+    /// A target id for `conn`: a fixed one, a connected one, or its current peer's.
+    fn target(&self, conn: ConnId, sel: usize) -> String {
+        if sel < TARGETS.len() {
+            return TARGETS[sel].to_owned();
+        }
+        let me = self.relay.client_of(conn);
+        let peer = me.as_ref().and_then(|me| self.relay.peer_of(me.as_str()));
+        match peer {
+            Some(peer) if sel >= 13 => peer.to_string(),
+            _ => {
+                // Others than itself (registering to itself is covered by the fixed ids).
+                let connected: Vec<ClientId> = self
+                    .relay
+                    .client_ids()
+                    .into_iter()
+                    .filter(|id| Some(id) != me.as_ref())
+                    .collect();
+                let spread = sel * 7 + conn.0 as usize + self.next_req as usize;
+                match Self::pick(&connected, spread) {
+                    Some(id) => id.to_string(),
+                    None => IDS[sel % IDS.len()].to_owned(),
+                }
+            }
+        }
+    }
+
+    /// Often the latest ticket, mostly a recent one, sometimes any seen.
+    fn ticket_at(&self, sel: usize) -> Option<(Ticket, ConnId, Asked)> {
+        let recent = self.tickets.len().saturating_sub(6);
+        match sel % 4 {
+            0 | 1 => self.tickets.last().copied(),
+            2 => Self::pick(&self.tickets[recent..], sel / 4),
+            _ => Self::pick(&self.tickets, sel / 4),
+        }
     }
 
     fn req(&mut self, conn: ConnId) -> ReqId {
@@ -162,7 +250,7 @@ impl Driver {
     }
 
     fn step(&mut self, op: &Op) -> Result<(), TestCaseError> {
-        let conn_at = |d: &Self, sel: usize| Self::pick(&d.conns, sel);
+        let conn_at = |d: &Self, sel: usize| d.conn_at(sel);
         match *op {
             Op::Connect { id, malformed } => {
                 let raw = if malformed { "bad\nid" } else { IDS[id] };
@@ -184,7 +272,7 @@ impl Driver {
             Op::Register { conn, target } => {
                 if let Some(conn) = conn_at(self, conn) {
                     let req = self.req(conn);
-                    let target = TARGETS[target].to_owned();
+                    let target = self.target(conn, target);
                     self.relay
                         .handle(self.now, conn, Command::Register { req, target });
                 }
@@ -203,11 +291,11 @@ impl Driver {
                 size,
                 ack,
             } => {
-                if let Some(conn) = conn_at(self, conn) {
+                if let Some(conn) = self.paired_conn_at(conn) {
                     let ack = ack.then(|| self.req(conn));
                     let args = Payload::Values(vec![Value::Binary(vec![7; size])]);
                     let command = Command::Emit {
-                        target: TARGETS[target].to_owned(),
+                        target: self.target(conn, target),
                         event: EVENTS[event].to_owned(),
                         args,
                         ack,
@@ -222,9 +310,9 @@ impl Driver {
                 }
             }
             Op::OpenStream { conn, target } => {
-                if let Some(conn) = conn_at(self, conn) {
+                if let Some(conn) = self.paired_conn_at(conn) {
                     let req = self.req(conn);
-                    let target = TARGETS[target].to_owned();
+                    let target = self.target(conn, target);
                     self.relay
                         .handle(self.now, conn, Command::OpenStream { req, target });
                 }
@@ -241,20 +329,26 @@ impl Driver {
                 ticket,
                 by_addressee,
                 conn,
+                fitting,
                 answer,
             } => {
-                if let Some((ticket, addressee)) = Self::pick(&self.tickets, ticket) {
+                if let Some((ticket, addressee, asked)) = self.ticket_at(ticket) {
                     let by = if by_addressee {
                         Some(addressee)
                     } else {
                         conn_at(self, conn)
                     };
-                    let answer = match answer {
-                        0 => Answer::Accept(true),
-                        1 => Answer::Accept(false),
-                        2 => Answer::Done,
-                        3 => Answer::Ack(Payload::Values(vec![Value::from(ticket.0)])),
-                        _ => Answer::Ack(Payload::empty()),
+                    let answer = match (fitting, asked, answer) {
+                        (true, Asked::Accept, 0) => Answer::Accept(false),
+                        (true, Asked::Accept, _) => Answer::Accept(true),
+                        (true, Asked::Ack, _) => {
+                            Answer::Ack(Payload::Values(vec![Value::from(ticket.0)]))
+                        }
+                        (true, Asked::Done, _) => Answer::Done,
+                        (false, _, 0) => Answer::Accept(true),
+                        (false, _, 1) => Answer::Accept(false),
+                        (false, _, 2) => Answer::Done,
+                        (false, _, _) => Answer::Ack(Payload::empty()),
                     };
                     if let Some(by) = by {
                         self.relay
@@ -273,9 +367,7 @@ impl Driver {
             }
             Op::Undelivered { conn, ticket } => {
                 if let Some(conn) = conn_at(self, conn) {
-                    let ticket = ticket
-                        .and_then(|t| Self::pick(&self.tickets, t))
-                        .map(|(t, _)| t);
+                    let ticket = ticket.and_then(|t| self.ticket_at(t)).map(|(t, ..)| t);
                     self.relay.report_undelivered(conn, "chat", ticket, 4);
                 }
             }
@@ -316,24 +408,6 @@ impl Driver {
                         "{conn:?} got a reply to {req:?} it was not owed: {reply:?}"
                     );
                     self.replies += 1;
-                    let k = match &reply {
-                        Reply::Registered(true) => 0,
-                        Reply::Registered(false) => 1,
-                        Reply::Unregistered => 2,
-                        Reply::Clients(_) => 3,
-                        Reply::Ack(_) => 4,
-                        Reply::StreamOpened(_) => 5,
-                        Reply::StreamRefused => 6,
-                        Reply::Failed(e) => match e {
-                            relay_core::RequestError::AckTimeout { .. } => 7,
-                            relay_core::RequestError::PeerGone { .. } => 8,
-                            relay_core::RequestError::QueueFull { .. } => 9,
-                            relay_core::RequestError::TooManyPending(_) => 10,
-                            relay_core::RequestError::TooManyStreams(_) => 11,
-                            _ => 12,
-                        },
-                    };
-                    STATS[k].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if let Reply::StreamOpened(stream) = reply {
                         self.streams.push(stream);
                     }
@@ -342,13 +416,14 @@ impl Driver {
                         prop_assert_eq!(ids, self.relay.client_ids());
                     }
                 }
-                Event::RegisterRequest { ticket, .. }
-                | Event::Unregistered { ticket }
-                | Event::StreamRequest { ticket, .. }
-                | Event::Deliver {
+                Event::RegisterRequest { ticket, .. } | Event::StreamRequest { ticket, .. } => {
+                    self.tickets.push((ticket, conn, Asked::Accept))
+                }
+                Event::Unregistered { ticket } => self.tickets.push((ticket, conn, Asked::Done)),
+                Event::Deliver {
                     ticket: Some(ticket),
                     ..
-                } => self.tickets.push((ticket, conn)),
+                } => self.tickets.push((ticket, conn, Asked::Ack)),
                 Event::Close { .. } => self.forget(conn),
                 Event::Deliver { ticket: None, .. }
                 | Event::PeerDisconnected
@@ -473,19 +548,6 @@ impl Driver {
     }
 }
 
-static STATS: [std::sync::atomic::AtomicUsize; 13] =
-    [const { std::sync::atomic::AtomicUsize::new(0) }; 13];
-#[test]
-fn zz_stats() {
-    std::thread::sleep(Duration::from_secs(3));
-    eprintln!(
-        "STATS {:?}",
-        STATS
-            .iter()
-            .map(|a| a.load(std::sync::atomic::Ordering::Relaxed))
-            .collect::<Vec<_>>()
-    );
-}
 fn config(policy: DuplicatePolicy) -> Config {
     Config {
         duplicate_policy: policy,
@@ -499,6 +561,12 @@ fn config(policy: DuplicatePolicy) -> Config {
 
 fn run(policy: DuplicatePolicy, ops: &[Op]) -> Result<(), TestCaseError> {
     let mut driver = Driver::new(config(policy));
+    for id in 0..4 {
+        driver.step(&Op::Connect {
+            id,
+            malformed: false,
+        })?;
+    }
     for op in ops {
         driver.step(op)?;
     }
@@ -506,7 +574,12 @@ fn run(policy: DuplicatePolicy, ops: &[Op]) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 512,
+        // Integration tests have no lib.rs beside them to anchor regression files.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn random_runs_keep_every_promise_under_replace(ops in prop::collection::vec(op(), 1..200)) {
@@ -578,7 +651,7 @@ fn scripted_run_reaches_every_reply_kind() {
         d.check().unwrap();
     }
     fn answer_last(d: &mut Driver, by: ConnId, answer: Answer) {
-        let (ticket, to) = *d.tickets.last().unwrap();
+        let (ticket, to, _) = *d.tickets.last().unwrap();
         assert_eq!(to, by);
         handle(d, by, Command::Answer { ticket, answer });
     }

@@ -193,12 +193,25 @@ describe('bad input and failed requests', () => {
           assert.deepEqual(await got, [true]);
         });
 
-        it('stream and unregister requests while unpaired are answered', T, async () => {
+        it('registerP2pStream while unpaired (the plugin sends targetClientId undefined, i.e. null)', T, async () => {
           const a = await pool.connect(kind, opts);
           assert.equal(await withTimeout(a.sock.registerP2pStream({}), 3000, 'registerP2pStream unpaired'), null);
           await expectErrors(a, [MSG.stream]);
+        });
+
+        it('P2P_REGISTER_STREAM naming a client while unpaired', T, async () => {
+          const a = await pool.connect(kind, opts);
+          const b = await pool.connect(other(kind), opts);
+          const asked = watch(b, 'P2P_REGISTER_STREAM');
+          assert.deepEqual(await emitWithAck(a.raw, 'P2P_REGISTER_STREAM', [b.id], 3000), [false]);
+          await expectErrors(a, [MSG.stream]);
           assert.deepEqual(await emitWithAck(a.raw, 'P2P_REGISTER_STREAM', [uniqueId('ghost')], 3000), [false]);
           await expectErrors(a, [MSG.stream]);
+          assert.deepEqual(asked, [], 'the named client was never asked');
+        });
+
+        it('P2P_UNREGISTER while unpaired: ack () and SERVER_ERROR', T, async () => {
+          const a = await pool.connect(kind, opts);
           assert.deepEqual(await emitWithAck(a.raw, 'P2P_UNREGISTER', [], 3000, 'P2P_UNREGISTER unpaired'), []);
           await expectErrors(a, [MSG.unregister]);
         });

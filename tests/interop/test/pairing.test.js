@@ -26,8 +26,10 @@ describe('pairing', () => {
           assert.equal(b.sock.clientId, b.id);
           const registered = nextEvent(b.raw, 'P2P_REGISTER', 5000, 'P2P_REGISTER at the target');
           assert.equal(await withTimeout(a.sock.registerP2pTarget(b.id), 5000, 'register'), true);
-          const [source] = await registered;
-          assert.equal(source, a.id, 'the target is told the source id');
+          const regArgs = await registered;
+          assert.equal(regArgs.length, 2, 'P2P_REGISTER at the target: (sourceClientId, ack)');
+          assert.equal(regArgs[0], a.id, 'the target is told the source id');
+          assert.equal(typeof regArgs[1], 'function', 'the target is asked for an ack');
           assert.equal(a.sock.targetClientId, b.id);
           assert.equal(b.sock.targetClientId, a.id);
           const list = await withTimeout(a.sock.getClientList(), 3000, 'getClientList');
@@ -109,7 +111,10 @@ describe('pairing', () => {
           const bGot = nextEvent(b.raw, 'P2P_UNREGISTER', 5000, 'P2P_UNREGISTER at the peer');
           const aGot = nextEvent(a.raw, 'P2P_UNREGISTER', 5000, 'P2P_UNREGISTER at the caller');
           await withTimeout(a.sock.unregisterP2pTarget(), 5000, 'unregisterP2pTarget');
-          await Promise.all([aGot, bGot]);
+          for (const args of await Promise.all([aGot, bGot])) {
+            assert.equal(args.length, 1, 'P2P_UNREGISTER carries no argument');
+            assert.equal(typeof args[0], 'function', 'P2P_UNREGISTER asks for an ack');
+          }
           assert.equal(a.sock.targetClientId, undefined);
           assert.equal(b.sock.targetClientId, undefined);
           assert.equal(await withTimeout(b.sock.registerP2pTarget(a.id), 5000, 'pair again'), true);
@@ -125,7 +130,7 @@ describe('pairing', () => {
           const { a, b } = await pairUp(pool, kA, kB, transports);
           const lost = nextEvent(b.raw, 'P2P_DISCONNECT', 5000, 'P2P_DISCONNECT');
           a.close();
-          await lost;
+          assert.deepEqual(await lost, [], 'P2P_DISCONNECT carries no argument and no ack');
           const list = await b.list();
           assert.ok(!list.includes(a.id), `LIST_CLIENTS right after P2P_DISCONNECT still has ${a.id}: ${JSON.stringify(list)}`);
           assert.ok(list.includes(b.id));

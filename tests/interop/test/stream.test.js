@@ -102,7 +102,9 @@ describe('streams', () => {
           const { a, b } = await pairUp(pool, kA, kB, transports);
           const asked = nextEvent(b.raw, 'P2P_REGISTER_STREAM', 5000, 'P2P_REGISTER_STREAM at the peer');
           assert.equal(await withTimeout(a.sock.registerP2pStream({}), 5000, 'registerP2pStream'), null);
-          await asked;
+          const askedArgs = await asked;
+          assert.equal(askedArgs.length, 1, 'P2P_REGISTER_STREAM at the peer carries no argument');
+          assert.equal(typeof askedArgs[0], 'function', 'P2P_REGISTER_STREAM at the peer asks for an ack');
           // callback form
           const res = await withTimeout(new Promise((resolve) => {
             a.sock.registerP2pStream({}, () => resolve('success'), () => resolve('failure'));

@@ -1,0 +1,425 @@
+//! One native client: its hello, its control stream in both directions, and the data
+//! streams it opens. Everything the connection spawned ends with it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use gateway_socketio::Outbox;
+use native_client::wire::{
+    self, codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame, WireAnswer,
+    WireReply,
+};
+use relay_core::{Answer, Command, ConnId, Event, Payload, Reply, ReqId, StreamId, Ticket};
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinSet;
+use tracing::{debug, trace};
+
+use super::{bridge, splice, Shared};
+
+/// The event name legacy clients use for stream chunks; toward a native client with a
+/// bridged stream, such deliveries become bytes on that stream.
+pub(crate) const STREAM_CHUNK_EVENT: &str = "P2P_EMIT_STREAM";
+
+/// Per-connection state shared by its reader, writer and stream tasks.
+pub(crate) struct Native {
+    pub shared: Arc<Shared>,
+    pub id: ConnId,
+    pub quic: quinn::Connection,
+    pub outbox: Arc<Outbox>,
+    /// Replies the relay owes to this connection's own bridge tasks (odd request ids).
+    bridge_replies: Mutex<HashMap<ReqId, oneshot::Sender<Reply>>>,
+    next_bridge_req: Mutex<u64>,
+    /// Streams bridged to a Socket.IO peer: where its chunks for this client go.
+    pub bridges: Mutex<Vec<(StreamId, mpsc::Sender<(Bytes, Ticket)>)>>,
+    /// Tasks started from synchronous code (bridges the relay opens); they end with the
+    /// connection.
+    tasks: Mutex<JoinSet<()>>,
+}
+
+impl Native {
+    /// Sends a command on behalf of a bridge task and waits for the core's reply.
+    pub async fn bridge_request(&self, make: impl FnOnce(ReqId) -> Command) -> Option<Reply> {
+        let req = {
+            let mut next = self.next_bridge_req.lock().expect("req lock");
+            *next += 1;
+            // Client request ids are mapped to even ids, bridge ids to odd ones.
+            ReqId(*next << 1 | 1)
+        };
+        let (tx, rx) = oneshot::channel();
+        self.bridge_replies
+            .lock()
+            .expect("replies lock")
+            .insert(req, tx);
+        self.shared.relay.command(self.id, make(req));
+        rx.await.ok()
+    }
+
+    pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
+        let mut tasks = self.tasks.lock().expect("tasks lock");
+        // Reap the finished ones so the set stays as small as the live work.
+        while tasks.try_join_next().is_some() {}
+        tasks.spawn(task);
+    }
+
+    pub fn answer(&self, ticket: Ticket, answer: Answer) {
+        self.shared
+            .relay
+            .command(self.id, Command::Answer { ticket, answer });
+    }
+}
+
+/// Serves one incoming connection from handshake to close.
+pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
+    let quic = match incoming.await {
+        Ok(quic) => quic,
+        Err(e) => {
+            debug!("QUIC handshake failed: {e}");
+            return;
+        }
+    };
+    let remote = quic.remote_address();
+    let timeout = shared.config.handshake_timeout;
+    let (send, recv) = match tokio::time::timeout(timeout, quic.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(e)) => return debug!(%remote, "connection ended before its control stream: {e}"),
+        Err(_) => {
+            return quic.close(
+                codes::PROTOCOL_VIOLATION.into(),
+                b"no control stream opened in time",
+            )
+        }
+    };
+    let mut reader = FrameReader::new(recv, shared.config.max_frame_bytes);
+    let mut writer = FrameWriter::new(send);
+    let hello = match tokio::time::timeout(timeout, reader.next()).await {
+        Ok(Ok(Some(body))) => frame::decode::<ClientFrame>(&body).map_err(|e| e.to_string()),
+        Ok(Ok(None)) => Err("control stream closed before hello".to_owned()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no hello in time".to_owned()),
+    };
+    let (client_id, credentials) = match hello {
+        Ok(ClientFrame::Hello {
+            version,
+            client_id,
+            credentials,
+        }) => {
+            if version != wire::PROTOCOL_VERSION {
+                let message = format!(
+                    "protocol version {version} is not supported; this relay speaks version {}",
+                    wire::PROTOCOL_VERSION
+                );
+                return refuse(&quic, &mut writer, codes::VERSION_MISMATCH, message).await;
+            }
+            (client_id, credentials)
+        }
+        Ok(other) => {
+            let message = format!("the first frame must be Hello, got {}", frame_name(&other));
+            return refuse(&quic, &mut writer, codes::PROTOCOL_VIOLATION, message).await;
+        }
+        Err(message) => {
+            let message = format!("expected a Hello frame: {message}");
+            return refuse(&quic, &mut writer, codes::PROTOCOL_VIOLATION, message).await;
+        }
+    };
+
+    let (outbox, events) = Outbox::new(shared.config.outbox_messages);
+    let id = match shared
+        .relay
+        .connect(Some(&client_id), credentials.as_deref(), outbox.clone())
+    {
+        Ok(id) => id,
+        Err(e) => return refuse(&quic, &mut writer, codes::REFUSED, e.to_string()).await,
+    };
+    debug!(%remote, client = %client_id, ?id, "native client connected");
+    let welcome = ServerFrame::Welcome {
+        version: wire::PROTOCOL_VERSION,
+        client_id,
+    };
+    if writer.send(&welcome).await.is_err() {
+        shared.relay.disconnect(id);
+        return;
+    }
+    shared
+        .conns
+        .lock()
+        .expect("conns lock")
+        .insert(id, quic.clone());
+    let native = Arc::new(Native {
+        shared: shared.clone(),
+        id,
+        quic: quic.clone(),
+        outbox,
+        bridge_replies: Mutex::new(HashMap::new()),
+        next_bridge_req: Mutex::new(0),
+        bridges: Mutex::new(Vec::new()),
+        tasks: Mutex::new(JoinSet::new()),
+    });
+
+    // Everything below belongs to this connection and ends with it.
+    let mut tasks = JoinSet::new();
+    tasks.spawn(write_events(native.clone(), writer, events));
+    tasks.spawn(read_commands(native.clone(), reader));
+    tasks.spawn(accept_streams(native.clone()));
+    // The first task to end means the connection is over (or broken).
+    tasks.join_next().await;
+    shared.conns.lock().expect("conns lock").remove(&id);
+    shared.relay.disconnect(id);
+    tasks.shutdown().await;
+    native.tasks.lock().expect("tasks lock").abort_all();
+    quic.close(codes::NORMAL.into(), b"");
+    debug!(%remote, ?id, "native client gone");
+}
+
+async fn refuse(
+    quic: &quinn::Connection,
+    writer: &mut FrameWriter<quinn::SendStream>,
+    code: u32,
+    message: String,
+) {
+    debug!(remote = %quic.remote_address(), %message, "refusing native client");
+    let _ = writer
+        .send(&ServerFrame::Refused {
+            code,
+            message: message.clone(),
+        })
+        .await;
+    let _ = writer.get_mut().finish();
+    // Give the frame a moment to leave before the close discards unsent data.
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        writer.get_mut().stopped(),
+    )
+    .await;
+    quic.close(code.into(), message.as_bytes());
+}
+
+fn frame_name(frame: &ClientFrame) -> &'static str {
+    match frame {
+        ClientFrame::Hello { .. } => "Hello",
+        ClientFrame::Register { .. } => "Register",
+        ClientFrame::Unregister { .. } => "Unregister",
+        ClientFrame::Emit { .. } => "Emit",
+        ClientFrame::List { .. } => "List",
+        ClientFrame::OpenStream { .. } => "OpenStream",
+        ClientFrame::Answer { .. } => "Answer",
+    }
+}
+
+/// Control frames from the client, turned into core commands.
+async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvStream>) {
+    loop {
+        let body = match reader.next().await {
+            Ok(Some(body)) => body,
+            Ok(None) => return trace!(id = ?native.id, "control stream finished"),
+            Err(FrameError::TooLarge { len, max }) => {
+                let reason = format!("control frame of {len} bytes exceeds the limit of {max}");
+                native.outbox.push(Event::ServerError {
+                    message: reason.clone(),
+                });
+                native.outbox.push(Event::Close { reason });
+                return;
+            }
+            Err(e) => return debug!(id = ?native.id, "control stream failed: {e}"),
+        };
+        match frame::decode::<ClientFrame>(&body) {
+            Ok(frame) => match command_of(frame) {
+                Ok(command) => native.shared.relay.command(native.id, command),
+                Err(message) => native.outbox.push(Event::ServerError { message }),
+            },
+            Err(e) => native.outbox.push(Event::ServerError {
+                message: e.to_string(),
+            }),
+        }
+    }
+}
+
+fn client_req(req: u64) -> Result<ReqId, String> {
+    if req >= 1 << 63 {
+        return Err(format!(
+            "request id {req} is too large: ids must be below 2^63"
+        ));
+    }
+    Ok(ReqId(req << 1))
+}
+
+fn command_of(frame: ClientFrame) -> Result<Command, String> {
+    Ok(match frame {
+        ClientFrame::Hello { .. } => return Err("already said hello".to_owned()),
+        ClientFrame::Register { req, target } => Command::Register {
+            req: client_req(req)?,
+            target,
+        },
+        ClientFrame::Unregister { req } => Command::Unregister {
+            req: client_req(req)?,
+        },
+        ClientFrame::Emit {
+            target,
+            event,
+            args,
+            ack,
+        } => Command::Emit {
+            target,
+            event,
+            args: Payload::MsgPack(args),
+            ack: ack.map(client_req).transpose()?,
+        },
+        ClientFrame::List { req } => Command::List {
+            req: client_req(req)?,
+        },
+        ClientFrame::OpenStream { req, target } => Command::OpenStream {
+            req: client_req(req)?,
+            target,
+        },
+        ClientFrame::Answer { ticket, answer } => Command::Answer {
+            ticket: Ticket(ticket),
+            answer: match answer {
+                WireAnswer::Accept(ok) => Answer::Accept(ok),
+                WireAnswer::Ack(args) => Answer::Ack(Payload::MsgPack(args)),
+                WireAnswer::Done => Answer::Done,
+            },
+        },
+    })
+}
+
+/// Core events for the client, written as control frames in order.
+async fn write_events(
+    native: Arc<Native>,
+    mut writer: FrameWriter<quinn::SendStream>,
+    mut events: mpsc::UnboundedReceiver<Event>,
+) {
+    while let Some(event) = events.recv().await {
+        let is_deliver = matches!(event, Event::Deliver { .. });
+        let frame = frame_of(&native, event);
+        if is_deliver {
+            native.outbox.delivered();
+        }
+        let Some(frame) = frame else { continue };
+        let closing = match &frame {
+            ServerFrame::Closing { code, reason } => Some((*code, reason.clone())),
+            _ => None,
+        };
+        if let Err(e) = writer.send(&frame).await {
+            return debug!(id = ?native.id, "control stream write failed: {e}");
+        }
+        if let Some((code, reason)) = closing {
+            let _ = writer.get_mut().finish();
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_millis(500),
+                writer.get_mut().stopped(),
+            )
+            .await;
+            native.quic.close(code.into(), reason.as_bytes());
+            return;
+        }
+    }
+}
+
+/// What the client is told of an event, if anything; routes bridge traffic on the way.
+fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
+    Some(match event {
+        Event::Reply { req, reply } => {
+            if req.0 & 1 == 1 {
+                let waiter = native
+                    .bridge_replies
+                    .lock()
+                    .expect("replies lock")
+                    .remove(&req);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(reply);
+                }
+                return None;
+            }
+            ServerFrame::Reply {
+                req: req.0 >> 1,
+                reply: wire_reply(reply),
+            }
+        }
+        Event::Deliver {
+            event,
+            args,
+            ticket,
+        } => {
+            if event == STREAM_CHUNK_EVENT {
+                if let Some(ticket) = ticket {
+                    if bridge::route_chunk(native, &args, ticket) {
+                        return None;
+                    }
+                }
+            }
+            ServerFrame::Deliver {
+                event,
+                args: args.into_msgpack(),
+                ticket: ticket.map(|t| t.0),
+            }
+        }
+        Event::RegisterRequest { ticket, from } => ServerFrame::RegisterRequest {
+            ticket: ticket.0,
+            from: from.to_string(),
+        },
+        Event::Unregistered { ticket } => ServerFrame::Unregistered { ticket: ticket.0 },
+        Event::PeerDisconnected => ServerFrame::PeerDisconnected,
+        Event::StreamRequest { ticket, from } => ServerFrame::StreamRequest {
+            ticket: ticket.0,
+            from: from.to_string(),
+        },
+        Event::StreamAccepted { stream, from } => {
+            // A native opener brings its own data stream (spliced when it arrives); for an
+            // opener on another transport the relay opens the stream to this client itself.
+            let opener_is_native = native
+                .shared
+                .relay
+                .with_relay(|r| r.stream_ends(stream))
+                .is_some_and(|(opener, _)| native.shared.native_conn(opener).is_some());
+            if !opener_is_native {
+                bridge::accept_from_legacy(native, stream, from.clone());
+            }
+            ServerFrame::StreamAccepted {
+                stream: stream.0,
+                from: from.to_string(),
+            }
+        }
+        Event::StreamClosed { stream } => {
+            native.shared.cut_stream(stream);
+            ServerFrame::StreamClosed { stream: stream.0 }
+        }
+        Event::ServerError { message } => ServerFrame::ServerError { message },
+        Event::Close { reason } => ServerFrame::Closing {
+            code: codes::REPLACED,
+            reason,
+        },
+    })
+}
+
+fn wire_reply(reply: Reply) -> WireReply {
+    match reply {
+        Reply::Registered(ok) => WireReply::Registered(ok),
+        Reply::Unregistered => WireReply::Unregistered,
+        Reply::Clients(ids) => WireReply::Clients(ids.iter().map(|id| id.to_string()).collect()),
+        Reply::Ack(payload) => WireReply::Ack(payload.into_msgpack()),
+        Reply::StreamOpened(stream) => WireReply::StreamOpened(stream.0),
+        Reply::StreamRefused => WireReply::StreamRefused,
+        Reply::Failed(error) => WireReply::Failed(error.to_string()),
+    }
+}
+
+/// Data streams the client opens: each names a granted stream in its header and is then
+/// relayed to the other end.
+async fn accept_streams(native: Arc<Native>) {
+    let mut streams = JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = native.quic.accept_bi() => {
+                let Ok((send, recv)) = accepted else { break };
+                streams.spawn(splice::relay_opened(native.clone(), send, recv));
+            }
+            Some(_) = streams.join_next(), if !streams.is_empty() => {}
+        }
+    }
+    // The connection is gone; its streams end with it (dropping the set aborts them).
+}
+
+/// Builds the header that starts a data stream toward a client.
+pub(crate) fn header(stream: StreamId) -> [u8; wire::header::HEADER_LEN] {
+    wire::StreamHeader { stream: stream.0 }.encode()
+}

@@ -1,0 +1,175 @@
+//! The QUIC front end: native clients, one QUIC connection each, every P2P stream a native
+//! QUIC bidirectional stream. The wire format is `native_client::wire`; the rules are the
+//! relay core's, exactly as Socket.IO clients get them.
+
+mod bridge;
+mod connection;
+mod splice;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gateway_socketio::RelayHandle;
+use native_client::wire;
+use relay_core::{ConnId, StreamId};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// Settings of the QUIC front end.
+#[derive(Debug, Clone)]
+pub struct QuicConfig {
+    /// Largest control frame accepted (payload limit plus framing).
+    pub max_frame_bytes: usize,
+    /// Relayed events queued toward one native client before senders are told.
+    pub outbox_messages: usize,
+    /// Time a new connection has to open its control stream and say hello, and a data
+    /// stream to send its header.
+    pub handshake_timeout: Duration,
+    /// Concurrent bidirectional streams a client may open (control stream included).
+    pub max_streams_per_connection: u32,
+    /// UDP socket buffer size asked of the OS; quinn's default overflowed under load on
+    /// loopback (see FIELD-NOTES.md).
+    pub udp_buffer_bytes: usize,
+}
+
+impl Default for QuicConfig {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: wire::DEFAULT_MAX_FRAME_BYTES,
+            outbox_messages: 1024,
+            handshake_timeout: Duration::from_secs(10),
+            max_streams_per_connection: 257,
+            udp_buffer_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+/// State every native connection shares.
+pub(crate) struct Shared {
+    pub relay: RelayHandle,
+    pub config: QuicConfig,
+    /// The native connections by core id: a stream whose other end is here is spliced QUIC
+    /// to QUIC; one whose other end is missing here belongs to another transport.
+    pub conns: Mutex<HashMap<ConnId, quinn::Connection>>,
+    /// Streams being relayed, so that the end of a pairing can cut them.
+    pub streams: Mutex<HashMap<StreamId, CancellationToken>>,
+}
+
+impl Shared {
+    pub fn native_conn(&self, conn: ConnId) -> Option<quinn::Connection> {
+        self.conns.lock().expect("conns lock").get(&conn).cloned()
+    }
+
+    /// Claims a granted stream for relaying; false when it is already being relayed.
+    pub fn claim_stream(&self, stream: StreamId) -> Option<CancellationToken> {
+        let mut streams = self.streams.lock().expect("streams lock");
+        if streams.contains_key(&stream) {
+            return None;
+        }
+        let token = CancellationToken::new();
+        streams.insert(stream, token.clone());
+        Some(token)
+    }
+
+    /// A relayed stream ended: forget it here and in the core.
+    pub fn release_stream(&self, conn: ConnId, stream: StreamId) {
+        self.streams.lock().expect("streams lock").remove(&stream);
+        self.relay
+            .command(conn, relay_core::Command::CloseStream { stream });
+    }
+
+    pub fn cut_stream(&self, stream: StreamId) {
+        if let Some(token) = self.streams.lock().expect("streams lock").get(&stream) {
+            token.cancel();
+        }
+    }
+}
+
+/// A bound QUIC endpoint serving native clients.
+pub struct QuicFrontEnd {
+    endpoint: quinn::Endpoint,
+}
+
+impl QuicFrontEnd {
+    /// Binds `addr` with the given TLS identity.
+    pub fn bind(
+        addr: SocketAddr,
+        identity: &certs::ServerIdentity,
+        config: &QuicConfig,
+    ) -> anyhow::Result<Self> {
+        let tls = certs::server_config(identity, &[wire::ALPN])?;
+        let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let mut transport = quinn::TransportConfig::default();
+        transport
+            .max_concurrent_bidi_streams(config.max_streams_per_connection.into())
+            .max_concurrent_uni_streams(0u8.into())
+            .keep_alive_interval(Some(Duration::from_secs(10)))
+            .max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
+        server.transport_config(Arc::new(transport));
+
+        let socket = std::net::UdpSocket::bind(addr)
+            .map_err(|e| anyhow::anyhow!("cannot listen for QUIC on {addr}: {e}"))?;
+        let sock = socket2::SockRef::from(&socket);
+        // Best effort: the OS may cap the sizes, which costs throughput, not correctness.
+        let _ = sock.set_recv_buffer_size(config.udp_buffer_bytes);
+        let _ = sock.set_send_buffer_size(config.udp_buffer_bytes);
+        let runtime =
+            quinn::default_runtime().ok_or_else(|| anyhow::anyhow!("no async runtime for QUIC"))?;
+        let endpoint = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            Some(server),
+            socket,
+            runtime,
+        )?;
+        Ok(Self { endpoint })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Accepts connections until the endpoint closes. Every connection task belongs to this
+    /// future: dropping it ends them all.
+    pub async fn serve(self, relay: RelayHandle, config: QuicConfig) -> std::io::Result<()> {
+        let shared = Arc::new(Shared {
+            relay,
+            config,
+            conns: Mutex::new(HashMap::new()),
+            streams: Mutex::new(HashMap::new()),
+        });
+        let mut conns = JoinSet::new();
+        let endpoint = self.endpoint.clone();
+        let _close_on_drop = CloseOnDrop(self.endpoint);
+        info!("QUIC front end serving");
+        loop {
+            tokio::select! {
+                incoming = endpoint.accept() => {
+                    let Some(incoming) = incoming else { break };
+                    conns.spawn(connection::serve(shared.clone(), incoming));
+                }
+                Some(done) = conns.join_next(), if !conns.is_empty() => {
+                    if let Err(e) = done {
+                        if e.is_panic() {
+                            tracing::error!("a QUIC connection task panicked: {e}");
+                        }
+                    }
+                }
+            }
+        }
+        debug!("QUIC endpoint closed");
+        Ok(())
+    }
+}
+
+struct CloseOnDrop(quinn::Endpoint);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0
+            .close(wire::codes::SHUTDOWN.into(), b"relay shutting down");
+    }
+}

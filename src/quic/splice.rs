@@ -1,0 +1,139 @@
+//! Relaying a data stream a native client opened: check its header against the core's
+//! grant, then splice it to the other end. QUIC to QUIC is a plain copy of `Bytes` chunks
+//! between the two native streams (no re-framing, no new buffers); each direction reads
+//! only as fast as the other side's flow control lets it write, so back-pressure is end to
+//! end and the relay holds at most one chunk per direction.
+
+use std::sync::Arc;
+
+use native_client::wire::{codes, header::HEADER_LEN, StreamHeader};
+use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
+use relay_core::StreamId;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use super::bridge;
+use super::connection::{header, Native};
+
+/// Largest chunk taken from a stream at once.
+pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
+
+fn code(value: u32) -> VarInt {
+    VarInt::from_u32(value)
+}
+
+/// Handles one data stream the client opened.
+pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut recv: RecvStream) {
+    let mut raw = [0u8; HEADER_LEN];
+    let timeout = native.shared.config.handshake_timeout;
+    let header_read = tokio::time::timeout(timeout, recv.read_exact(&mut raw)).await;
+    let parsed = match header_read {
+        Ok(Ok(_)) => StreamHeader::decode(&raw).map_err(|e| e.to_string()),
+        Ok(Err(e)) => Err(format!("stream ended before its header: {e}")),
+        Err(_) => Err("no stream header in time".to_owned()),
+    };
+    let stream = match parsed {
+        Ok(header) => StreamId(header.stream),
+        Err(reason) => {
+            debug!(id = ?native.id, %reason, "bad data stream");
+            return refuse(&mut send, &mut recv, codes::STREAM_BAD_HEADER);
+        }
+    };
+    let ends = native.shared.relay.with_relay(|r| r.stream_ends(stream));
+    let acceptor = match ends {
+        Some((opener, acceptor)) if opener == native.id => acceptor,
+        _ => {
+            debug!(id = ?native.id, ?stream, "data stream for a stream not granted to it");
+            return refuse(&mut send, &mut recv, codes::STREAM_NOT_GRANTED);
+        }
+    };
+    let Some(cut) = native.shared.claim_stream(stream) else {
+        debug!(id = ?native.id, ?stream, "second data stream for one grant");
+        return refuse(&mut send, &mut recv, codes::STREAM_NOT_GRANTED);
+    };
+    match native.shared.native_conn(acceptor) {
+        Some(peer) => {
+            let opened = async {
+                let (mut peer_send, peer_recv) = peer.open_bi().await?;
+                peer_send.write_all(&header(stream)).await?;
+                anyhow::Ok((peer_send, peer_recv))
+            };
+            match opened.await {
+                Ok((peer_send, peer_recv)) => {
+                    splice((send, recv), (peer_send, peer_recv), &cut).await;
+                }
+                Err(e) => {
+                    debug!(?stream, "could not open the stream to the acceptor: {e}");
+                    refuse(&mut send, &mut recv, codes::STREAM_PEER_GONE);
+                }
+            }
+        }
+        None => bridge::to_legacy(&native, stream, send, recv, &cut).await,
+    }
+    native.shared.release_stream(native.id, stream);
+}
+
+fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: u32) {
+    let _ = send.reset(code(error));
+    let _ = recv.stop(code(error));
+}
+
+/// Copies both directions until both are done, or until the pairing ends.
+pub(crate) async fn splice(
+    a: (SendStream, RecvStream),
+    b: (SendStream, RecvStream),
+    cut: &CancellationToken,
+) {
+    let (mut a_send, mut a_recv) = a;
+    let (mut b_send, mut b_recv) = b;
+    let both = async {
+        tokio::join!(
+            pump(&mut a_recv, &mut b_send),
+            pump(&mut b_recv, &mut a_send)
+        )
+    };
+    let was_cut = tokio::select! {
+        _ = both => false,
+        _ = cut.cancelled() => true,
+    };
+    if was_cut {
+        for send in [&mut a_send, &mut b_send] {
+            let _ = send.reset(code(codes::STREAM_CLOSED));
+        }
+        for recv in [&mut a_recv, &mut b_recv] {
+            let _ = recv.stop(code(codes::STREAM_CLOSED));
+        }
+    }
+}
+
+/// One direction: chunks from `from` to `to`; the end of `from` (FIN, reset, loss) is
+/// passed on as the matching end of `to`, and a `to` that stops reading stops `from`.
+async fn pump(from: &mut RecvStream, to: &mut SendStream) {
+    loop {
+        match from.read_chunk(CHUNK_BYTES, true).await {
+            Ok(Some(chunk)) => match to.write_chunk(chunk.bytes).await {
+                Ok(()) => {}
+                Err(WriteError::Stopped(_)) => {
+                    let _ = from.stop(code(codes::STREAM_PEER_RESET));
+                    return;
+                }
+                Err(_) => {
+                    let _ = from.stop(code(codes::STREAM_PEER_GONE));
+                    return;
+                }
+            },
+            Ok(None) => {
+                let _ = to.finish();
+                return;
+            }
+            Err(ReadError::Reset(_)) => {
+                let _ = to.reset(code(codes::STREAM_PEER_RESET));
+                return;
+            }
+            Err(_) => {
+                let _ = to.reset(code(codes::STREAM_PEER_GONE));
+                return;
+            }
+        }
+    }
+}
