@@ -43,12 +43,19 @@ function clientIdFromSocket(socket) {
   try {
     const manager = socket && socket.io;
     if (!manager) return undefined;
-    const query = manager.opts && manager.opts.query;
-    if (query && typeof query === 'object' && typeof query.clientId === 'string') return query.clientId;
     if (typeof manager.uri === 'string') {
       const url = new URL(manager.uri, 'http://localhost');
       const id = url.searchParams.get('clientId');
       if (id !== null) return id;
+    }
+    const query = manager.opts && manager.opts.query;
+    if (query && typeof query === 'object' && typeof query.clientId === 'string') {
+      // from a parsed URL these are still percent-encoded; from the `query` option they are not
+      try {
+        return decodeURIComponent(query.clientId);
+      } catch (_) {
+        return query.clientId;
+      }
     }
   } catch (_) {
     // fall through: the id is then unknown, as in the original plugin

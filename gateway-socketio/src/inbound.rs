@@ -100,9 +100,14 @@ fn parse(
             req: req_id(),
             target: target_arg(args.next())?,
         },
+        // The legacy plugin sends its current peer, which is undefined (null) while
+        // unpaired; the core then answers "not paired" rather than a type error.
         RequestKind::Stream => Command::OpenStream {
             req: req_id(),
-            target: target_arg(args.next())?,
+            target: match args.next() {
+                None | Some(Value::Nil) => String::new(),
+                other => target_arg(other)?,
+            },
         },
         RequestKind::Unregister => Command::Unregister { req: req_id() },
         RequestKind::List => Command::List { req: req_id() },
