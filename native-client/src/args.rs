@@ -270,11 +270,25 @@ mod tests {
             &Args::new().with(1).with("a").encode()[..],
             &[0x92, 0x01, 0xa1, b'a']
         );
-        assert_eq!(&Args::binary(vec![7]).encode()[..], &[0x91, 0xc4, 0x01, 0x07]);
+        assert_eq!(
+            &Args::binary(vec![7]).encode()[..],
+            &[0x91, 0xc4, 0x01, 0x07]
+        );
         // Same bytes as encoding a Value::Array.
         let mut expected = Vec::new();
         rmpv::encode::write_value(&mut expected, &Value::Array(rich().0)).unwrap();
         assert_eq!(&rich().encode()[..], &expected[..]);
+    }
+
+    #[test]
+    fn long_argument_lists_use_the_wider_array_headers() {
+        for len in [15usize, 16, 65_535, 65_536] {
+            let args: Args = (0..len).map(|i| Value::from(i as u64)).collect();
+            let mut expected = Vec::new();
+            rmpv::encode::write_value(&mut expected, &Value::Array(args.0.clone())).unwrap();
+            assert_eq!(&args.encode()[..], &expected[..], "{len}");
+            assert_eq!(Args::decode(&expected).unwrap(), args);
+        }
     }
 
     #[test]
@@ -288,7 +302,10 @@ mod tests {
             Err(ArgsError::TrailingBytes(1))
         ));
         assert!(matches!(Args::decode(&[]), Err(ArgsError::Decode(_))));
-        assert!(matches!(Args::decode(&[0x92, 0x01]), Err(ArgsError::Decode(_))));
+        assert!(matches!(
+            Args::decode(&[0x92, 0x01]),
+            Err(ArgsError::Decode(_))
+        ));
         let msg = Args::decode(&[0xa1, b'x']).unwrap_err().to_string();
         assert_eq!(msg, "arguments must be a MessagePack array, got a string");
     }
@@ -387,7 +404,10 @@ mod tests {
     fn convenience_constructors() {
         assert!(Args::new().is_empty());
         assert_eq!(Args::one("a").0, vec![Value::from("a")]);
-        assert_eq!(Args::binary(&b"ab"[..]).0, vec![Value::Binary(b"ab".to_vec())]);
+        assert_eq!(
+            Args::binary(&b"ab"[..]).0,
+            vec![Value::Binary(b"ab".to_vec())]
+        );
         let mut args: Args = vec![Value::from(1)].into_iter().collect();
         args.push(true);
         assert_eq!(args.get(1), Some(&Value::Boolean(true)));

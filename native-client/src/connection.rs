@@ -64,10 +64,9 @@ impl CloseReason {
                 u32::try_from(close.error_code.into_inner()).unwrap_or(u32::MAX),
                 &String::from_utf8_lossy(&close.reason),
             ),
-            ConnectionError::ConnectionClosed(close) => CloseReason::new(
-                None,
-                format!("the relay aborted the connection: {close}"),
-            ),
+            ConnectionError::ConnectionClosed(close) => {
+                CloseReason::new(None, format!("the relay aborted the connection: {close}"))
+            }
             ConnectionError::TransportError(e) => {
                 CloseReason::new(None, format!("QUIC transport error: {e}"))
             }
@@ -75,10 +74,9 @@ impl CloseReason {
                 None,
                 "the relay reset the connection (it may have restarted)",
             ),
-            ConnectionError::TimedOut => CloseReason::new(
-                None,
-                "the relay stopped answering (QUIC idle timeout)",
-            ),
+            ConnectionError::TimedOut => {
+                CloseReason::new(None, "the relay stopped answering (QUIC idle timeout)")
+            }
             ConnectionError::LocallyClosed => CloseReason::new(None, "closed by this client"),
             ConnectionError::VersionMismatch => {
                 CloseReason::new(None, "the relay does not speak this QUIC version")
@@ -171,7 +169,7 @@ pub(crate) fn handshake_error(addr: SocketAddr, err: ConnectionError) -> ClientE
 /// The TLS alert inside a QUIC CRYPTO_ERROR code (0x100 + alert), if it is one.
 fn tls_alert(code: TransportErrorCode) -> Option<u8> {
     let code = u64::from(code);
-    (0x100..0x200).contains(&code).then_some((code - 0x100) as u8)
+    (0x100..0x200).contains(&code).then(|| (code - 0x100) as u8)
 }
 
 /// Cleans rustls's wording of a certificate rejection down to the message of our own
@@ -218,7 +216,10 @@ mod tests {
             tls_message("invalid peer certificate: UnknownIssuer"),
             "UnknownIssuer"
         );
-        assert_eq!(tls_message("peer sent no certificates"), "peer sent no certificates");
+        assert_eq!(
+            tls_message("peer sent no certificates"),
+            "peer sent no certificates"
+        );
     }
 
     #[test]

@@ -13,11 +13,11 @@ pub enum ClientError {
     /// The trust option could not be turned into a TLS configuration (missing or bad CA
     /// file, malformed fingerprint, no system roots). Nothing was sent yet.
     #[error("cannot set up trust in the relay: {0}")]
-    Trust(#[from] certs::CertError),
+    Trust(certs::CertError),
 
     /// The local UDP socket or QUIC endpoint could not be created.
     #[error("cannot open a local UDP socket for QUIC: {0}")]
-    Endpoint(#[source] std::io::Error),
+    Endpoint(std::io::Error),
 
     /// The TLS handshake failed: the relay's certificate was not trusted, or the relay
     /// refused ours. `message` says which check failed.
@@ -101,6 +101,14 @@ pub enum ClientError {
     OpenStream { stream: u64, reason: String },
 }
 
+// The messages above include their cause's text, so the causes are not also exposed as
+// `source()`: an error chain printed in full (`{:#}` with anyhow) would say it twice.
+impl From<certs::CertError> for ClientError {
+    fn from(e: certs::CertError) -> Self {
+        ClientError::Trust(e)
+    }
+}
+
 /// Why a P2P stream failed, inside the `std::io::Error` that its reads and writes return.
 ///
 /// Get it back with [`StreamError::of`] to branch on the code.
@@ -146,7 +154,9 @@ impl StreamError {
             ),
             quinn::ReadError::ConnectionLost(e) => (
                 ErrorKind::NotConnected,
-                StreamError::ConnectionLost(crate::CloseReason::from_connection_error(&e).to_string()),
+                StreamError::ConnectionLost(
+                    crate::CloseReason::from_connection_error(&e).to_string(),
+                ),
             ),
             quinn::ReadError::ClosedStream => (ErrorKind::NotConnected, StreamError::ClosedStream),
             other => return std::io::Error::other(other),
@@ -165,7 +175,9 @@ impl StreamError {
             ),
             quinn::WriteError::ConnectionLost(e) => (
                 ErrorKind::NotConnected,
-                StreamError::ConnectionLost(crate::CloseReason::from_connection_error(&e).to_string()),
+                StreamError::ConnectionLost(
+                    crate::CloseReason::from_connection_error(&e).to_string(),
+                ),
             ),
             quinn::WriteError::ClosedStream => (ErrorKind::NotConnected, StreamError::ClosedStream),
             other => return std::io::Error::other(other),
@@ -189,11 +201,17 @@ mod tests {
             err.to_string(),
             "stream reset: the peer's connection was lost (code 0x12)"
         );
-        assert_eq!(StreamError::of(&err).and_then(StreamError::code), Some(0x12));
+        assert_eq!(
+            StreamError::of(&err).and_then(StreamError::code),
+            Some(0x12)
+        );
         let err = StreamError::from_read(quinn::ReadError::Reset(VarInt::from_u32(
             codes::STREAM_CLOSED,
         )));
-        assert_eq!(err.to_string(), "stream reset: the pairing ended (code 0x13)");
+        assert_eq!(
+            err.to_string(),
+            "stream reset: the pairing ended (code 0x13)"
+        );
     }
 
     #[test]
@@ -207,7 +225,10 @@ mod tests {
             "stream stopped: the peer reset the stream (code 0x11)"
         );
         let err = StreamError::from_write(quinn::WriteError::Stopped(VarInt::from_u32(77)));
-        assert_eq!(err.to_string(), "stream stopped: unknown error code (code 0x4d)");
+        assert_eq!(
+            err.to_string(),
+            "stream stopped: unknown error code (code 0x4d)"
+        );
     }
 
     #[test]
@@ -217,7 +238,8 @@ mod tests {
         ));
         assert_eq!(err.kind(), std::io::ErrorKind::NotConnected);
         assert!(
-            err.to_string().starts_with("connection to the relay lost: "),
+            err.to_string()
+                .starts_with("connection to the relay lost: "),
             "{err}"
         );
         assert!(StreamError::of(&std::io::Error::other("x")).is_none());

@@ -13,7 +13,7 @@ use crate::connection::CloseReason;
 use crate::driver::TaskOwner;
 use crate::error::ClientError;
 use crate::stream::P2pStream;
-use crate::wire::{frame, ClientFrame, WireAnswer};
+use crate::wire::{ClientFrame, WireAnswer};
 
 /// Something that happened on the connection. Read them with [`Incoming::next`].
 #[derive(Debug)]
@@ -183,13 +183,5 @@ impl std::fmt::Debug for AckResponder {
             .field("event", &self.event)
             .field("ticket", &self.ticket)
             .finish()
-    }
-}
-
-/// Encodes an answer frame; answers are small and fixed-size, so this cannot fail.
-pub(crate) fn encode_answer(ticket: u64, answer: WireAnswer) -> bytes::Bytes {
-    match frame::encode(&ClientFrame::Answer { ticket, answer }) {
-        Ok(bytes) => bytes,
-        Err(e) => unreachable!("an answer without payload always encodes: {e}"),
     }
 }

@@ -1,3 +1,58 @@
 //! Native QUIC client of the p2p relay, and the wire protocol it shares with the relay.
+//!
+//! The client has the verbs of the JavaScript client plugin (pair, emit, emit with ack,
+//! list, open streams), over one QUIC connection (docs/NATIVE-PROTOCOL.md): control
+//! messages on one stream, and every P2P stream a QUIC stream of its own, so streams are
+//! `AsyncRead + AsyncWrite` with QUIC's flow control end to end.
+//!
+//! ```no_run
+//! use native_client::{Args, Client, ClientEvent, ConnectOptions};
+//! use tokio::io::AsyncWriteExt;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // A relay started with `cargo run --release` on this machine.
+//! let (client, mut incoming) = Client::connect(ConnectOptions::new("A")).await?;
+//! if client.register("B").await? {
+//!     client.emit("hello", Args::new().with("world").with(42)).await?;
+//!     let ack = client.emit_with_ack("add", Args::new().with(2).with(3)).await?;
+//!     println!("B says {:?}", ack);
+//!     if let Some(mut stream) = client.open_stream("B").await? {
+//!         stream.write_all(b"bytes, unframed").await?;
+//!         stream.shutdown().await?; // FIN: B reads a clean EOF
+//!     }
+//! }
+//! while let Some(event) = incoming.next().await {
+//!     match event {
+//!         ClientEvent::Event { event, args, ack } => {
+//!             if let Some(ack) = ack {
+//!                 ack.send(args)?; // echo
+//!             }
+//!         }
+//!         ClientEvent::Closed(reason) => eprintln!("closed: {reason}"),
+//!         _ => {}
+//!     }
+//! }
+//! # Ok(()) }
+//! ```
 
+mod args;
+mod client;
+mod connection;
+mod driver;
+mod error;
+mod incoming;
+mod options;
+mod stream;
 pub mod wire;
+
+pub use args::{Args, ArgsError};
+pub use client::Client;
+pub use connection::CloseReason;
+pub use error::{ClientError, StreamError};
+pub use incoming::{AckResponder, ClientEvent, Incoming, Request, RequestKind};
+pub use options::{ConnectOptions, DEFAULT_ADDR, DEFAULT_INCOMING_CAPACITY, DEFAULT_SERVER_NAME};
+pub use stream::{P2pReadHalf, P2pStream, P2pWriteHalf};
+
+/// Re-exported so that users need no direct dependency to build arguments or choose trust.
+pub use certs::Trust;
+pub use rmpv;

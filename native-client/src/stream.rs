@@ -208,9 +208,11 @@ impl AsyncWrite for P2pWriteHalf {
         }
         this.closed = true;
         let finished = this.send()?.finish();
-        Poll::Ready(finished.map_err(|_| {
-            io::Error::new(io::ErrorKind::NotConnected, StreamError::ClosedStream)
-        }))
+        Poll::Ready(
+            finished.map_err(|_| {
+                io::Error::new(io::ErrorKind::NotConnected, StreamError::ClosedStream)
+            }),
+        )
     }
 }
 

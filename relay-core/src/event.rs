@@ -22,6 +22,15 @@ pub struct Ticket(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub u64);
 
+/// Why a stream was ended by the core, so a front end can tell the other side the cause.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamEnd {
+    /// The pairing was ended by an unregister.
+    Unpaired,
+    /// The other client's connection is gone.
+    PeerGone,
+}
+
 /// A request from a connected client.
 #[derive(Debug, Clone)]
 pub enum Command {
@@ -82,7 +91,7 @@ pub enum Event {
     /// A stream this client accepted is granted; its bytes will arrive from the opener.
     StreamAccepted { stream: StreamId, from: ClientId },
     /// A granted stream must end now: its pairing is over.
-    StreamClosed { stream: StreamId },
+    StreamClosed { stream: StreamId, why: StreamEnd },
     /// A request of this connection failed or something it should know went wrong.
     ServerError { message: String },
     /// The connection must be closed by its front end; the core has forgotten it already.

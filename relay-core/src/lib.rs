@@ -20,7 +20,9 @@ pub use auth::{AllowAll, Authenticator};
 pub use client_id::{ClientId, InvalidClientId, MAX_CLIENT_ID_BYTES};
 pub use config::{Config, DuplicatePolicy};
 pub use error::{ConnectError, RequestError};
-pub use event::{Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamId, Ticket};
+pub use event::{
+    Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamEnd, StreamId, Ticket,
+};
 pub use hub::{Hub, Refused, Sink};
 pub use payload::{Payload, PayloadError};
 pub use registry::Registry;

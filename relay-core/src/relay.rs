@@ -9,7 +9,9 @@ use crate::auth::{AllowAll, Authenticator};
 use crate::client_id::ClientId;
 use crate::config::{Config, DuplicatePolicy};
 use crate::error::{ConnectError, RequestError};
-use crate::event::{Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamId, Ticket};
+use crate::event::{
+    Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamEnd, StreamId, Ticket,
+};
 use crate::payload::Payload;
 use crate::registry::Registry;
 use crate::reserved::is_reserved_event;
@@ -180,7 +182,7 @@ impl Relay {
         debug!(client = %gone.client, ?conn, "disconnected");
         self.registry.remove_if(&gone.client, conn);
         if let Some(peer) = gone.peer {
-            self.end_pairing(conn, peer);
+            self.end_pairing(conn, peer, StreamEnd::PeerGone);
             self.push(peer, Event::PeerDisconnected);
         }
         // Settle every question that involved the connection.
@@ -448,7 +450,7 @@ impl Relay {
         let Some(peer) = self.conns[&conn].peer else {
             return self.fail(conn, Some(req), RequestError::UnregisterWhileUnpaired);
         };
-        self.end_pairing(conn, peer);
+        self.end_pairing(conn, peer, StreamEnd::Unpaired);
         let own = self.ask(now, conn, PendingKind::Notice);
         self.push(conn, Event::Unregistered { ticket: own });
         // The caller's reply waits for the peer's answer, so that when it resolves both ends
@@ -700,8 +702,8 @@ impl Relay {
 
     // ----- helpers ------------------------------------------------------------------------
 
-    /// Unpairs `a` and `b` and ends their streams (telling each end still connected).
-    fn end_pairing(&mut self, a: ConnId, b: ConnId) {
+    /// Unpairs `a` and `b` and ends their streams (telling each end still connected why).
+    fn end_pairing(&mut self, a: ConnId, b: ConnId, why: StreamEnd) {
         for end in [a, b] {
             if let Some(c) = self.conns.get_mut(&end) {
                 c.peer = None;
@@ -719,7 +721,7 @@ impl Relay {
             self.forget_stream(stream);
             for end in [a, b] {
                 if self.conns.contains_key(&end) {
-                    self.push(end, Event::StreamClosed { stream });
+                    self.push(end, Event::StreamClosed { stream, why });
                 }
             }
         }

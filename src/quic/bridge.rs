@@ -15,11 +15,11 @@ use quinn::{ReadError, RecvStream, SendStream, VarInt};
 use relay_core::rmpv::Value;
 use relay_core::{Answer, Command, Payload, Reply, StreamId, Ticket};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::connection::{header, Native, STREAM_CHUNK_EVENT};
-use super::splice::CHUNK_BYTES;
+use super::splice::{SendHalf, CHUNK_BYTES};
+use super::Cut;
 
 /// Chunks queued from a legacy sender toward one native stream. A well-behaved legacy
 /// sender has one chunk in flight; the rest of the room absorbs a misbehaving one.
@@ -35,7 +35,7 @@ pub(crate) async fn to_legacy(
     stream: StreamId,
     send: SendStream,
     recv: RecvStream,
-    cut: &CancellationToken,
+    cut: &Cut,
 ) {
     let rx = register(native, stream);
     run(native, stream, send, recv, rx, cut).await;
@@ -122,10 +122,10 @@ fn chunk_of(args: &Payload) -> Bytes {
 async fn run(
     native: &Arc<Native>,
     stream: StreamId,
-    mut send: SendStream,
+    send: SendStream,
     mut recv: RecvStream,
     mut inbound: mpsc::Receiver<(Bytes, Ticket)>,
-    cut: &CancellationToken,
+    cut: &Cut,
 ) {
     let peer = native.shared.relay.with_relay(|r| {
         r.stream_ends(stream).and_then(|(opener, acceptor)| {
@@ -137,8 +137,9 @@ async fn run(
             r.client_of(other)
         })
     });
+    let mut send = SendHalf::new(send);
     let Some(peer) = peer else {
-        let _ = send.reset(code(codes::STREAM_CLOSED));
+        send.reset(codes::STREAM_CLOSED);
         let _ = recv.stop(code(codes::STREAM_CLOSED));
         return;
     };
@@ -176,13 +177,13 @@ async fn run(
             native.answer(ticket, Answer::Ack(Payload::empty()));
         }
     };
-    let was_cut = tokio::select! {
-        _ = async { tokio::join!(outbound, inbound) } => false,
-        _ = cut.cancelled() => true,
+    let cut_with = tokio::select! {
+        _ = async { tokio::join!(outbound, inbound) } => None,
+        error = cut.cancelled() => Some(error),
     };
-    if was_cut {
-        let _ = send.reset(code(codes::STREAM_CLOSED));
-        let _ = recv.stop(code(codes::STREAM_CLOSED));
+    if let Some(error) = cut_with {
+        send.reset(error);
+        let _ = recv.stop(code(error));
     }
     unregister(native, stream);
 }

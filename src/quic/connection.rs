@@ -379,8 +379,8 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
                 from: from.to_string(),
             }
         }
-        Event::StreamClosed { stream } => {
-            native.shared.cut_stream(stream);
+        Event::StreamClosed { stream, why } => {
+            native.shared.cut_stream(stream, why);
             ServerFrame::StreamClosed { stream: stream.0 }
         }
         Event::ServerError { message } => ServerFrame::ServerError { message },

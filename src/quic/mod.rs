@@ -8,12 +8,13 @@ mod splice;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gateway_socketio::RelayHandle;
 use native_client::wire;
-use relay_core::{ConnId, StreamId};
+use relay_core::{ConnId, StreamEnd, StreamId};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -55,7 +56,27 @@ pub(crate) struct Shared {
     /// to QUIC; one whose other end is missing here belongs to another transport.
     pub conns: Mutex<HashMap<ConnId, quinn::Connection>>,
     /// Streams being relayed, so that the end of a pairing can cut them.
-    pub streams: Mutex<HashMap<StreamId, CancellationToken>>,
+    pub streams: Mutex<HashMap<StreamId, Cut>>,
+}
+
+/// Cuts a relayed stream short, with the reason its ends are reset with.
+#[derive(Clone, Default)]
+pub(crate) struct Cut {
+    token: CancellationToken,
+    code: Arc<AtomicU32>,
+}
+
+impl Cut {
+    fn cut(&self, code: u32) {
+        self.code.store(code, Ordering::Relaxed);
+        self.token.cancel();
+    }
+
+    /// Resolves with the reset code once the stream is cut.
+    pub async fn cancelled(&self) -> u32 {
+        self.token.cancelled().await;
+        self.code.load(Ordering::Relaxed)
+    }
 }
 
 impl Shared {
@@ -63,15 +84,15 @@ impl Shared {
         self.conns.lock().expect("conns lock").get(&conn).cloned()
     }
 
-    /// Claims a granted stream for relaying; false when it is already being relayed.
-    pub fn claim_stream(&self, stream: StreamId) -> Option<CancellationToken> {
+    /// Claims a granted stream for relaying; None when it is already being relayed.
+    pub fn claim_stream(&self, stream: StreamId) -> Option<Cut> {
         let mut streams = self.streams.lock().expect("streams lock");
         if streams.contains_key(&stream) {
             return None;
         }
-        let token = CancellationToken::new();
-        streams.insert(stream, token.clone());
-        Some(token)
+        let cut = Cut::default();
+        streams.insert(stream, cut.clone());
+        Some(cut)
     }
 
     /// A relayed stream ended: forget it here and in the core.
@@ -81,9 +102,14 @@ impl Shared {
             .command(conn, relay_core::Command::CloseStream { stream });
     }
 
-    pub fn cut_stream(&self, stream: StreamId) {
-        if let Some(token) = self.streams.lock().expect("streams lock").get(&stream) {
-            token.cancel();
+    /// The core ended a stream with its pairing: reset both ends, saying why.
+    pub fn cut_stream(&self, stream: StreamId, why: StreamEnd) {
+        let code = match why {
+            StreamEnd::Unpaired => wire::codes::STREAM_CLOSED,
+            StreamEnd::PeerGone => wire::codes::STREAM_PEER_GONE,
+        };
+        if let Some(cut) = self.streams.lock().expect("streams lock").get(&stream) {
+            cut.cut(code);
         }
     }
 }

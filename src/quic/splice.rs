@@ -9,11 +9,11 @@ use std::sync::Arc;
 use native_client::wire::{codes, header::HEADER_LEN, StreamHeader};
 use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
 use relay_core::StreamId;
-use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use super::bridge;
 use super::connection::{header, Native};
+use super::Cut;
 
 /// Largest chunk taken from a stream at once.
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
@@ -78,37 +78,70 @@ fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: u32) {
     let _ = recv.stop(code(error));
 }
 
+/// A relayed send side that is reset if dropped before it ended. quinn finishes a dropped
+/// stream, so without this a transfer cut short by the relay (its connection task aborted
+/// because one client vanished) would look complete to the reader.
+pub(crate) struct SendHalf {
+    inner: SendStream,
+    ended: bool,
+}
+
+impl SendHalf {
+    pub fn new(inner: SendStream) -> Self {
+        Self {
+            inner,
+            ended: false,
+        }
+    }
+
+    pub async fn write_chunk(&mut self, chunk: bytes::Bytes) -> Result<(), WriteError> {
+        self.inner.write_chunk(chunk).await
+    }
+
+    pub fn finish(&mut self) {
+        self.ended = true;
+        let _ = self.inner.finish();
+    }
+
+    pub fn reset(&mut self, error: u32) {
+        self.ended = true;
+        let _ = self.inner.reset(code(error));
+    }
+}
+
+impl Drop for SendHalf {
+    fn drop(&mut self) {
+        if !self.ended {
+            let _ = self.inner.reset(code(codes::STREAM_PEER_GONE));
+        }
+    }
+}
+
 /// Copies both directions until both are done, or until the pairing ends.
-pub(crate) async fn splice(
-    a: (SendStream, RecvStream),
-    b: (SendStream, RecvStream),
-    cut: &CancellationToken,
-) {
-    let (mut a_send, mut a_recv) = a;
-    let (mut b_send, mut b_recv) = b;
+pub(crate) async fn splice(a: (SendStream, RecvStream), b: (SendStream, RecvStream), cut: &Cut) {
+    let (mut a_send, mut a_recv) = (SendHalf::new(a.0), a.1);
+    let (mut b_send, mut b_recv) = (SendHalf::new(b.0), b.1);
     let both = async {
         tokio::join!(
             pump(&mut a_recv, &mut b_send),
             pump(&mut b_recv, &mut a_send)
         )
     };
-    let was_cut = tokio::select! {
-        _ = both => false,
-        _ = cut.cancelled() => true,
+    let cut_with = tokio::select! {
+        _ = both => None,
+        error = cut.cancelled() => Some(error),
     };
-    if was_cut {
-        for send in [&mut a_send, &mut b_send] {
-            let _ = send.reset(code(codes::STREAM_CLOSED));
-        }
-        for recv in [&mut a_recv, &mut b_recv] {
-            let _ = recv.stop(code(codes::STREAM_CLOSED));
-        }
+    if let Some(error) = cut_with {
+        a_send.reset(error);
+        b_send.reset(error);
+        let _ = a_recv.stop(code(error));
+        let _ = b_recv.stop(code(error));
     }
 }
 
 /// One direction: chunks from `from` to `to`; the end of `from` (FIN, reset, loss) is
 /// passed on as the matching end of `to`, and a `to` that stops reading stops `from`.
-async fn pump(from: &mut RecvStream, to: &mut SendStream) {
+async fn pump(from: &mut RecvStream, to: &mut SendHalf) {
     loop {
         match from.read_chunk(CHUNK_BYTES, true).await {
             Ok(Some(chunk)) => match to.write_chunk(chunk.bytes).await {
@@ -122,18 +155,9 @@ async fn pump(from: &mut RecvStream, to: &mut SendStream) {
                     return;
                 }
             },
-            Ok(None) => {
-                let _ = to.finish();
-                return;
-            }
-            Err(ReadError::Reset(_)) => {
-                let _ = to.reset(code(codes::STREAM_PEER_RESET));
-                return;
-            }
-            Err(_) => {
-                let _ = to.reset(code(codes::STREAM_PEER_GONE));
-                return;
-            }
+            Ok(None) => return to.finish(),
+            Err(ReadError::Reset(_)) => return to.reset(codes::STREAM_PEER_RESET),
+            Err(_) => return to.reset(codes::STREAM_PEER_GONE),
         }
     }
 }

@@ -19,11 +19,25 @@ pub enum FrameError {
     #[error("frame of {len} bytes exceeds the limit of {max} bytes")]
     TooLarge { len: usize, max: usize },
     #[error("bad frame: {0}")]
-    Decode(#[from] postcard::Error),
+    Decode(postcard::Error),
     #[error("control stream ended in the middle of a frame")]
     Truncated,
     #[error("control stream failed: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+}
+
+// Written out instead of `#[from]`, which would also make the inner error the `source()`:
+// the messages above already include it, and a full error chain would print it twice.
+impl From<postcard::Error> for FrameError {
+    fn from(e: postcard::Error) -> Self {
+        FrameError::Decode(e)
+    }
+}
+
+impl From<std::io::Error> for FrameError {
+    fn from(e: std::io::Error) -> Self {
+        FrameError::Io(e)
+    }
 }
 
 /// Encodes one frame, length prefix included.

@@ -254,7 +254,7 @@ impl Out {
         self.to(conn)
             .into_iter()
             .filter_map(|e| match e {
-                Event::StreamClosed { stream } => Some(*stream),
+                Event::StreamClosed { stream, .. } => Some(*stream),
                 _ => None,
             })
             .collect()
