@@ -260,6 +260,16 @@ impl Out {
             .collect()
     }
 
+    fn stream_closed_why(&self, conn: ConnId) -> Vec<StreamEnd> {
+        self.to(conn)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::StreamClosed { why, .. } => Some(*why),
+                _ => None,
+            })
+            .collect()
+    }
+
     fn delivered(&self, conn: ConnId) -> Vec<(String, Payload, Option<Ticket>)> {
         self.to(conn)
             .into_iter()
@@ -862,6 +872,8 @@ fn unregister_tells_both_ends_and_replies_after_the_peer_confirms() {
     closed_b.sort();
     assert_eq!(closed_a, vec![s1, s2]);
     assert_eq!(closed_b, vec![s1, s2]);
+    assert_eq!(out.stream_closed_why(a), vec![StreamEnd::Unpaired; 2]);
+    assert_eq!(out.stream_closed_why(b), vec![StreamEnd::Unpaired; 2]);
     let own = out.unregistered(a);
     let theirs = out.unregistered(b);
     assert_eq!((own.len(), theirs.len()), (1, 1));
@@ -945,6 +957,7 @@ fn peer_disconnect_frees_the_survivor_with_only_peer_disconnected() {
     h.disconnect(b);
     let out = h.drain();
     assert_eq!(out.stream_closed(a), vec![s]);
+    assert_eq!(out.stream_closed_why(a), vec![StreamEnd::PeerGone]);
     assert_eq!(out.peer_disconnected(a), 1);
     assert!(out.errors(a).is_empty());
     assert!(out.to(b).is_empty());
