@@ -118,11 +118,14 @@ impl State {
                 continue;
             };
             let closing = matches!(out.event, Event::Close { .. });
-            if let Err(Refused { event, limit }) = sink.send(out.event) {
-                if let Event::Deliver { event, ticket, .. } = event {
-                    self.relay
-                        .report_undelivered(out.conn, &event, ticket, limit);
-                }
+            // Only deliveries can be refused (see `Sink::send`).
+            if let Err(Refused {
+                event: Event::Deliver { event, ticket, .. },
+                limit,
+            }) = sink.send(out.event)
+            {
+                self.relay
+                    .report_undelivered(out.conn, &event, ticket, limit);
             }
             if closing {
                 self.sinks.remove(&out.conn);

@@ -599,7 +599,17 @@ impl Relay {
                     Answer::Ack(args) => args,
                     Answer::Accept(_) | Answer::Done => Payload::empty(),
                 };
-                self.reply(requester, req, Reply::Ack(args));
+                let size = args.size();
+                let limit = self.config.max_message_bytes;
+                if size > limit {
+                    // Acks are bounded like events: both ends learn why it did not arrive.
+                    let error = RequestError::PayloadTooLarge { size, limit };
+                    let message = error.to_string();
+                    self.push(conn, Event::ServerError { message });
+                    self.fail(requester, Some(req), error);
+                } else {
+                    self.reply(requester, req, Reply::Ack(args));
+                }
             }
             PendingKind::Unregister { requester, req } => {
                 self.reply(requester, req, Reply::Unregistered);

@@ -21,6 +21,9 @@ use super::{bridge, splice, Shared};
 /// bridged stream, such deliveries become bytes on that stream.
 pub(crate) const STREAM_CHUNK_EVENT: &str = "P2P_EMIT_STREAM";
 
+/// Hands a legacy peer's stream chunk, with the ticket its ack answers, to a bridge.
+pub(crate) type ChunkSender = mpsc::Sender<(Bytes, Ticket)>;
+
 /// Per-connection state shared by its reader, writer and stream tasks.
 pub(crate) struct Native {
     pub shared: Arc<Shared>,
@@ -31,7 +34,7 @@ pub(crate) struct Native {
     bridge_replies: Mutex<HashMap<ReqId, oneshot::Sender<Reply>>>,
     next_bridge_req: Mutex<u64>,
     /// Streams bridged to a Socket.IO peer: where its chunks for this client go.
-    pub bridges: Mutex<Vec<(StreamId, mpsc::Sender<(Bytes, Ticket)>)>>,
+    pub bridges: Mutex<Vec<(StreamId, ChunkSender)>>,
     /// Tasks started from synchronous code (bridges the relay opens); they end with the
     /// connection.
     tasks: Mutex<JoinSet<()>>,
@@ -213,11 +216,13 @@ async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvS
             Ok(Some(body)) => body,
             Ok(None) => return trace!(id = ?native.id, "control stream finished"),
             Err(FrameError::TooLarge { len, max }) => {
+                // Framing cannot be trusted past this point: close at once, with the reason
+                // in the close frame (an error frame queued now would race the close).
                 let reason = format!("control frame of {len} bytes exceeds the limit of {max}");
-                native.outbox.push(Event::ServerError {
-                    message: reason.clone(),
-                });
-                native.outbox.push(Event::Close { reason });
+                debug!(id = ?native.id, %reason, "closing");
+                native
+                    .quic
+                    .close(codes::FRAME_TOO_LARGE.into(), reason.as_bytes());
                 return;
             }
             Err(e) => return debug!(id = ?native.id, "control stream failed: {e}"),

@@ -1140,6 +1140,33 @@ fn ack_round_trip_returns_the_payload_unchanged() {
 }
 
 #[test]
+fn oversized_ack_fails_for_both_ends() {
+    let mut h = Harness::with(Config {
+        max_message_bytes: 100,
+        ..Config::default()
+    });
+    let a = h.connect("A");
+    let b = h.connect("B");
+    h.pair(a, b);
+    let req = h.emit_ack(a, "B", "q", Payload::empty());
+    let (_, _, ticket) = h.drain().delivered(b)[0].clone();
+    let big = Payload::MsgPack(Bytes::from(vec![0x90; 101]));
+    h.answer(b, ticket.unwrap(), Answer::Ack(big));
+    let out = h.drain();
+    let text = "payload of 101 bytes exceeds the limit of 100 bytes";
+    assert_eq!(out.errors(b), vec![text.to_owned()]);
+    assert_eq!(out.errors(a), vec![text.to_owned()]);
+    assert!(matches!(
+        out.reply(a, req),
+        Reply::Failed(RequestError::PayloadTooLarge {
+            size: 101,
+            limit: 100
+        })
+    ));
+    assert_eq!(h.relay.pending_len(), 0);
+}
+
+#[test]
 fn ack_timeout_fails_with_the_exact_text_and_frees_the_slot() {
     let mut h = Harness::with(Config {
         ack_timeout: Duration::from_millis(1500),
