@@ -695,6 +695,17 @@ impl Native {
         if let Some(t) = found {
             return Ok(t);
         }
+        if self.backlog.iter().any(|event| {
+            matches!(
+                event,
+                ClientEvent::PeerDisconnected | ClientEvent::Closed(_)
+            )
+        }) {
+            return Err(format!(
+                "the pairing or connection had ended before {what} (events: {:?})",
+                self.backlog
+            ));
+        }
         let deadline = tokio::time::Instant::now() + within;
         loop {
             match tokio::time::timeout_at(deadline, self.events.recv()).await {

@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::debug;
 
+use crate::acks::AckWaiters;
 use crate::handle::RelayHandle;
 use crate::outbound;
 use crate::outbox::Outbox;
@@ -44,6 +45,8 @@ pub(crate) struct Conn {
     pub handle: RelayHandle,
     pub id: ConnId,
     pub outbox: Arc<Outbox>,
+    /// Acks the client owes, handed to the core in order with its events.
+    pub acks: AckWaiters,
     next_req: AtomicU64,
     awaiting: Mutex<HashMap<ReqId, Awaiting>>,
     /// The outbound queue's receiver until the connection is established and its drain
@@ -69,6 +72,8 @@ impl Conn {
     /// Ends the connection's part in the relay: the core forgets it and its drain task stops.
     /// Safe to call more than once.
     pub fn close(&self) {
+        // Acks the client sent before leaving still count.
+        self.acks.hand_over_arrived(&self.handle, self.id);
         self.handle.disconnect(self.id);
         if let Some(drain) = self.drain.lock().expect("drain lock").take() {
             drain.abort();
@@ -137,6 +142,7 @@ pub(crate) fn admit(
         handle: handle.clone(),
         id,
         outbox,
+        acks: AckWaiters::default(),
         next_req: AtomicU64::new(0),
         awaiting: Mutex::new(HashMap::new()),
         pending_rx: Mutex::new(Some(rx)),

@@ -59,6 +59,8 @@ impl FromMessageParts<LocalAdapter> for Handled {
 }
 
 fn handle_event(conn: &Conn, event: &str, args: Vec<Value>, ack_id: Option<i64>) {
+    // Whatever the client acked before sending this event reaches the core first.
+    conn.acks.hand_over_arrived(&conn.handle, conn.id);
     let kind = match event {
         events::P2P_REGISTER => RequestKind::Register,
         events::P2P_UNREGISTER => RequestKind::Unregister,

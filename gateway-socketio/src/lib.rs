@@ -16,6 +16,7 @@
 //! # }
 //! ```
 
+mod acks;
 mod args;
 mod config;
 mod connection;

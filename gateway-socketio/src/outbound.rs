@@ -17,7 +17,6 @@ use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{AckError, SendError, SocketError};
 use tokio::sync::mpsc;
-use tokio::task::JoinSet;
 use tracing::{debug, trace};
 
 use crate::args::Args;
@@ -27,20 +26,21 @@ use crate::events;
 /// The socket went away while its events were being sent.
 struct Gone;
 
-/// Sends every event of `rx` to the client, one at a time and in order. Owns the tasks that
-/// wait for the client's acks, so they end with it.
+/// Sends every event of `rx` to the client, one at a time and in order, and hands the
+/// client's acks to the core as they arrive; both end with it.
 pub(crate) async fn drain(
     socket: Arc<Socket<LocalAdapter>>,
     conn: Arc<Conn>,
     mut rx: mpsc::UnboundedReceiver<Event>,
 ) {
-    let mut waiting: JoinSet<()> = JoinSet::new();
+    let acks = conn.acks.run(conn.handle.clone(), conn.id);
+    tokio::pin!(acks);
     loop {
         tokio::select! {
             event = rx.recv() => {
                 let Some(event) = event else { break };
                 let is_deliver = matches!(event, Event::Deliver { .. });
-                let sent = send(&socket, &conn, event, &mut waiting).await;
+                let sent = send(&socket, &conn, event).await;
                 if is_deliver {
                     conn.outbox.delivered();
                 }
@@ -48,7 +48,7 @@ pub(crate) async fn drain(
                     break;
                 }
             }
-            Some(_) = waiting.join_next(), if !waiting.is_empty() => {}
+            _ = &mut acks => {}
         }
     }
     trace!(sid = %socket.id, "outbound drain ended");
@@ -58,7 +58,6 @@ async fn send(
     socket: &Arc<Socket<LocalAdapter>>,
     conn: &Arc<Conn>,
     event: Event,
-    waiting: &mut JoinSet<()>,
 ) -> Result<(), Gone> {
     match event {
         Event::Reply { req, reply } => {
@@ -86,7 +85,7 @@ async fn send(
             match ticket {
                 None => retry(|| socket.emit(&event, &values)).await,
                 Some(ticket) => {
-                    ask(socket, conn, &event, &values, ticket, waiting, |args| {
+                    ask(socket, conn, &event, &values, ticket, |args| {
                         Answer::Ack(Payload::Values(args.0))
                     })
                     .await
@@ -95,16 +94,7 @@ async fn send(
         }
         Event::RegisterRequest { ticket, from } => {
             let args = Args(vec![Value::from(from.as_str())]);
-            ask(
-                socket,
-                conn,
-                events::P2P_REGISTER,
-                &args,
-                ticket,
-                waiting,
-                accepted,
-            )
-            .await
+            ask(socket, conn, events::P2P_REGISTER, &args, ticket, accepted).await
         }
         Event::StreamRequest { ticket, .. } => {
             let args = Args::default();
@@ -114,22 +104,15 @@ async fn send(
                 events::P2P_REGISTER_STREAM,
                 &args,
                 ticket,
-                waiting,
                 accepted,
             )
             .await
         }
         Event::Unregistered { ticket } => {
             let args = Args::default();
-            ask(
-                socket,
-                conn,
-                events::P2P_UNREGISTER,
-                &args,
-                ticket,
-                waiting,
-                |_| Answer::Done,
-            )
+            ask(socket, conn, events::P2P_UNREGISTER, &args, ticket, |_| {
+                Answer::Done
+            })
             .await
         }
         Event::PeerDisconnected => {
@@ -158,7 +141,6 @@ async fn ask(
     event: &str,
     args: &Args,
     ticket: Ticket,
-    waiting: &mut JoinSet<()>,
     answer: fn(Args) -> Answer,
 ) -> Result<(), Gone> {
     let mut stream = None;
@@ -169,20 +151,17 @@ async fn ask(
     })
     .await?;
     let ack = stream.expect("set on success");
-    let conn = conn.clone();
-    waiting.spawn(async move {
+    conn.acks.push(async move {
         match ack.await {
-            Ok(args) => {
-                conn.handle.command(
-                    conn.id,
-                    relay_core::Command::Answer {
-                        ticket,
-                        answer: answer(args),
-                    },
-                );
+            Ok(args) => Some((ticket, answer(args))),
+            Err(AckError::Decode(e)) => {
+                debug!("undecodable ack: {e:?}");
+                None
             }
-            Err(AckError::Decode(e)) => debug!("undecodable ack: {e:?}"),
-            Err(e) => trace!("no ack: {e:?}"),
+            Err(e) => {
+                trace!("no ack: {e:?}");
+                None
+            }
         }
     });
     Ok(())

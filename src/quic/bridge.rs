@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
+use futures::FutureExt;
 use native_client::wire::codes;
 use quinn::{ReadError, RecvStream, SendStream, VarInt};
 use relay_core::rmpv::Value;
@@ -29,16 +30,54 @@ fn code(value: u32) -> VarInt {
     VarInt::from_u32(value)
 }
 
+/// The relay granted this native client a stream toward a Socket.IO acceptor. The bridge's
+/// inbound side is put in place now, before the client's data stream arrives, because the
+/// legacy peer may start sending chunks as soon as it accepted.
+pub(crate) fn prepare(native: &Native, stream: StreamId) {
+    let Some(cut) = native.shared.claim_stream(stream) else {
+        return;
+    };
+    let rx = register(native, stream);
+    native
+        .prepared
+        .lock()
+        .expect("prepared lock")
+        .insert(stream, (rx, cut));
+}
+
+/// The native client's data stream for a prepared bridge arrived: relay it. None when the
+/// stream was not prepared (it goes to a native acceptor, or was not granted).
+pub(crate) fn take_prepared(native: &Native, stream: StreamId) -> Option<(Inbound, Cut)> {
+    native
+        .prepared
+        .lock()
+        .expect("prepared lock")
+        .remove(&stream)
+}
+
 /// Relays a data stream a native client opened toward a Socket.IO acceptor.
 pub(crate) async fn to_legacy(
     native: &Arc<Native>,
     stream: StreamId,
     send: SendStream,
     recv: RecvStream,
+    inbound: Inbound,
     cut: &Cut,
 ) {
-    let rx = register(native, stream);
-    run(native, stream, send, recv, rx, cut).await;
+    run(native, stream, send, recv, inbound, cut).await;
+}
+
+/// The pairing ended before the client opened its data stream: drop what was prepared.
+pub(crate) fn forget(native: &Native, stream: StreamId) {
+    let prepared = native
+        .prepared
+        .lock()
+        .expect("prepared lock")
+        .remove(&stream);
+    if prepared.is_some() {
+        native.shared.drop_claim(stream);
+    }
+    unregister(native, stream);
 }
 
 /// A Socket.IO client opened a stream that this native client accepted: the relay opens
@@ -70,7 +109,10 @@ pub(crate) fn accept_from_legacy(
     });
 }
 
-fn register(native: &Native, stream: StreamId) -> mpsc::Receiver<(Bytes, Ticket)> {
+/// Where a bridge receives the legacy peer's chunks.
+pub(crate) type Inbound = mpsc::Receiver<(Bytes, Ticket)>;
+
+fn register(native: &Native, stream: StreamId) -> Inbound {
     let (tx, rx) = mpsc::channel(INBOUND_CHUNKS);
     native
         .bridges
@@ -124,7 +166,7 @@ async fn run(
     stream: StreamId,
     send: SendStream,
     mut recv: RecvStream,
-    mut inbound: mpsc::Receiver<(Bytes, Ticket)>,
+    mut inbound: Inbound,
     cut: &Cut,
 ) {
     let peer = native.shared.relay.with_relay(|r| {
@@ -147,7 +189,17 @@ async fn run(
         loop {
             match recv.read_chunk(CHUNK_BYTES, true).await {
                 Ok(Some(chunk)) => {
-                    let args = Payload::Values(vec![Value::Binary(chunk.bytes.to_vec())]);
+                    // Each legacy chunk costs a round trip: send what has already arrived
+                    // as one (QUIC hands it over about a packet at a time).
+                    let mut batch = chunk.bytes.to_vec();
+                    while batch.len() < CHUNK_BYTES {
+                        let room = CHUNK_BYTES - batch.len();
+                        match recv.read_chunk(room, true).now_or_never() {
+                            Some(Ok(Some(more))) => batch.extend_from_slice(&more.bytes),
+                            _ => break,
+                        }
+                    }
+                    let args = Payload::Values(vec![Value::Binary(batch)]);
                     let reply = native
                         .bridge_request(|req| Command::Emit {
                             target: peer.to_string(),

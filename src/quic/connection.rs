@@ -35,6 +35,8 @@ pub(crate) struct Native {
     next_bridge_req: Mutex<u64>,
     /// Streams bridged to a Socket.IO peer: where its chunks for this client go.
     pub bridges: Mutex<Vec<(StreamId, ChunkSender)>>,
+    /// Bridges granted toward a Socket.IO acceptor whose data stream has not arrived yet.
+    pub prepared: Mutex<HashMap<StreamId, (bridge::Inbound, super::Cut)>>,
     /// Tasks started from synchronous code (bridges the relay opens); they end with the
     /// connection.
     tasks: Mutex<JoinSet<()>>,
@@ -156,6 +158,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         bridge_replies: Mutex::new(HashMap::new()),
         next_bridge_req: Mutex::new(0),
         bridges: Mutex::new(Vec::new()),
+        prepared: Mutex::new(HashMap::new()),
         tasks: Mutex::new(JoinSet::new()),
     });
 
@@ -335,6 +338,16 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
                 }
                 return None;
             }
+            if let Reply::StreamOpened(stream) = reply {
+                let acceptor_is_native = native
+                    .shared
+                    .relay
+                    .with_relay(|r| r.stream_ends(stream))
+                    .is_some_and(|(_, acceptor)| native.shared.native_conn(acceptor).is_some());
+                if !acceptor_is_native {
+                    bridge::prepare(native, stream);
+                }
+            }
             ServerFrame::Reply {
                 req: req.0 >> 1,
                 reply: wire_reply(reply),
@@ -386,6 +399,7 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
         }
         Event::StreamClosed { stream, why } => {
             native.shared.cut_stream(stream, why);
+            bridge::forget(native, stream);
             ServerFrame::StreamClosed { stream: stream.0 }
         }
         Event::ServerError { message } => ServerFrame::ServerError { message },

@@ -102,6 +102,11 @@ impl Shared {
             .command(conn, relay_core::Command::CloseStream { stream });
     }
 
+    /// Forgets a claim whose relaying never started (the core has forgotten the stream).
+    pub fn drop_claim(&self, stream: StreamId) {
+        self.streams.lock().expect("streams lock").remove(&stream);
+    }
+
     /// The core ended a stream with its pairing: reset both ends, saying why.
     pub fn cut_stream(&self, stream: StreamId, why: StreamEnd) {
         let code = match why {

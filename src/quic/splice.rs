@@ -39,6 +39,10 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
             return refuse(&mut send, &mut recv, codes::STREAM_BAD_HEADER);
         }
     };
+    if let Some((inbound, cut)) = bridge::take_prepared(&native, stream) {
+        bridge::to_legacy(&native, stream, send, recv, inbound, &cut).await;
+        return native.shared.release_stream(native.id, stream);
+    }
     let ends = native.shared.relay.with_relay(|r| r.stream_ends(stream));
     let acceptor = match ends {
         Some((opener, acceptor)) if opener == native.id => acceptor,
@@ -68,7 +72,9 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
                 }
             }
         }
-        None => bridge::to_legacy(&native, stream, send, recv, &cut).await,
+        // Granted, but the acceptor is not native and nothing was prepared for it (the
+        // grant and the acceptor's transport changed in between): nothing to bridge to.
+        None => refuse(&mut send, &mut recv, codes::STREAM_NOT_GRANTED),
     }
     native.shared.release_stream(native.id, stream);
 }
