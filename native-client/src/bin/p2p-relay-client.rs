@@ -177,7 +177,12 @@ async fn run(cli: Cli) -> Result<()> {
             let id = id.unwrap_or_else(|| format!("p2p-relay-client-{}", std::process::id()));
             let (client, _incoming) = connect(&cli.relay, &id).await?;
             let ids = client.list_clients().await?;
-            for other in ids.iter().filter(|other| **other != id) {
+            let others: Vec<&String> = ids.iter().filter(|other| **other != id).collect();
+            // One id per line on stdout (for scripts); the empty case is said on stderr.
+            if others.is_empty() {
+                eprintln!("no other clients are connected");
+            }
+            for other in others {
                 println!("{other}");
             }
             client.close().await;
