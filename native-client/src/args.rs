@@ -25,12 +25,8 @@ pub struct Args(pub Vec<Value>);
 /// Why arguments could not be encoded, decoded or converted.
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
-    #[error("arguments are not valid MessagePack: {0}")]
-    Decode(String),
-    #[error("arguments must be a MessagePack array, got {0}")]
-    NotAnArray(&'static str),
-    #[error("{0} trailing bytes after the MessagePack array of arguments")]
-    TrailingBytes(usize),
+    #[error(transparent)]
+    Payload(#[from] relay_core::PayloadError),
     #[error("cannot serialize the arguments: {0}")]
     Serialize(String),
     #[error(
@@ -91,26 +87,17 @@ impl Args {
         self.0
     }
 
-    /// The wire form: one MessagePack array.
+    /// The wire form: one MessagePack array (the relay core's payload encoding).
     pub fn encode(&self) -> Bytes {
-        let mut out = Vec::with_capacity(16);
-        write_array(&mut out, &self.0);
-        Bytes::from(out)
+        relay_core::payload::encode_args(&self.0)
     }
 
     /// Reads the wire form. Anything but exactly one MessagePack array is refused, so a
     /// payload has one meaning.
     pub fn decode(bytes: &[u8]) -> Result<Args, ArgsError> {
-        let mut reader = bytes;
-        let value =
-            rmpv::decode::read_value(&mut reader).map_err(|e| ArgsError::Decode(e.to_string()))?;
-        if !reader.is_empty() {
-            return Err(ArgsError::TrailingBytes(reader.len()));
-        }
-        match value {
-            Value::Array(values) => Ok(Args(values)),
-            other => Err(ArgsError::NotAnArray(kind(&other))),
-        }
+        relay_core::payload::decode_args(bytes)
+            .map(Args)
+            .map_err(ArgsError::Payload)
     }
 
     /// Arguments from a typed value that serializes as a sequence, one element per argument:
@@ -122,7 +109,7 @@ impl Args {
             .map_err(|e| ArgsError::Serialize(e.to_string()))?;
         match rmpv::decode::read_value(&mut &out[..]) {
             Ok(Value::Array(values)) => Ok(Args(values)),
-            Ok(other) => Err(ArgsError::NotASequence(kind(&other))),
+            Ok(other) => Err(ArgsError::NotASequence(relay_core::payload::kind(&other))),
             // rmp-serde wrote it a moment ago; failing to read it back would be a bug there.
             Err(e) => Err(ArgsError::Serialize(e.to_string())),
         }
@@ -133,39 +120,6 @@ impl Args {
     /// into `bytes::Bytes` or `serde_bytes::ByteBuf`.
     pub fn to_serde<T: DeserializeOwned>(&self) -> Result<T, ArgsError> {
         rmp_serde::from_slice(&self.encode()).map_err(|e| ArgsError::Deserialize(e.to_string()))
-    }
-}
-
-/// Writes `values` as one MessagePack array without first cloning them into a
-/// `Value::Array` (arguments may hold megabytes of binary).
-fn write_array(out: &mut Vec<u8>, values: &[Value]) {
-    let len = values.len();
-    if len < 16 {
-        out.push(0x90 | len as u8);
-    } else if len <= u16::MAX as usize {
-        out.push(0xdc);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdd);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    for value in values {
-        // Writing into a Vec cannot fail: rmpv only reports the writer's errors.
-        let _ = rmpv::encode::write_value(out, value);
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "nil",
-        Value::Boolean(_) => "a boolean",
-        Value::Integer(_) => "an integer",
-        Value::F32(_) | Value::F64(_) => "a float",
-        Value::String(_) => "a string",
-        Value::Binary(_) => "binary",
-        Value::Array(_) => "an array",
-        Value::Map(_) => "a map",
-        Value::Ext(..) => "an extension value",
     }
 }
 
@@ -206,6 +160,7 @@ impl<'a> IntoIterator for &'a Args {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use relay_core::PayloadError;
     use serde::Deserialize;
 
     fn map(entries: Vec<(&str, Value)>) -> Value {
@@ -295,16 +250,19 @@ mod tests {
     fn decode_refuses_anything_but_one_array() {
         assert!(matches!(
             Args::decode(&[0x01]),
-            Err(ArgsError::NotAnArray("an integer"))
+            Err(ArgsError::Payload(PayloadError::NotAnArray("an integer")))
         ));
         assert!(matches!(
             Args::decode(&[0x90, 0x90]),
-            Err(ArgsError::TrailingBytes(1))
+            Err(ArgsError::Payload(PayloadError::TrailingBytes(1)))
         ));
-        assert!(matches!(Args::decode(&[]), Err(ArgsError::Decode(_))));
+        assert!(matches!(
+            Args::decode(&[]),
+            Err(ArgsError::Payload(PayloadError::Decode(_)))
+        ));
         assert!(matches!(
             Args::decode(&[0x92, 0x01]),
-            Err(ArgsError::Decode(_))
+            Err(ArgsError::Payload(PayloadError::Decode(_)))
         ));
         let msg = Args::decode(&[0xa1, b'x']).unwrap_err().to_string();
         assert_eq!(msg, "arguments must be a MessagePack array, got a string");

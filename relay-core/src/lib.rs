@@ -11,7 +11,7 @@ mod config;
 mod error;
 mod event;
 mod hub;
-mod payload;
+pub mod payload;
 mod registry;
 mod relay;
 mod reserved;

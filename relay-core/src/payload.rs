@@ -24,6 +24,8 @@ pub enum PayloadError {
     Decode(String),
     #[error("arguments must be a MessagePack array, got {0}")]
     NotAnArray(&'static str),
+    #[error("{0} trailing bytes after the MessagePack array of arguments")]
+    TrailingBytes(usize),
 }
 
 impl Payload {
@@ -45,21 +47,7 @@ impl Payload {
     pub fn into_values(self) -> Result<Vec<Value>, PayloadError> {
         match self {
             Payload::Values(values) => Ok(values),
-            Payload::MsgPack(bytes) => {
-                let mut reader = &bytes[..];
-                let value = rmpv::decode::read_value(&mut reader)
-                    .map_err(|e| PayloadError::Decode(e.to_string()))?;
-                if !reader.is_empty() {
-                    return Err(PayloadError::Decode(format!(
-                        "{} trailing bytes after the arguments",
-                        reader.len()
-                    )));
-                }
-                match value {
-                    Value::Array(values) => Ok(values),
-                    other => Err(PayloadError::NotAnArray(kind(&other))),
-                }
-            }
+            Payload::MsgPack(bytes) => decode_args(&bytes),
         }
     }
 
@@ -67,13 +55,44 @@ impl Payload {
     pub fn into_msgpack(self) -> Bytes {
         match self {
             Payload::MsgPack(bytes) => bytes,
-            Payload::Values(values) => {
-                let mut out = Vec::with_capacity(64);
-                rmpv::encode::write_value(&mut out, &Value::Array(values))
-                    .expect("writing MessagePack into a Vec cannot fail");
-                Bytes::from(out)
-            }
+            Payload::Values(values) => encode_args(&values),
         }
+    }
+}
+
+/// Encodes arguments as one MessagePack array, without first cloning them into a
+/// `Value::Array` (arguments may hold megabytes of binary).
+pub fn encode_args(values: &[Value]) -> Bytes {
+    let mut out = Vec::with_capacity(16);
+    let len = values.len();
+    if len < 16 {
+        out.push(0x90 | len as u8);
+    } else if len <= u16::MAX as usize {
+        out.push(0xdc);
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+    } else {
+        out.push(0xdd);
+        out.extend_from_slice(&(len as u32).to_be_bytes());
+    }
+    for value in values {
+        rmpv::encode::write_value(&mut out, value)
+            .expect("writing MessagePack into a Vec cannot fail");
+    }
+    Bytes::from(out)
+}
+
+/// Decodes one MessagePack array of arguments. Anything else (another type, trailing
+/// bytes) is refused, so an encoded payload has exactly one meaning.
+pub fn decode_args(bytes: &[u8]) -> Result<Vec<Value>, PayloadError> {
+    let mut reader = bytes;
+    let value =
+        rmpv::decode::read_value(&mut reader).map_err(|e| PayloadError::Decode(e.to_string()))?;
+    if !reader.is_empty() {
+        return Err(PayloadError::TrailingBytes(reader.len()));
+    }
+    match value {
+        Value::Array(values) => Ok(values),
+        other => Err(PayloadError::NotAnArray(kind(&other))),
     }
 }
 
@@ -94,7 +113,8 @@ fn value_size(value: &Value) -> usize {
     }
 }
 
-fn kind(value: &Value) -> &'static str {
+/// How a value's type is named in error messages.
+pub fn kind(value: &Value) -> &'static str {
     match value {
         Value::Nil => "nil",
         Value::Boolean(_) => "a boolean",
@@ -162,7 +182,19 @@ mod tests {
         ));
         assert!(matches!(
             Payload::MsgPack(Bytes::from_static(&[0x90, 0x00])).into_values(),
-            Err(PayloadError::Decode(_))
+            Err(PayloadError::TrailingBytes(1))
         ));
+    }
+
+    #[test]
+    fn long_argument_lists_use_the_wider_array_headers() {
+        for len in [15, 16, 70_000] {
+            let values: Vec<Value> = (0..len).map(|i| Value::from(i as u64)).collect();
+            let encoded = encode_args(&values);
+            assert_eq!(decode_args(&encoded).unwrap(), values);
+            let mut reference = Vec::new();
+            rmpv::encode::write_value(&mut reference, &Value::Array(values)).unwrap();
+            assert_eq!(&encoded[..], &reference[..]);
+        }
     }
 }
