@@ -15,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use clap::Parser;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use native_client::{Args, Client, ClientEvent, ConnectOptions};
 use p2p_relay::{Server, Settings};
@@ -94,15 +93,7 @@ struct Relayed {
 }
 
 async fn relayed(dir: &std::path::Path) -> Relayed {
-    let settings = Settings::parse_from([
-        "p2p-relay",
-        "--socketio-listen",
-        "127.0.0.1:0",
-        "--quic-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        dir.to_str().unwrap(),
-    ]);
+    let settings = Settings::on_free_local_ports(dir);
     let server = Server::start(&settings).await.expect("relay");
     let options = |id: &str| {
         ConnectOptions::new(id)

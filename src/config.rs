@@ -69,6 +69,16 @@ pub struct Settings {
 }
 
 impl Settings {
+    /// The defaults, but on free loopback ports and with development certificates in
+    /// `data_dir`: a relay for tests, benchmarks, or running beside other services.
+    pub fn on_free_local_ports(data_dir: &std::path::Path) -> Self {
+        let mut settings = Self::parse_from(["p2p-relay"]);
+        settings.socketio_listen = "127.0.0.1:0".parse().expect("a valid address");
+        settings.quic_listen = "127.0.0.1:0".parse().expect("a valid address");
+        settings.data_dir = Some(data_dir.to_path_buf());
+        settings
+    }
+
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.ack_timeout_ms)
     }

@@ -262,22 +262,7 @@ async fn data_streams_not_granted_to_the_connection_are_refused() {
     let (b, mut b_in) = relay.connect("B").await;
     // A raw client pairs with B and gets a stream granted.
     let mut raw = relay.raw("A").await;
-    raw.send(&ClientFrame::Register {
-        req: 1,
-        target: "B".into(),
-    })
-    .await;
-    match next(&mut b_in).await {
-        ClientEvent::RegisterRequest(request) => request.accept(),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(
-        raw.next().await,
-        ServerFrame::Reply {
-            req: 1,
-            reply: WireReply::Registered(true)
-        }
-    );
+    raw.pair_with(1, "B", &mut b_in).await;
 
     // A stream id never granted.
     let header = StreamHeader { stream: 999_999 }.encode();

@@ -148,22 +148,7 @@ async fn a_busy_target_refuses() {
     // A paired client asking the relay to pair again is refused by the relay.
     let mut raw = relay.raw("D").await;
     let (_e, mut e_in) = relay.connect("E").await;
-    raw.send(&ClientFrame::Register {
-        req: 1,
-        target: "E".into(),
-    })
-    .await;
-    match next(&mut e_in).await {
-        ClientEvent::RegisterRequest(request) => request.accept(),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(
-        raw.next().await,
-        ServerFrame::Reply {
-            req: 1,
-            reply: WireReply::Registered(true)
-        }
-    );
+    raw.pair_with(1, "E", &mut e_in).await;
     raw.send(&ClientFrame::Register {
         req: 2,
         target: "C".into(),
@@ -349,22 +334,7 @@ async fn emits_reach_only_the_peer() {
     let (_c, mut c_in) = relay.connect("C").await;
     // A raw client pairs with B, then names C as the target: the old server forwarded it.
     let mut raw = relay.raw("A").await;
-    raw.send(&ClientFrame::Register {
-        req: 1,
-        target: "B".into(),
-    })
-    .await;
-    match next(&mut b_in).await {
-        ClientEvent::RegisterRequest(request) => request.accept(),
-        other => panic!("{other:?}"),
-    }
-    assert_eq!(
-        raw.next().await,
-        ServerFrame::Reply {
-            req: 1,
-            reply: WireReply::Registered(true)
-        }
-    );
+    raw.pair_with(1, "B", &mut b_in).await;
     raw.send(&ClientFrame::Emit {
         target: "C".into(),
         event: "sneaky".into(),
@@ -528,19 +498,7 @@ async fn undecodable_arguments_from_a_peer_are_answered_not_fatal() {
     let relay = Relay::start(&[]).await;
     let (b, mut b_in) = relay.connect("B").await;
     let mut raw = relay.raw("A").await;
-    raw.send(&ClientFrame::Register {
-        req: 1,
-        target: "B".into(),
-    })
-    .await;
-    match next(&mut b_in).await {
-        ClientEvent::RegisterRequest(request) => request.accept(),
-        other => panic!("{other:?}"),
-    }
-    assert!(matches!(
-        raw.next().await,
-        ServerFrame::Reply { req: 1, .. }
-    ));
+    raw.pair_with(1, "B", &mut b_in).await;
     // A MessagePack string where an array belongs: passed through untouched between
     // native clients, and B's client answers it instead of breaking.
     raw.send(&ClientFrame::Emit {

@@ -11,24 +11,22 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::FutureExt;
+use gateway_socketio::events;
 use native_client::wire::codes;
-use quinn::{ReadError, RecvStream, SendStream, VarInt};
+use quinn::{ReadError, RecvStream, SendStream};
 use relay_core::rmpv::Value;
 use relay_core::{Answer, Command, Payload, Reply, StreamId, Ticket};
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::connection::{header, Native, STREAM_CHUNK_EVENT};
+use super::code;
+use super::connection::{header, Native};
 use super::splice::{SendHalf, CHUNK_BYTES};
 use super::Cut;
 
 /// Chunks queued from a legacy sender toward one native stream. A well-behaved legacy
 /// sender has one chunk in flight; the rest of the room absorbs a misbehaving one.
 const INBOUND_CHUNKS: usize = 8;
-
-fn code(value: u32) -> VarInt {
-    VarInt::from_u32(value)
-}
 
 /// The relay granted this native client a stream toward a Socket.IO acceptor. The bridge's
 /// inbound side is put in place now, before the client's data stream arrives, because the
@@ -131,11 +129,12 @@ fn unregister(native: &Native, stream: StreamId) {
 }
 
 /// A `P2P_EMIT_STREAM` chunk from the legacy peer arrived for this native client: hand it to
-/// the newest bridged stream. False when there is no bridge (then it is an ordinary event).
-pub(crate) fn route_chunk(native: &Native, args: &Payload, ticket: Ticket) -> bool {
+/// the newest bridged stream. Gives the arguments back when there is no bridge (then it is
+/// an ordinary event).
+pub(crate) fn route_chunk(native: &Native, args: Payload, ticket: Ticket) -> Result<(), Payload> {
     let bridges = native.bridges.lock().expect("bridges lock");
     let Some((_, tx)) = bridges.last() else {
-        return false;
+        return Err(args);
     };
     let chunk = chunk_of(args);
     if tx.try_send((chunk, ticket)).is_err() {
@@ -145,12 +144,12 @@ pub(crate) fn route_chunk(native: &Native, args: &Payload, ticket: Ticket) -> bo
         )]);
         native.answer(ticket, Answer::Ack(Payload::Values(vec![error])));
     }
-    true
+    Ok(())
 }
 
 /// The bytes of a legacy chunk: its first argument, binary (or text, written as UTF-8).
-fn chunk_of(args: &Payload) -> Bytes {
-    let values = match args.clone().into_values() {
+fn chunk_of(args: Payload) -> Bytes {
+    let values = match args.into_values() {
         Ok(values) => values,
         Err(_) => return Bytes::new(),
     };
@@ -191,7 +190,7 @@ async fn run(
                 Ok(Some(chunk)) => {
                     // Each legacy chunk costs a round trip: send what has already arrived
                     // as one (QUIC hands it over about a packet at a time).
-                    let mut batch = chunk.bytes.to_vec();
+                    let mut batch = Vec::from(chunk.bytes);
                     while batch.len() < CHUNK_BYTES {
                         let room = CHUNK_BYTES - batch.len();
                         match recv.read_chunk(room, true).now_or_never() {
@@ -203,7 +202,7 @@ async fn run(
                     let reply = native
                         .bridge_request(|req| Command::Emit {
                             target: peer.to_string(),
-                            event: STREAM_CHUNK_EVENT.to_owned(),
+                            event: events::P2P_EMIT_STREAM.to_owned(),
                             args,
                             ack: Some(req),
                         })

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use gateway_socketio::Outbox;
+use gateway_socketio::{events, Outbox};
 use native_client::wire::{
     self, codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame, WireAnswer,
     WireReply,
@@ -16,10 +16,6 @@ use tokio::task::JoinSet;
 use tracing::{debug, trace};
 
 use super::{bridge, splice, Shared};
-
-/// The event name legacy clients use for stream chunks; toward a native client with a
-/// bridged stream, such deliveries become bytes on that stream.
-pub(crate) const STREAM_CHUNK_EVENT: &str = "P2P_EMIT_STREAM";
 
 /// Hands a legacy peer's stream chunk, with the ticket its ack answers, to a bridge.
 pub(crate) type ChunkSender = mpsc::Sender<(Bytes, Ticket)>;
@@ -190,14 +186,15 @@ async fn refuse(
             message: message.clone(),
         })
         .await;
-    let _ = writer.get_mut().finish();
-    // Give the frame a moment to leave before the close discards unsent data.
-    let _ = tokio::time::timeout(
-        std::time::Duration::from_millis(500),
-        writer.get_mut().stopped(),
-    )
-    .await;
+    finish_before_close(writer.get_mut()).await;
     quic.close(code.into(), message.as_bytes());
+}
+
+/// Finishes the control stream and gives its last frame a moment to reach the client:
+/// closing the connection right away would discard it.
+async fn finish_before_close(send: &mut quinn::SendStream) {
+    let _ = send.finish();
+    let _ = tokio::time::timeout(std::time::Duration::from_millis(500), send.stopped()).await;
 }
 
 fn frame_name(frame: &ClientFrame) -> &'static str {
@@ -311,12 +308,7 @@ async fn write_events(
             return debug!(id = ?native.id, "control stream write failed: {e}");
         }
         if let Some((code, reason)) = closing {
-            let _ = writer.get_mut().finish();
-            let _ = tokio::time::timeout(
-                std::time::Duration::from_millis(500),
-                writer.get_mut().stopped(),
-            )
-            .await;
+            finish_before_close(writer.get_mut()).await;
             native.quic.close(code.into(), reason.as_bytes());
             return;
         }
@@ -358,13 +350,16 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
             args,
             ticket,
         } => {
-            if event == STREAM_CHUNK_EVENT {
-                if let Some(ticket) = ticket {
-                    if bridge::route_chunk(native, &args, ticket) {
-                        return None;
+            // A legacy peer's stream chunk becomes bytes on the bridged native stream.
+            let args = match ticket {
+                Some(ticket) if event == events::P2P_EMIT_STREAM => {
+                    match bridge::route_chunk(native, args, ticket) {
+                        Ok(()) => return None,
+                        Err(args) => args,
                     }
                 }
-            }
+                _ => args,
+            };
             ServerFrame::Deliver {
                 event,
                 args: args.into_msgpack(),

@@ -48,6 +48,11 @@ impl Default for QuicConfig {
     }
 }
 
+/// A wire error code as QUIC carries it.
+pub(crate) fn code(value: u32) -> quinn::VarInt {
+    quinn::VarInt::from_u32(value)
+}
+
 /// State every native connection shares.
 pub(crate) struct Shared {
     pub relay: RelayHandle,

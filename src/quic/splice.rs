@@ -7,20 +7,16 @@
 use std::sync::Arc;
 
 use native_client::wire::{codes, header::HEADER_LEN, StreamHeader};
-use quinn::{ReadError, RecvStream, SendStream, VarInt, WriteError};
+use quinn::{ReadError, RecvStream, SendStream, WriteError};
 use relay_core::StreamId;
 use tracing::debug;
 
 use super::bridge;
 use super::connection::{header, Native};
-use super::Cut;
+use super::{code, Cut};
 
 /// Largest chunk taken from a stream at once.
 pub(crate) const CHUNK_BYTES: usize = 64 * 1024;
-
-fn code(value: u32) -> VarInt {
-    VarInt::from_u32(value)
-}
 
 /// Handles one data stream the client opened.
 pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut recv: RecvStream) {

@@ -399,6 +399,27 @@ impl Raw {
         frame::decode(&body).expect("a frame that decodes")
     }
 
+    /// Pairs this raw client with `target`, whose client accepts: the raw side of
+    /// `common::pair`, for tests that must speak frames the client library would not send.
+    pub async fn pair_with(&mut self, req: u64, target: &str, target_in: &mut Incoming) {
+        self.send(&ClientFrame::Register {
+            req,
+            target: target.into(),
+        })
+        .await;
+        match next(target_in).await {
+            ClientEvent::RegisterRequest(request) => request.accept(),
+            other => panic!("expected a pairing request, got {other:?}"),
+        }
+        assert_eq!(
+            self.next().await,
+            ServerFrame::Reply {
+                req,
+                reply: WireReply::Registered(true)
+            }
+        );
+    }
+
     /// Sends a List request and returns the ids in its reply (skipping nothing else: the
     /// reply must be the next frame).
     pub async fn list(&mut self, req: u64) -> Vec<String> {

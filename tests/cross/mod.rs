@@ -40,8 +40,7 @@ impl Relay {
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         std::fs::create_dir_all(&data_dir).expect("create the relay's data directory");
-        let dir = data_dir.to_str().expect("utf-8 temp dir").to_owned();
-        let settings = settings(&dir);
+        let settings = Settings::on_free_local_ports(&data_dir);
         let server = tokio::time::timeout(Duration::from_secs(20), Server::start(&settings))
             .await
             .expect("the relay did not start within 20 s")
@@ -82,19 +81,6 @@ impl Drop for Relay {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
-}
-
-fn settings(data_dir: &str) -> Settings {
-    use clap::Parser;
-    Settings::parse_from([
-        "p2p-relay",
-        "--socketio-listen",
-        "127.0.0.1:0",
-        "--quic-listen",
-        "127.0.0.1:0",
-        "--data-dir",
-        data_dir,
-    ])
 }
 
 // --------------------------------------------------------------------------- node peer
