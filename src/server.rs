@@ -2,7 +2,8 @@
 
 use std::net::SocketAddr;
 
-use gateway_socketio::{Gateway, RelayHandle};
+use gateway_socketio::Gateway;
+use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;
 
 use crate::quic::{QuicConfig, QuicFrontEnd};
@@ -27,7 +28,7 @@ pub struct CaInfo {
 impl Server {
     /// Binds every front end and starts serving.
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
-        let relay = RelayHandle::new(relay_core::Relay::new(settings.core()));
+        let relay = RelayHandle::new(settings.core());
         let mut tasks = JoinSet::new();
 
         let gateway = Gateway::new(relay.clone(), settings.gateway());

@@ -18,7 +18,7 @@ use futures::{Future, StreamExt};
 use relay_core::{Answer, Command, ConnId, Ticket};
 use tokio::sync::Notify;
 
-use crate::handle::RelayHandle;
+use relay_runtime::RelayHandle;
 
 type PendingAck = Pin<Box<dyn Future<Output = Option<(Ticket, Answer)>> + Send>>;
 

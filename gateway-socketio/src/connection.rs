@@ -18,9 +18,9 @@ use tokio::task::AbortHandle;
 use tracing::debug;
 
 use crate::acks::AckWaiters;
-use crate::handle::RelayHandle;
+use relay_runtime::{Outbox, RelayHandle};
+
 use crate::outbound;
-use crate::outbox::Outbox;
 use crate::GatewayConfig;
 
 /// What a request was, so that a failure can be answered in the shape its ack expects.
@@ -135,6 +135,7 @@ pub(crate) fn admit(
     let id = handle.connect(
         client_id.as_deref(),
         handshake.auth.as_deref(),
+        relay_core::Transport::Legacy,
         outbox.clone(),
     )?;
     debug!(sid = %socket.id, client = ?client_id, ?id, "admitted");

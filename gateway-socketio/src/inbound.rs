@@ -112,7 +112,11 @@ fn parse(
             },
         },
         RequestKind::Unregister => Command::Unregister { req: req_id() },
-        RequestKind::List => Command::List { req: req_id() },
+        RequestKind::List => Command::List {
+            req: req_id(),
+            after: None,
+            limit: None,
+        },
         RequestKind::Emit => {
             let (target, event, args) = emit_payload(args.next())?;
             Command::Emit {

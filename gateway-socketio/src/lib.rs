@@ -7,8 +7,8 @@
 //! Embedding in your own axum app:
 //! ```no_run
 //! # async fn run() -> std::io::Result<()> {
-//! use gateway_socketio::{Gateway, GatewayConfig, RelayHandle};
-//! let relay = RelayHandle::new(relay_core::Relay::new(relay_core::Config::default()));
+//! use gateway_socketio::{Gateway, GatewayConfig};
+//! let relay = relay_runtime::RelayHandle::new(relay_core::Config::default());
 //! let gateway = Gateway::new(relay.clone(), GatewayConfig::default());
 //! let app = gateway.attach(axum::Router::new());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:9000").await?;
@@ -22,10 +22,8 @@ mod config;
 mod connection;
 mod eio3_binary;
 pub mod events;
-mod handle;
 mod inbound;
 mod outbound;
-mod outbox;
 
 use std::sync::Arc;
 
@@ -36,8 +34,7 @@ use socketioxide::SocketIo;
 
 pub use args::Args;
 pub use config::GatewayConfig;
-pub use handle::RelayHandle;
-pub use outbox::Outbox;
+use relay_runtime::RelayHandle;
 
 use connection::{Established, Handshake};
 

@@ -126,9 +126,13 @@ async fn send(
             let _ = socket.clone().disconnect();
             Err(Gone)
         }
-        // Streams between two Socket.IO clients are plain acknowledged emits; a granted
-        // stream id means nothing to a legacy client.
-        Event::StreamAccepted { .. } | Event::StreamClosed { .. } => Ok(()),
+        // A legacy client's streams have no ids: its chunks are plain acknowledged emits,
+        // and a bridged stream's rules are kept by the core. Stream bookkeeping events
+        // mean nothing to it.
+        Event::StreamAccepted { .. }
+        | Event::StreamClosed { .. }
+        | Event::StreamData { .. }
+        | Event::StreamChunkTaken { .. } => Ok(()),
     }
 }
 
@@ -209,11 +213,11 @@ fn reply_args(kind: RequestKind, reply: Reply) -> Args {
     match reply {
         Reply::Registered(ok) => one(Value::from(ok)),
         Reply::Unregistered => Args::default(),
-        Reply::Clients(ids) => one(Value::Array(
-            ids.iter().map(|id| Value::from(id.as_str())).collect(),
+        Reply::Clients(page) => one(Value::Array(
+            page.ids.iter().map(|id| Value::from(id.as_str())).collect(),
         )),
         Reply::Ack(payload) => values_or_error(payload),
-        Reply::StreamOpened(_) => one(Value::from(true)),
+        Reply::StreamOpened { .. } => one(Value::from(true)),
         Reply::StreamRefused => one(Value::from(false)),
         Reply::Failed(error) => match kind {
             RequestKind::Register | RequestKind::Stream => one(Value::from(false)),

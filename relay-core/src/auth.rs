@@ -19,3 +19,20 @@ impl Authenticator for AllowAll {
         Ok(())
     }
 }
+
+/// The checks made before a connection may claim an id: a well-formed clientId that the
+/// authenticator accepts. Every driver admits connections through this one function.
+pub fn check_claim(
+    auth: &dyn Authenticator,
+    client_id: Option<&str>,
+    credentials: Option<&[u8]>,
+) -> Result<ClientId, crate::error::ConnectError> {
+    use crate::error::ConnectError;
+    let client = ClientId::new(client_id.ok_or(ConnectError::MissingClientId)?)?;
+    auth.authenticate(&client, credentials)
+        .map_err(|reason| ConnectError::Unauthorized {
+            client: client.clone(),
+            reason,
+        })?;
+    Ok(client)
+}

@@ -1,5 +1,7 @@
 //! What can go wrong, worded for the client that caused it. These texts reach users as
-//! `SERVER_ERROR` messages (Socket.IO) or error frames (QUIC), so each says what to fix.
+//! `SERVER_ERROR` messages (Socket.IO) or error frames (QUIC), so each says what to fix;
+//! every failure also has an [`ErrorCode`], so a native caller can match on the kind
+//! without parsing text.
 
 use crate::client_id::{ClientId, InvalidClientId};
 
@@ -64,4 +66,100 @@ pub enum RequestError {
         target: ClientId,
         limit: usize,
     },
+    #[error("stream chunk refused: too many unacknowledged chunks ({0})")]
+    TooManyChunks(usize),
+}
+
+/// The kind of a failure, stable across versions: what a native client matches on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// The request was not understood (bad arguments, bad event name, bad target id).
+    Invalid = 1,
+    /// The target of a pairing is not connected.
+    NotConnected = 2,
+    /// The request needs a pairing (with that target) that does not exist.
+    NotPaired = 3,
+    /// Pairing refused by the rules: to oneself, already paired, already registering.
+    PairingConflict = 4,
+    /// The payload is over the relay's limit.
+    TooLarge = 5,
+    /// The other client did not answer in time.
+    Timeout = 6,
+    /// The other client disconnected before answering.
+    PeerGone = 7,
+    /// A per-connection limit was reached (pending requests, streams, chunks).
+    LimitReached = 8,
+    /// The receiver's queue is full: it reads too slowly.
+    QueueFull = 9,
+}
+
+impl ErrorCode {
+    pub fn as_u16(self) -> u16 {
+        self as u16
+    }
+
+    pub fn from_u16(raw: u16) -> Option<Self> {
+        use ErrorCode::*;
+        [
+            Invalid,
+            NotConnected,
+            NotPaired,
+            PairingConflict,
+            TooLarge,
+            Timeout,
+            PeerGone,
+            LimitReached,
+            QueueFull,
+        ]
+        .into_iter()
+        .find(|c| *c as u16 == raw)
+    }
+}
+
+impl RequestError {
+    pub fn code(&self) -> ErrorCode {
+        use RequestError::*;
+        match self {
+            InvalidTarget(_) | EmptyEvent | ReservedEvent(_) | Malformed(_) => ErrorCode::Invalid,
+            TargetNotConnected(_) => ErrorCode::NotConnected,
+            NotPairedWith(_) | StreamWhileUnpaired | UnregisterWhileUnpaired => {
+                ErrorCode::NotPaired
+            }
+            RegisterToSelf | AlreadyPaired(_) | RegistrationInProgress(_) => {
+                ErrorCode::PairingConflict
+            }
+            PayloadTooLarge { .. } => ErrorCode::TooLarge,
+            AckTimeout { .. } => ErrorCode::Timeout,
+            PeerGone { .. } => ErrorCode::PeerGone,
+            TooManyPending(_) | TooManyStreams(_) | TooManyChunks(_) => ErrorCode::LimitReached,
+            QueueFull { .. } => ErrorCode::QueueFull,
+        }
+    }
+}
+
+/// Why the relay closes a connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    #[error("replaced by a newer connection with clientId '{0}'")]
+    Replaced(ClientId),
+    #[error("the relay is shutting down")]
+    Shutdown,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_are_distinct() {
+        let mut seen = std::collections::HashSet::new();
+        for raw in 0..32u16 {
+            if let Some(code) = ErrorCode::from_u16(raw) {
+                assert_eq!(code.as_u16(), raw);
+                assert!(seen.insert(code));
+            }
+        }
+        assert_eq!(seen.len(), 9);
+    }
 }

@@ -1,9 +1,14 @@
 //! What goes into the core (commands from a connection) and what comes out (events for a
 //! connection). Front ends translate their wire formats to and from these types only.
 
+use bytes::Bytes;
+
+use crate::addr::Addr;
 use crate::client_id::ClientId;
-use crate::error::RequestError;
+use crate::directory::ClientPage;
+use crate::error::{CloseReason, RequestError};
 use crate::payload::Payload;
+use crate::transport::StreamKind;
 
 /// Identifies one connection for the lifetime of the core. Never reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -18,7 +23,9 @@ pub struct ReqId(pub u64);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Ticket(pub u64);
 
-/// One P2P stream granted between the two clients of a pairing.
+/// One P2P stream granted between the two clients of a pairing. Numbered by the opener's
+/// connection (its id in the high bits), so ids are unique on a node without a shared
+/// counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StreamId(pub u64);
 
@@ -29,6 +36,8 @@ pub enum StreamEnd {
     Unpaired,
     /// The other client's connection is gone.
     PeerGone,
+    /// A bridged chunk could not be delivered (the legacy side timed out or refused it).
+    Failed,
 }
 
 /// A request from a connected client.
@@ -46,8 +55,13 @@ pub enum Command {
         args: Payload,
         ack: Option<ReqId>,
     },
-    /// Every connected clientId (`LIST_CLIENTS`).
-    List { req: ReqId },
+    /// Connected clientIds, sorted: all of them (`LIST_CLIENTS`, `limit` None), or one
+    /// page of at most `limit` after `after` (the native list).
+    List {
+        req: ReqId,
+        after: Option<String>,
+        limit: Option<usize>,
+    },
     /// Open a P2P stream to the peer (`P2P_REGISTER_STREAM`).
     OpenStream { req: ReqId, target: String },
     /// The front end is done relaying a stream (both directions ended). The core forgets it
@@ -55,6 +69,9 @@ pub enum Command {
     CloseStream { stream: StreamId },
     /// The answer to a question the core put to this connection.
     Answer { ticket: Ticket, answer: Answer },
+    /// Bytes a native client wrote on a bridged stream, for its legacy peer. One at a time:
+    /// the next waits for [`Event::StreamChunkTaken`].
+    StreamChunk { stream: StreamId, data: Bytes },
 }
 
 /// An answer to a [`Ticket`]. Which kind fits is given by the event that carried the ticket.
@@ -64,7 +81,8 @@ pub enum Answer {
     Accept(bool),
     /// To [`Event::Deliver`] with a ticket: the ack's arguments.
     Ack(Payload),
-    /// To [`Event::Unregistered`].
+    /// To [`Event::Unregistered`], and to [`Event::StreamData`] once its bytes were
+    /// written to the stream.
     Done,
 }
 
@@ -89,13 +107,26 @@ pub enum Event {
     /// The peer asks to open a stream; answer with [`Answer::Accept`].
     StreamRequest { ticket: Ticket, from: ClientId },
     /// A stream this client accepted is granted; its bytes will arrive from the opener.
-    StreamAccepted { stream: StreamId, from: ClientId },
+    StreamAccepted {
+        stream: StreamId,
+        from: ClientId,
+        kind: StreamKind,
+    },
+    /// A legacy peer's chunk for a bridged stream: write `data` to the stream, then answer
+    /// with [`Answer::Done`] (that releases the legacy sender's ack).
+    StreamData {
+        stream: StreamId,
+        data: Bytes,
+        ticket: Ticket,
+    },
+    /// The legacy peer took the last chunk written on a bridged stream: send the next.
+    StreamChunkTaken { stream: StreamId },
     /// A granted stream must end now: its pairing is over.
     StreamClosed { stream: StreamId, why: StreamEnd },
     /// A request of this connection failed or something it should know went wrong.
     ServerError { message: String },
     /// The connection must be closed by its front end; the core has forgotten it already.
-    Close { reason: String },
+    Close { reason: CloseReason },
 }
 
 /// The outcome of a request.
@@ -105,10 +136,15 @@ pub enum Reply {
     Registered(bool),
     /// The pairing ended on both sides.
     Unregistered,
-    Clients(Vec<ClientId>),
+    Clients(ClientPage),
     /// The peer's ack arguments, unchanged.
     Ack(Payload),
-    StreamOpened(StreamId),
+    /// The stream is granted. For a spliced stream `peer` is the acceptor, to relay to.
+    StreamOpened {
+        stream: StreamId,
+        kind: StreamKind,
+        peer: Addr,
+    },
     /// The peer declined the stream (it does not listen for streams).
     StreamRefused,
     /// The request could not be served; a `ServerError` event accompanies it unless the

@@ -1,31 +1,48 @@
-//! The relay's rules, with no I/O: a sans-IO state machine in the manner of quinn-proto.
+//! The relay's rules, with no I/O: sans-IO state machines in the manner of quinn-proto.
 //!
-//! A front end feeds it calls (`connect`, `handle`, `disconnect`, `handle_timeout(now)`)
-//! and polls out [`Outgoing`] events addressed to connections; time is always passed in, so
-//! every rule can be tested deterministically and without sockets. Wire formats stay in the
-//! front ends; stream bytes never pass through here (the core only grants and ends streams).
+//! Each client's [`Connection`] holds every rule that concerns it and talks to other
+//! connections only by messages ([`Transmit`]) addressed to an [`Addr`], so the other end
+//! of a pair may be on this node or on another one. The [`directory`] (which client is
+//! where) is the only shared state, reached through queries and answers. [`Relay`] drives
+//! one node's connections deterministically: a front end (or a test) feeds it calls
+//! (`connect`, `handle`, `disconnect`, `handle_timeout(now)`) and polls out [`Outgoing`]
+//! events addressed to connections; time is always passed in. Wire formats stay in the
+//! front ends; stream bytes never pass through here, except a bridged stream's chunks,
+//! which the legacy protocol carries as events.
 
+mod addr;
 mod auth;
 mod client_id;
 mod config;
+mod connection;
+pub mod directory;
 mod error;
 mod event;
-mod hub;
+mod link;
 pub mod payload;
-mod registry;
 mod relay;
 mod reserved;
+mod transport;
 
-pub use auth::{AllowAll, Authenticator};
+pub use addr::{Addr, NodeId};
+pub use auth::{check_claim, AllowAll, Authenticator};
 pub use client_id::{ClientId, InvalidClientId, MAX_CLIENT_ID_BYTES};
 pub use config::{Config, DuplicatePolicy};
-pub use error::{ConnectError, RequestError};
+pub use connection::{Connection, MAX_INBOUND_CHUNKS};
+pub use directory::{Answered, ClientPage, Claimed, LocalDirectory, Query};
+pub use error::{CloseReason, ConnectError, ErrorCode, RequestError};
 pub use event::{
     Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamEnd, StreamId, Ticket,
 };
-pub use hub::{Hub, Refused, Sink};
+pub use link::{PeerMsg, QuestionId, Transmit};
 pub use payload::{Payload, PayloadError};
-pub use registry::Registry;
-pub use relay::Relay;
+pub use relay::{DirectoryOp, Relay};
 pub use reserved::is_reserved_event;
 pub use rmpv;
+pub use transport::{StreamKind, Transport};
+
+/// Legacy event names the rules themselves need (the rest live in the Socket.IO gateway).
+pub const P2P_REGISTER: &str = "P2P_REGISTER";
+pub const P2P_REGISTER_STREAM: &str = "P2P_REGISTER_STREAM";
+/// A legacy stream chunk travels as an acknowledged emit of this event.
+pub const P2P_EMIT_STREAM: &str = "P2P_EMIT_STREAM";

@@ -1,99 +1,54 @@
-//! The state machine: connections, pairings, questions awaiting answers, granted streams.
+//! One relay node driven deterministically: its connections, its directory (or the seam
+//! to a shared one), and the routing of messages between connections.
+//!
+//! This is the single-threaded driver of the rules in [`Connection`]: tests, benchmarks
+//! and the property tests run it with a fake clock. The tokio runtime drives the same
+//! connections concurrently, each under its own lock (see `relay-runtime`); both route
+//! with the same rule: a message to a connection that is gone is answered with
+//! [`PeerMsg::Gone`] on its behalf, so no question waits for an answer that cannot come.
 
-use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
 use std::time::Instant;
 
-use tracing::{debug, trace};
+use tracing::debug;
 
-use crate::auth::{AllowAll, Authenticator};
+use crate::addr::{Addr, NodeId};
+use crate::auth::{check_claim, AllowAll, Authenticator};
 use crate::client_id::ClientId;
-use crate::config::{Config, DuplicatePolicy};
-use crate::error::{ConnectError, RequestError};
-use crate::event::{
-    Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamEnd, StreamId, Ticket,
-};
-use crate::payload::Payload;
-use crate::registry::Registry;
-use crate::reserved::is_reserved_event;
+use crate::config::Config;
+use crate::connection::Connection;
+use crate::directory::{Answered, Claimed, LocalDirectory, Query};
+use crate::error::{CloseReason, ConnectError};
+use crate::event::{Command, ConnId, Outgoing, StreamId, Ticket};
+use crate::link::{PeerMsg, Transmit};
+use crate::transport::Transport;
 
-const REGISTER_EVENT: &str = "P2P_REGISTER";
-const STREAM_EVENT: &str = "P2P_REGISTER_STREAM";
-
-/// The relay core. See the crate docs for how it is driven.
+/// The relay core of one node. See the crate docs for how it is driven.
 pub struct Relay {
-    config: Config,
+    node: NodeId,
+    config: Arc<Config>,
     auth: Box<dyn Authenticator>,
-    registry: Registry,
-    conns: HashMap<ConnId, Conn>,
-    pending: HashMap<Ticket, Pending>,
-    deadlines: BTreeSet<(Instant, Ticket)>,
-    streams: HashMap<StreamId, Stream>,
+    /// The in-memory directory, or None when the directory is shared and reached through
+    /// [`Relay::poll_directory`] (a cluster, or the two-node tests).
+    directory: Option<LocalDirectory>,
+    conns: HashMap<ConnId, Connection>,
+    /// Each connection's next deadline, so a timeout touches only connections that are due.
+    timers: BTreeSet<(Instant, ConnId)>,
+    timer_of: HashMap<ConnId, Instant>,
     events: VecDeque<Outgoing>,
+    link: VecDeque<Transmit>,
+    directory_ops: VecDeque<DirectoryOp>,
     next_conn: u64,
-    next_ticket: u64,
-    next_stream: u64,
 }
 
-#[derive(Debug)]
-struct Conn {
-    client: ClientId,
-    peer: Option<ConnId>,
-    /// The pairing request this connection is waiting on; one at a time.
-    registering: Option<Ticket>,
-    /// Tickets this connection is the requester of, for the per-connection limit.
-    requests: usize,
-    streams: HashSet<StreamId>,
-}
-
-/// A question put to connection `asked`, waiting for its answer.
-#[derive(Debug)]
-struct Pending {
-    asked: ConnId,
-    deadline: Instant,
-    kind: PendingKind,
-}
-
-#[derive(Debug)]
-enum PendingKind {
-    Register {
-        requester: ConnId,
-        req: ReqId,
-    },
-    Ack {
-        requester: ConnId,
-        req: ReqId,
-        event: String,
-    },
-    /// The peer's side of an unregister; its answer releases the caller's reply.
-    Unregister {
-        requester: ConnId,
-        req: ReqId,
-    },
-    Stream {
-        requester: ConnId,
-        req: ReqId,
-    },
-    /// A notice whose answer changes nothing (the caller's own `P2P_UNREGISTER`, or one
-    /// sent to clear a pairing that could not be completed).
-    Notice,
-}
-
-impl PendingKind {
-    fn requester(&self) -> Option<ConnId> {
-        match self {
-            PendingKind::Register { requester, .. }
-            | PendingKind::Ack { requester, .. }
-            | PendingKind::Unregister { requester, .. }
-            | PendingKind::Stream { requester, .. } => Some(*requester),
-            PendingKind::Notice => None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Stream {
-    opener: ConnId,
-    acceptor: ConnId,
+/// What a node with a shared directory asks of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DirectoryOp {
+    /// A connection's query; answer with [`Relay::handle_directory`].
+    Query(ConnId, Query),
+    /// `client` is no longer connected at `addr` (release it only while it names `addr`).
+    Release(ClientId, Addr),
 }
 
 impl Relay {
@@ -102,18 +57,33 @@ impl Relay {
     }
 
     pub fn with_authenticator(config: Config, auth: impl Authenticator) -> Self {
+        Self::build(NodeId(0), config, Box::new(auth), Some(LocalDirectory::default()))
+    }
+
+    /// A node of a deployment whose directory is shared: claims are made by the caller
+    /// ([`Relay::check`], [`Relay::reserve`], [`Relay::admit`]) and queries are polled out.
+    pub fn with_shared_directory(node: NodeId, config: Config) -> Self {
+        Self::build(node, config, Box::new(AllowAll), None)
+    }
+
+    fn build(
+        node: NodeId,
+        config: Config,
+        auth: Box<dyn Authenticator>,
+        directory: Option<LocalDirectory>,
+    ) -> Self {
         Self {
-            config,
-            auth: Box::new(auth),
-            registry: Registry::default(),
+            node,
+            config: Arc::new(config),
+            auth,
+            directory,
             conns: HashMap::new(),
-            pending: HashMap::new(),
-            deadlines: BTreeSet::new(),
-            streams: HashMap::new(),
+            timers: BTreeSet::new(),
+            timer_of: HashMap::new(),
             events: VecDeque::new(),
+            link: VecDeque::new(),
+            directory_ops: VecDeque::new(),
             next_conn: 0,
-            next_ticket: 0,
-            next_stream: 0,
         }
     }
 
@@ -121,160 +91,164 @@ impl Relay {
         &self.config
     }
 
+    pub fn node(&self) -> NodeId {
+        self.node
+    }
+
     // ----- inputs -------------------------------------------------------------------------
 
-    /// Admits a connection that claims `client_id` (None when the transport carried none).
+    /// Admits a connection that claims `client_id` (None when the transport carried none),
+    /// with the in-memory directory.
     pub fn connect(
         &mut self,
         now: Instant,
         client_id: Option<&str>,
         credentials: Option<&[u8]>,
+        transport: Transport,
     ) -> Result<ConnId, ConnectError> {
-        let client = ClientId::new(client_id.ok_or(ConnectError::MissingClientId)?)?;
-        self.auth
-            .authenticate(&client, credentials)
-            .map_err(|reason| ConnectError::Unauthorized {
-                client: client.clone(),
-                reason,
-            })?;
-        let existing = self.registry.lookup(client.as_str());
-        match (existing, self.config.duplicate_policy) {
-            (Some(_), DuplicatePolicy::Reject) => return Err(ConnectError::Duplicate(client)),
-            (None, _) if self.registry.len() >= self.config.max_clients => {
-                return Err(ConnectError::TooManyClients(self.registry.len()))
-            }
-            (Some(old), DuplicatePolicy::Replace) => {
-                let reason = format!("replaced by a newer connection with clientId '{client}'");
-                self.push(
-                    old,
-                    Event::ServerError {
-                        message: reason.clone(),
-                    },
-                );
-                self.push(old, Event::Close { reason });
-                self.disconnect(now, old);
-            }
-            (None, _) => {}
-        }
+        let client = self.check(client_id, credentials)?;
+        let addr = self.reserve();
+        let directory = self
+            .directory
+            .as_mut()
+            .expect("connect needs the in-memory directory; use admit with a shared one");
+        let claimed = directory.claim(
+            &client,
+            addr,
+            self.config.duplicate_policy,
+            self.config.max_clients,
+        )?;
+        Ok(self.admit(now, addr, client, transport, claimed))
+    }
+
+    /// The checks made before a claim: a well-formed id the authenticator accepts.
+    pub fn check(
+        &self,
+        client_id: Option<&str>,
+        credentials: Option<&[u8]>,
+    ) -> Result<ClientId, ConnectError> {
+        check_claim(self.auth.as_ref(), client_id, credentials)
+    }
+
+    /// The address the next admitted connection will have, for its claim.
+    pub fn reserve(&mut self) -> Addr {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        debug!(%client, ?conn, "connected");
-        self.registry.insert(client.clone(), conn);
-        self.conns.insert(
-            conn,
-            Conn {
-                client,
-                peer: None,
-                registering: None,
-                requests: 0,
-                streams: HashSet::new(),
-            },
-        );
-        Ok(conn)
+        Addr::new(self.node, conn)
+    }
+
+    /// Starts a connection whose claim on `client` the directory granted.
+    pub fn admit(
+        &mut self,
+        now: Instant,
+        addr: Addr,
+        client: ClientId,
+        transport: Transport,
+        claimed: Claimed,
+    ) -> ConnId {
+        if let Claimed::Replaced(old) = claimed {
+            let reason = CloseReason::Replaced(client.clone());
+            if old.node == self.node {
+                self.close(now, old.conn, reason);
+            } else {
+                self.link.push_back(Transmit {
+                    from: addr,
+                    to: old,
+                    msg: PeerMsg::Close { reason },
+                });
+            }
+        }
+        debug!(%client, %addr, "connected");
+        let conn = Connection::new(addr, client, transport, self.config.clone());
+        self.conns.insert(addr.conn, conn);
+        addr.conn
     }
 
     /// Forgets a connection and everything that referred to it. Calling it for a connection
     /// the core already forgot (e.g. one it replaced) does nothing.
     pub fn disconnect(&mut self, now: Instant, conn: ConnId) {
-        let Some(gone) = self.conns.remove(&conn) else {
-            return;
-        };
-        debug!(client = %gone.client, ?conn, "disconnected");
-        self.registry.remove_if(&gone.client, conn);
-        if let Some(peer) = gone.peer {
-            self.end_pairing(conn, peer, StreamEnd::PeerGone);
-            self.push(peer, Event::PeerDisconnected);
-        }
-        // Settle every question that involved the connection.
-        let tickets: Vec<Ticket> = self
-            .pending
-            .iter()
-            .filter(|(_, p)| p.asked == conn || p.kind.requester() == Some(conn))
-            .map(|(t, _)| *t)
-            .collect();
-        for ticket in tickets {
-            let pending = self.take_pending(ticket).expect("ticket listed above");
-            if pending.asked == conn {
-                self.asked_vanished(pending, &gone.client);
-            } else if let PendingKind::Register { .. } = pending.kind {
-                // The target may already have accepted locally; tell it the pairing is off.
-                self.clear_half_pair(now, pending.asked);
-            }
-        }
+        self.remove(now, conn, None);
     }
 
     /// Handles one request from a connection.
     pub fn handle(&mut self, now: Instant, conn: ConnId, command: Command) {
-        if !self.conns.contains_key(&conn) {
-            trace!(?conn, "command from a forgotten connection ignored");
-            return;
-        }
-        match command {
-            Command::Register { req, target } => self.register(now, conn, req, &target),
-            Command::Unregister { req } => self.unregister(now, conn, req),
-            Command::Emit {
-                target,
-                event,
-                args,
-                ack,
-            } => self.emit(now, conn, &target, event, args, ack),
-            Command::List { req } => {
-                let ids = self.registry.client_ids();
-                self.reply(conn, req, Reply::Clients(ids));
-            }
-            Command::OpenStream { req, target } => self.open_stream(now, conn, req, &target),
-            Command::CloseStream { stream } => self.close_stream(conn, stream),
-            Command::Answer { ticket, answer } => self.answer(now, conn, ticket, answer),
-        }
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return debug!(?conn, "command from a forgotten connection ignored");
+        };
+        c.handle(now, command);
+        self.pump(now, conn);
     }
 
-    /// A front end could not hand `event` to `receiver` (its outgoing queue was full): the
-    /// sender is told, and its ack, if it asked for one, is answered.
+    /// A front end could not hand `event` to `receiver` (its outgoing queue was full).
     pub fn report_undelivered(
         &mut self,
+        now: Instant,
         receiver: ConnId,
         event: &str,
         ticket: Option<Ticket>,
         limit: usize,
     ) {
-        let Some(target) = self.conns.get(&receiver).map(|c| c.client.clone()) else {
+        let Some(c) = self.conns.get_mut(&receiver) else {
             return;
         };
-        let error = RequestError::QueueFull {
-            event: event.to_owned(),
-            target,
-            limit,
-        };
-        // Only an ack question put to `receiver` is settled here: any other ticket keeps
-        // its own answer path (its deadline at the latest), so no request loses its reply.
-        let ack_of_receiver = ticket.filter(|t| {
-            self.pending
-                .get(t)
-                .is_some_and(|p| p.asked == receiver && matches!(p.kind, PendingKind::Ack { .. }))
-        });
-        match ack_of_receiver.and_then(|t| self.take_pending(t)) {
-            Some(Pending {
-                kind: PendingKind::Ack { requester, req, .. },
-                ..
-            }) => self.fail(requester, Some(req), error),
-            _ => {
-                if let Some(sender) = self.conns.get(&receiver).and_then(|c| c.peer) {
-                    self.fail(sender, None, error);
-                }
-            }
-        }
+        c.report_undelivered(event, ticket, limit);
+        self.pump(now, receiver);
     }
 
     /// Answers every question whose time is up.
     pub fn handle_timeout(&mut self, now: Instant) {
-        while let Some(&(deadline, ticket)) = self.deadlines.first() {
+        while let Some(&(deadline, conn)) = self.timers.first() {
             if deadline > now {
                 break;
             }
-            let pending = self
-                .take_pending(ticket)
-                .expect("deadline without a ticket");
-            self.expired(now, pending);
+            self.timers.pop_first();
+            self.timer_of.remove(&conn);
+            if let Some(c) = self.conns.get_mut(&conn) {
+                c.handle_timeout(now);
+            }
+            self.pump(now, conn);
+        }
+    }
+
+    /// A message from a connection on another node.
+    pub fn handle_link(&mut self, now: Instant, transmit: Transmit) {
+        self.route(now, transmit);
+    }
+
+    /// Another node is gone (its lease lapsed): everything involving its connections ends.
+    /// Costs one pass over this node's connections; it happens once per node failure.
+    pub fn handle_node_gone(&mut self, now: Instant, node: NodeId) {
+        let affected: Vec<(ConnId, Vec<Addr>)> = self
+            .conns
+            .iter()
+            .filter_map(|(id, c)| {
+                let mut gone: Vec<Addr> = c
+                    .peer()
+                    .map(|(a, _)| a)
+                    .into_iter()
+                    .chain(c.involved())
+                    .filter(|a| a.node == node)
+                    .collect();
+                gone.sort();
+                gone.dedup();
+                (!gone.is_empty()).then_some((*id, gone))
+            })
+            .collect();
+        for (conn, gone) in affected {
+            for from in gone {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.handle_peer(now, from, PeerMsg::Gone);
+                }
+            }
+            self.pump(now, conn);
+        }
+    }
+
+    /// A shared directory's answer to a connection's query.
+    pub fn handle_directory(&mut self, now: Instant, conn: ConnId, answered: Answered) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.handle_directory(answered);
+            self.pump(now, conn);
         }
     }
 
@@ -287,532 +261,231 @@ impl Relay {
 
     /// When [`Relay::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(deadline, _)| *deadline)
+        self.timers.first().map(|(deadline, _)| *deadline)
+    }
+
+    /// The next message for a connection on another node.
+    pub fn poll_link(&mut self) -> Option<Transmit> {
+        self.link.pop_front()
+    }
+
+    /// The next operation for a shared directory.
+    pub fn poll_directory(&mut self) -> Option<DirectoryOp> {
+        self.directory_ops.pop_front()
     }
 
     // ----- queries (the server-side API of the original plugin) ----------------------------
 
+    /// Every connected clientId, sorted (in-memory directory only).
     pub fn client_ids(&self) -> Vec<ClientId> {
-        self.registry.client_ids()
+        self.directory
+            .as_ref()
+            .map(|d| d.list(None, None).ids)
+            .unwrap_or_default()
     }
 
     pub fn conn_of(&self, client: &str) -> Option<ConnId> {
-        self.registry.lookup(client)
+        let addr = self.directory.as_ref()?.lookup(client)?;
+        (addr.node == self.node).then_some(addr.conn)
     }
 
     pub fn client_of(&self, conn: ConnId) -> Option<ClientId> {
-        self.conns.get(&conn).map(|c| c.client.clone())
+        self.conns.get(&conn).map(|c| c.client().clone())
     }
 
     pub fn peer_of(&self, client: &str) -> Option<ClientId> {
-        let conn = self.registry.lookup(client)?;
-        let peer = self.conns.get(&conn)?.peer?;
-        self.client_of(peer)
+        let conn = self.conn_of(client)?;
+        self.conns.get(&conn)?.peer().map(|(_, id)| id.clone())
     }
 
-    /// The two ends of a granted stream: (opener, acceptor).
+    pub fn connection(&self, conn: ConnId) -> Option<&Connection> {
+        self.conns.get(&conn)
+    }
+
+    /// The two ends of a held stream: (opener, acceptor). The opener's id is in the stream
+    /// id's high bits.
     pub fn stream_ends(&self, stream: StreamId) -> Option<(ConnId, ConnId)> {
-        self.streams.get(&stream).map(|s| (s.opener, s.acceptor))
+        let opener = ConnId(stream.0 >> 24);
+        let c = self.conns.get(&opener)?;
+        c.streams().any(|(s, _)| s == stream).then_some(())?;
+        let (peer, _) = c.peer()?;
+        (peer.node == self.node).then_some((opener, peer.conn))
     }
 
-    /// How many questions are waiting for an answer (for metrics and tests).
+    /// How many questions are waiting for a client's answer (for metrics and tests).
     pub fn pending_len(&self) -> usize {
-        self.pending.len()
+        self.conns.values().map(|c| c.asked_len()).sum()
     }
 
-    /// Checks the structural invariants, returning the first one broken. Used by tests; cheap
-    /// enough to call from a debug endpoint.
+    pub fn len(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.conns.is_empty()
+    }
+
+    /// Checks the structural invariants, returning the first one broken. Used by tests; it
+    /// walks everything, so keep it out of hot paths.
     pub fn check_invariants(&self) -> Result<(), String> {
-        for (client, conn) in self.registry.iter() {
-            match self.conns.get(conn) {
-                None => return Err(format!("registry names closed {conn:?} for {client}")),
-                Some(c) if &c.client != client => {
-                    return Err(format!(
-                        "registry maps {client} to {conn:?} of {}",
-                        c.client
-                    ))
+        if let Some(directory) = &self.directory {
+            for (client, addr) in directory.iter() {
+                if addr.node != self.node {
+                    continue;
                 }
-                Some(_) => {}
-            }
-        }
-        for (id, conn) in &self.conns {
-            if let Some(peer) = conn.peer {
-                match self.conns.get(&peer) {
-                    Some(p) if p.peer == Some(*id) => {}
-                    _ => return Err(format!("pairing of {id:?} with {peer:?} is not symmetric")),
-                }
-            }
-            let requests = self
-                .pending
-                .values()
-                .filter(|p| p.kind.requester() == Some(*id))
-                .count();
-            if requests != conn.requests {
-                return Err(format!(
-                    "{id:?} counts {} requests, has {requests}",
-                    conn.requests
-                ));
-            }
-            if let Some(ticket) = conn.registering {
-                match self.pending.get(&ticket) {
-                    Some(Pending {
-                        kind: PendingKind::Register { requester, .. },
-                        ..
-                    }) if requester == id => {}
-                    _ => return Err(format!("{id:?} is registering with settled {ticket:?}")),
-                }
-            }
-            if conn.streams.len() > self.config.max_streams_per_pair {
-                return Err(format!("{id:?} holds {} streams", conn.streams.len()));
-            }
-            for stream in &conn.streams {
-                let Some(s) = self.streams.get(stream) else {
-                    return Err(format!("{id:?} holds forgotten {stream:?}"));
-                };
-                if s.opener != *id && s.acceptor != *id {
-                    return Err(format!("{id:?} holds {stream:?} of others"));
+                match self.conns.get(&addr.conn) {
+                    None => return Err(format!("directory names closed {addr} for {client}")),
+                    Some(c) if c.client() != client => {
+                        return Err(format!("directory maps {client} to {addr} of {}", c.client()))
+                    }
+                    Some(_) => {}
                 }
             }
         }
-        for (stream, s) in &self.streams {
-            let paired = self.conns.get(&s.opener).and_then(|c| c.peer) == Some(s.acceptor);
-            if !paired {
-                return Err(format!("{stream:?} outlived its pairing"));
-            }
-        }
-        for (ticket, p) in &self.pending {
-            if !self.conns.contains_key(&p.asked) {
-                return Err(format!("{ticket:?} asks closed {:?}", p.asked));
-            }
-            if let Some(r) = p.kind.requester() {
-                if !self.conns.contains_key(&r) {
-                    return Err(format!("{ticket:?} answers closed {r:?}"));
+        for (id, c) in &self.conns {
+            c.check_invariants()?;
+            if let Some((peer, _)) = c.peer() {
+                if peer.node == self.node {
+                    match self.conns.get(&peer.conn).and_then(|p| p.peer()) {
+                        Some((back, _)) if back == c.addr() => {}
+                        _ => {
+                            return Err(format!(
+                                "pairing of {id:?} with {peer} is not symmetric"
+                            ))
+                        }
+                    }
+                    let theirs = &self.conns[&peer.conn];
+                    for (stream, kind) in c.streams() {
+                        if !theirs.streams().any(|(s, k)| s == stream && k == kind) {
+                            return Err(format!("{stream:?} of {id:?} is not held by its peer"));
+                        }
+                    }
                 }
             }
-            if !self.deadlines.contains(&(p.deadline, *ticket)) {
-                return Err(format!("{ticket:?} has no deadline"));
+            for addr in c.involved() {
+                if addr.node == self.node && addr != c.addr() && !self.conns.contains_key(&addr.conn)
+                {
+                    return Err(format!("{id:?} waits on closed {addr}"));
+                }
             }
-        }
-        if self.deadlines.len() != self.pending.len() {
-            return Err("deadlines and pending tickets differ".into());
         }
         Ok(())
     }
 
-    // ----- rules --------------------------------------------------------------------------
+    // ----- routing ------------------------------------------------------------------------
 
-    fn register(&mut self, now: Instant, conn: ConnId, req: ReqId, target: &str) {
-        let me = &self.conns[&conn];
-        let error = if target == me.client.as_str() {
-            Some(RequestError::RegisterToSelf)
-        } else if let Some(peer) = me.peer {
-            Some(RequestError::AlreadyPaired(
-                self.conns[&peer].client.clone(),
-            ))
-        } else if let Some(ticket) = me.registering {
-            let asked = self.pending[&ticket].asked;
-            Some(RequestError::RegistrationInProgress(
-                self.conns[&asked].client.clone(),
-            ))
-        } else if let Err(e) = ClientId::new(target) {
-            Some(RequestError::InvalidTarget(e))
-        } else if self.registry.lookup(target).is_none() {
-            Some(RequestError::TargetNotConnected(
-                ClientId::new(target).expect("checked above"),
-            ))
-        } else if me.requests >= self.config.max_pending_per_connection {
-            Some(RequestError::TooManyPending(me.requests))
-        } else {
-            None
-        };
-        if let Some(error) = error {
-            return self.fail(conn, Some(req), error);
-        }
-        let asked = self.registry.lookup(target).expect("checked above");
-        if self.conns[&asked].peer.is_some() {
-            // A busy target would answer false; say so without bothering it.
-            return self.reply(conn, req, Reply::Registered(false));
-        }
-        let from = self.conns[&conn].client.clone();
-        let ticket = self.ask(
-            now,
-            asked,
-            PendingKind::Register {
-                requester: conn,
-                req,
-            },
-        );
-        self.conns.get_mut(&conn).expect("live").registering = Some(ticket);
-        self.push(asked, Event::RegisterRequest { ticket, from });
+    fn close(&mut self, now: Instant, conn: ConnId, reason: CloseReason) {
+        self.remove(now, conn, Some(reason));
     }
 
-    fn unregister(&mut self, now: Instant, conn: ConnId, req: ReqId) {
-        let Some(peer) = self.conns[&conn].peer else {
-            return self.fail(conn, Some(req), RequestError::UnregisterWhileUnpaired);
+    fn remove(&mut self, now: Instant, conn: ConnId, reason: Option<CloseReason>) {
+        let Some(mut c) = self.conns.remove(&conn) else {
+            return;
         };
-        self.end_pairing(conn, peer, StreamEnd::Unpaired);
-        let own = self.ask(now, conn, PendingKind::Notice);
-        self.push(conn, Event::Unregistered { ticket: own });
-        // The caller's reply waits for the peer's answer, so that when it resolves both ends
-        // have torn down their streams.
-        let theirs = self.ask(
-            now,
-            peer,
-            PendingKind::Unregister {
-                requester: conn,
-                req,
-            },
-        );
-        self.push(peer, Event::Unregistered { ticket: theirs });
+        if let Some(t) = self.timer_of.remove(&conn) {
+            self.timers.remove(&(t, conn));
+        }
+        match reason {
+            Some(reason) => c.close(reason),
+            None => c.disconnect(),
+        }
+        while let Some(event) = c.poll_event() {
+            self.events.push_back(Outgoing { conn, event });
+        }
+        match &mut self.directory {
+            Some(directory) => directory.release(c.client(), c.addr()),
+            None => self
+                .directory_ops
+                .push_back(DirectoryOp::Release(c.client().clone(), c.addr())),
+        }
+        while let Some(transmit) = c.poll_transmit() {
+            self.route(now, transmit);
+        }
     }
 
-    fn emit(
-        &mut self,
-        now: Instant,
-        conn: ConnId,
-        target: &str,
-        event: String,
-        args: Payload,
-        ack: Option<ReqId>,
-    ) {
-        let me = &self.conns[&conn];
-        let peer = me.peer.filter(|p| self.conns[p].client.as_str() == target);
-        let size = args.size();
-        let error = if event.is_empty() {
-            Some(RequestError::EmptyEvent)
-        } else if is_reserved_event(&event) {
-            Some(RequestError::ReservedEvent(event.clone()))
-        } else if peer.is_none() {
-            Some(RequestError::NotPairedWith(target.to_owned()))
-        } else if size > self.config.max_message_bytes {
-            Some(RequestError::PayloadTooLarge {
-                size,
-                limit: self.config.max_message_bytes,
-            })
-        } else if ack.is_some() && me.requests >= self.config.max_pending_per_connection {
-            Some(RequestError::TooManyPending(me.requests))
-        } else {
-            None
-        };
-        if let Some(error) = error {
-            return self.fail(conn, ack, error);
+    /// Delivers a message to its connection here (or bounces it), or hands it to the node
+    /// link, then lets the receiver's consequences run.
+    fn route(&mut self, now: Instant, transmit: Transmit) {
+        let Transmit { from, to, msg } = transmit;
+        if to.node != self.node {
+            return self.link.push_back(Transmit { from, to, msg });
         }
-        let peer = peer.expect("checked above");
-        let ticket = ack.map(|req| {
-            self.ask(
+        match self.conns.get_mut(&to.conn) {
+            Some(c) => {
+                c.handle_peer(now, from, msg);
+                self.pump(now, to.conn);
+            }
+            // Gone is never bounced: two vanished ends would answer each other forever.
+            None if msg != PeerMsg::Gone => self.route(
                 now,
-                peer,
-                PendingKind::Ack {
-                    requester: conn,
-                    req,
-                    event: event.clone(),
+                Transmit {
+                    from: to,
+                    to: from,
+                    msg: PeerMsg::Gone,
                 },
-            )
-        });
-        self.push(
-            peer,
-            Event::Deliver {
-                event,
-                args,
-                ticket,
-            },
-        );
+            ),
+            None => {}
+        }
     }
 
-    fn open_stream(&mut self, now: Instant, conn: ConnId, req: ReqId, target: &str) {
-        let me = &self.conns[&conn];
-        let error = match me.peer {
-            None => Some(RequestError::StreamWhileUnpaired),
-            Some(peer) if self.conns[&peer].client.as_str() != target => {
-                Some(RequestError::NotPairedWith(target.to_owned()))
-            }
-            Some(_) if me.streams.len() >= self.config.max_streams_per_pair => {
-                Some(RequestError::TooManyStreams(me.streams.len()))
-            }
-            Some(_) if me.requests >= self.config.max_pending_per_connection => {
-                Some(RequestError::TooManyPending(me.requests))
-            }
-            Some(_) => None,
-        };
-        if let Some(error) = error {
-            return self.fail(conn, Some(req), error);
-        }
-        let peer = me.peer.expect("checked above");
-        let from = me.client.clone();
-        let ticket = self.ask(
-            now,
-            peer,
-            PendingKind::Stream {
-                requester: conn,
-                req,
-            },
-        );
-        self.push(peer, Event::StreamRequest { ticket, from });
-    }
-
-    fn close_stream(&mut self, conn: ConnId, stream: StreamId) {
-        let Some(s) = self.streams.get(&stream).copied() else {
-            return;
-        };
-        if s.opener != conn && s.acceptor != conn {
-            trace!(?conn, ?stream, "close of another pairing's stream ignored");
-            return;
-        }
-        // Bookkeeping only: how a stream ends (FIN, reset) travels on the stream itself,
-        // and a notice here would race with data the other end has yet to read.
-        self.forget_stream(stream);
-    }
-
-    fn answer(&mut self, now: Instant, conn: ConnId, ticket: Ticket, answer: Answer) {
-        match self.pending.get(&ticket) {
-            Some(p) if p.asked == conn => {}
-            _ => {
-                trace!(
-                    ?conn,
-                    ?ticket,
-                    "answer to an unknown or settled ticket ignored"
-                );
-                return;
-            }
-        }
-        let pending = self.take_pending(ticket).expect("checked above");
-        let accepted = matches!(answer, Answer::Accept(true));
-        match pending.kind {
-            PendingKind::Register { requester, req } => {
-                self.conns.get_mut(&requester).expect("live").registering = None;
-                let both_free =
-                    self.conns[&requester].peer.is_none() && self.conns[&conn].peer.is_none();
-                if accepted && both_free {
-                    self.conns.get_mut(&requester).expect("live").peer = Some(conn);
-                    self.conns.get_mut(&conn).expect("live").peer = Some(requester);
-                    debug!(a = %self.conns[&requester].client, b = %self.conns[&conn].client, "paired");
-                    self.reply(requester, req, Reply::Registered(true));
-                } else {
-                    if accepted {
-                        self.clear_half_pair(now, conn);
+    /// Runs a connection's outputs (and what they cause elsewhere) to completion.
+    fn pump(&mut self, now: Instant, conn: ConnId) {
+        let mut work = VecDeque::from([conn]);
+        while let Some(id) = work.pop_front() {
+            loop {
+                let Some(c) = self.conns.get_mut(&id) else { break };
+                let mut progress = false;
+                while let Some(query) = c.poll_query() {
+                    progress = true;
+                    match &self.directory {
+                        Some(directory) => c.handle_directory(directory.answer(&query)),
+                        None => self.directory_ops.push_back(DirectoryOp::Query(id, query)),
                     }
-                    self.reply(requester, req, Reply::Registered(false));
                 }
-            }
-            PendingKind::Ack { requester, req, .. } => {
-                let args = match answer {
-                    Answer::Ack(args) => args,
-                    Answer::Accept(_) | Answer::Done => Payload::empty(),
-                };
-                let size = args.size();
-                let limit = self.config.max_message_bytes;
-                if size > limit {
-                    // Acks are bounded like events: both ends learn why it did not arrive.
-                    let error = RequestError::PayloadTooLarge { size, limit };
-                    let message = error.to_string();
-                    self.push(conn, Event::ServerError { message });
-                    self.fail(requester, Some(req), error);
-                } else {
-                    self.reply(requester, req, Reply::Ack(args));
+                while let Some(event) = c.poll_event() {
+                    self.events.push_back(Outgoing { conn: id, event });
                 }
-            }
-            PendingKind::Unregister { requester, req } => {
-                self.reply(requester, req, Reply::Unregistered);
-            }
-            PendingKind::Stream { requester, req } => {
-                let paired = self.conns[&requester].peer == Some(conn);
-                // Requests are checked against the limit when made, but several may be in
-                // flight at once: check again when granting.
-                let open = self.conns[&requester].streams.len();
-                if !accepted {
-                    self.reply(requester, req, Reply::StreamRefused);
-                } else if !paired {
-                    self.fail(requester, Some(req), RequestError::StreamWhileUnpaired);
-                } else if open >= self.config.max_streams_per_pair {
-                    self.fail(requester, Some(req), RequestError::TooManyStreams(open));
-                } else {
-                    let stream = StreamId(self.next_stream);
-                    self.next_stream += 1;
-                    self.streams.insert(
-                        stream,
-                        Stream {
-                            opener: requester,
-                            acceptor: conn,
-                        },
-                    );
-                    for end in [requester, conn] {
-                        self.conns
-                            .get_mut(&end)
-                            .expect("live")
-                            .streams
-                            .insert(stream);
+                let mut transmits = Vec::new();
+                while let Some(t) = c.poll_transmit() {
+                    transmits.push(t);
+                }
+                for Transmit { from, to, msg } in transmits {
+                    progress = true;
+                    if to.node != self.node {
+                        self.link.push_back(Transmit { from, to, msg });
+                    } else if let Some(target) = self.conns.get_mut(&to.conn) {
+                        target.handle_peer(now, from, msg);
+                        if !work.contains(&to.conn) {
+                            work.push_back(to.conn);
+                        }
+                    } else if msg != PeerMsg::Gone {
+                        if let Some(c) = self.conns.get_mut(&id) {
+                            c.handle_peer(now, to, PeerMsg::Gone);
+                        }
                     }
-                    let from = self.conns[&requester].client.clone();
-                    self.push(conn, Event::StreamAccepted { stream, from });
-                    self.reply(requester, req, Reply::StreamOpened(stream));
+                }
+                if !progress {
+                    break;
                 }
             }
-            PendingKind::Notice => {}
+            self.rearm(id);
         }
     }
 
-    fn expired(&mut self, now: Instant, pending: Pending) {
-        let target = self.conns[&pending.asked].client.clone();
-        let millis = self.config.ack_timeout.as_millis();
-        let timeout = |event: &str| RequestError::AckTimeout {
-            event: event.to_owned(),
-            target: target.clone(),
-            millis,
-        };
-        match pending.kind {
-            PendingKind::Register { requester, req } => {
-                self.conns.get_mut(&requester).expect("live").registering = None;
-                self.fail(requester, Some(req), timeout(REGISTER_EVENT));
-                self.clear_half_pair(now, pending.asked);
-            }
-            PendingKind::Ack {
-                requester,
-                req,
-                ref event,
-            } => self.fail(requester, Some(req), timeout(event)),
-            // The peer did not confirm in time; the pairing is over regardless.
-            PendingKind::Unregister { requester, req } => {
-                self.reply(requester, req, Reply::Unregistered)
-            }
-            PendingKind::Stream { requester, req } => {
-                self.fail(requester, Some(req), timeout(STREAM_EVENT))
-            }
-            PendingKind::Notice => {}
+    fn rearm(&mut self, conn: ConnId) {
+        let next = self.conns.get(&conn).and_then(|c| c.poll_timeout());
+        let old = self.timer_of.get(&conn).copied();
+        if old == next {
+            return;
         }
-    }
-
-    /// The connection a question was put to is gone: answer its requester now. No
-    /// `SERVER_ERROR` here; the requester learns of the loss through `P2P_DISCONNECT`.
-    fn asked_vanished(&mut self, pending: Pending, gone: &ClientId) {
-        let lost = |event: &str| {
-            Reply::Failed(RequestError::PeerGone {
-                event: event.to_owned(),
-                target: gone.clone(),
-            })
-        };
-        match pending.kind {
-            PendingKind::Register { requester, req } => {
-                self.conns.get_mut(&requester).expect("live").registering = None;
-                self.reply(requester, req, lost(REGISTER_EVENT));
-            }
-            PendingKind::Ack {
-                requester,
-                req,
-                ref event,
-            } => self.reply(requester, req, lost(event)),
-            PendingKind::Unregister { requester, req } => {
-                self.reply(requester, req, Reply::Unregistered)
-            }
-            PendingKind::Stream { requester, req } => {
-                self.reply(requester, req, lost(STREAM_EVENT))
-            }
-            PendingKind::Notice => {}
+        if let Some(old) = old {
+            self.timers.remove(&(old, conn));
+            self.timer_of.remove(&conn);
         }
-    }
-
-    // ----- helpers ------------------------------------------------------------------------
-
-    /// Unpairs `a` and `b` and ends their streams (telling each end still connected why).
-    fn end_pairing(&mut self, a: ConnId, b: ConnId, why: StreamEnd) {
-        for end in [a, b] {
-            if let Some(c) = self.conns.get_mut(&end) {
-                c.peer = None;
-            }
+        if let Some(next) = next {
+            self.timers.insert((next, conn));
+            self.timer_of.insert(conn, next);
         }
-        let streams: Vec<StreamId> = self
-            .streams
-            .iter()
-            .filter(|(_, s)| {
-                (s.opener == a && s.acceptor == b) || (s.opener == b && s.acceptor == a)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for stream in streams {
-            self.forget_stream(stream);
-            for end in [a, b] {
-                if self.conns.contains_key(&end) {
-                    self.push(end, Event::StreamClosed { stream, why });
-                }
-            }
-        }
-    }
-
-    fn forget_stream(&mut self, stream: StreamId) {
-        if let Some(s) = self.streams.remove(&stream) {
-            for end in [s.opener, s.acceptor] {
-                if let Some(c) = self.conns.get_mut(&end) {
-                    c.streams.remove(&stream);
-                }
-            }
-        }
-    }
-
-    /// A client that may have accepted a pairing the core could not complete is told the
-    /// pairing is off, so it never believes in a half-pair. Only while it has no real peer:
-    /// the notice would otherwise clear a pairing that stands.
-    fn clear_half_pair(&mut self, now: Instant, conn: ConnId) {
-        let free = self.conns.get(&conn).is_some_and(|c| c.peer.is_none());
-        if free {
-            // A notice still gets a deadline, so a client that never answers cannot make
-            // the pending table grow.
-            let ticket = self.ask(now, conn, PendingKind::Notice);
-            self.push(conn, Event::Unregistered { ticket });
-        }
-    }
-
-    fn ask(&mut self, now: Instant, asked: ConnId, kind: PendingKind) -> Ticket {
-        let deadline = now + self.config.ack_timeout;
-        self.insert_pending(deadline, asked, kind)
-    }
-
-    fn insert_pending(&mut self, deadline: Instant, asked: ConnId, kind: PendingKind) -> Ticket {
-        let ticket = Ticket(self.next_ticket);
-        self.next_ticket += 1;
-        if let Some(requester) = kind.requester() {
-            self.conns.get_mut(&requester).expect("live").requests += 1;
-        }
-        self.deadlines.insert((deadline, ticket));
-        self.pending.insert(
-            ticket,
-            Pending {
-                asked,
-                deadline,
-                kind,
-            },
-        );
-        ticket
-    }
-
-    fn take_pending(&mut self, ticket: Ticket) -> Option<Pending> {
-        let pending = self.pending.remove(&ticket)?;
-        self.deadlines.remove(&(pending.deadline, ticket));
-        if let Some(requester) = pending.kind.requester() {
-            if let Some(c) = self.conns.get_mut(&requester) {
-                c.requests -= 1;
-            }
-        }
-        Some(pending)
-    }
-
-    fn fail(&mut self, conn: ConnId, req: Option<ReqId>, error: RequestError) {
-        debug!(?conn, %error, "request failed");
-        self.push(
-            conn,
-            Event::ServerError {
-                message: error.to_string(),
-            },
-        );
-        if let Some(req) = req {
-            self.reply(conn, req, Reply::Failed(error));
-        }
-    }
-
-    fn reply(&mut self, conn: ConnId, req: ReqId, reply: Reply) {
-        self.push(conn, Event::Reply { req, reply });
-    }
-
-    fn push(&mut self, conn: ConnId, event: Event) {
-        self.events.push_back(Outgoing { conn, event });
     }
 }
 

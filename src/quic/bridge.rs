@@ -1,95 +1,84 @@
-//! Streams between a native client and a legacy Socket.IO client (PROTOCOL.md Part 3).
-//!
-//! The legacy protocol has no stream ids and no end of stream: a stream is a run of
-//! `P2P_EMIT_STREAM` emits, each acknowledged, and a legacy receiver keeps one ack pending
-//! at most. So toward the Socket.IO side the bridge sends one chunk and waits for its ack
-//! before reading the next (back-pressure reaches the native sender through QUIC flow
-//! control); from the Socket.IO side each chunk is acked only once the native stream has
-//! taken it. Chunks from a legacy peer go to the newest bridged stream of the pairing.
+//! Streams between a native client and a legacy Socket.IO client (PROTOCOL.md Part 3), the
+//! front end's half: bytes move between the native QUIC stream and the core. The rules are
+//! the core's (one chunk in flight toward the legacy side, a legacy chunk acknowledged only
+//! once written here, a legacy peer's chunks going to the newest bridged stream); this
+//! module only reads, writes, and reports.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use gateway_socketio::events;
 use native_client::wire::codes;
-use quinn::{ReadError, RecvStream, SendStream};
+use quinn::{RecvStream, SendStream};
 use relay_core::rmpv::Value;
-use relay_core::{Answer, Command, Payload, Reply, StreamId, Ticket};
+use relay_core::{Answer, Command, Payload, StreamId, Ticket, MAX_INBOUND_CHUNKS};
 use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::code;
-use super::connection::{header, Native};
+use super::connection::{header, Native, Slot};
 use super::splice::{SendHalf, CHUNK_BYTES};
 use super::Cut;
 
-/// Chunks queued from a legacy sender toward one native stream. A well-behaved legacy
-/// sender has one chunk in flight; the rest of the room absorbs a misbehaving one.
-const INBOUND_CHUNKS: usize = 8;
+/// Where a bridge receives the legacy peer's chunks, and the signals that its own last
+/// chunk was taken.
+pub(crate) type Inbound = (mpsc::Receiver<(Bytes, Ticket)>, mpsc::Receiver<()>);
 
-/// The relay granted this native client a stream toward a Socket.IO acceptor. The bridge's
-/// inbound side is put in place now, before the client's data stream arrives, because the
-/// legacy peer may start sending chunks as soon as it accepted.
-pub(crate) fn prepare(native: &Native, stream: StreamId) {
-    let Some(cut) = native.shared.claim_stream(stream) else {
-        return;
-    };
-    let rx = register(native, stream);
-    native
-        .prepared
-        .lock()
-        .expect("prepared lock")
-        .insert(stream, (rx, cut));
-}
-
-/// The native client's data stream for a prepared bridge arrived: relay it. None when the
-/// stream was not prepared (it goes to a native acceptor, or was not granted).
-pub(crate) fn take_prepared(native: &Native, stream: StreamId) -> Option<(Inbound, Cut)> {
-    native
-        .prepared
-        .lock()
-        .expect("prepared lock")
-        .remove(&stream)
-}
-
-/// Relays a data stream a native client opened toward a Socket.IO acceptor.
-pub(crate) async fn to_legacy(
-    native: &Arc<Native>,
-    stream: StreamId,
-    send: SendStream,
-    recv: RecvStream,
-    inbound: Inbound,
-    cut: &Cut,
-) {
-    run(native, stream, send, recv, inbound, cut).await;
-}
-
-/// The pairing ended before the client opened its data stream: drop what was prepared.
-pub(crate) fn forget(native: &Native, stream: StreamId) {
-    let prepared = native
-        .prepared
-        .lock()
-        .expect("prepared lock")
-        .remove(&stream);
-    if prepared.is_some() {
-        native.shared.drop_claim(stream);
+/// A fresh bridge slot, its receivers waiting for the bridge to run.
+pub(crate) fn slot() -> Slot {
+    // The core bounds a legacy sender's unacknowledged chunks to MAX_INBOUND_CHUNKS.
+    let (chunks, chunks_rx) = mpsc::channel(MAX_INBOUND_CHUNKS);
+    let (taken, taken_rx) = mpsc::channel(1);
+    Slot::Bridge {
+        chunks,
+        taken,
+        waiting: Some((chunks_rx, taken_rx)),
+        cut: Cut::default(),
     }
-    unregister(native, stream);
+}
+
+/// The receivers of a bridge that has not started yet (its data stream just arrived).
+pub(crate) fn take_waiting(native: &Native, stream: StreamId) -> Option<(Inbound, Cut)> {
+    let mut slots = native.streams.lock().expect("streams lock");
+    match slots.get_mut(&stream) {
+        Some(Slot::Bridge { waiting, cut, .. }) => Some((waiting.take()?, cut.clone())),
+        _ => None,
+    }
+}
+
+/// A legacy peer's chunk for a bridged stream: hand it to the bridge, which acknowledges it
+/// once written. A bridge already gone answers with an error the legacy writer sees.
+pub(crate) fn chunk_in(native: &Native, stream: StreamId, data: Bytes, ticket: Ticket) {
+    let refused = {
+        let slots = native.streams.lock().expect("streams lock");
+        match slots.get(&stream) {
+            Some(Slot::Bridge { chunks, .. }) => chunks.try_send((data, ticket)).is_err(),
+            _ => true,
+        }
+    };
+    if refused {
+        let message = format!("stream {} has ended", stream.0);
+        native.answer(ticket, error_ack(&message));
+    }
+}
+
+/// The legacy peer took this side's last chunk: the bridge may send the next.
+pub(crate) fn chunk_taken(native: &Native, stream: StreamId) {
+    if let Some(Slot::Bridge { taken, .. }) =
+        native.streams.lock().expect("streams lock").get(&stream)
+    {
+        let _ = taken.try_send(());
+    }
 }
 
 /// A Socket.IO client opened a stream that this native client accepted: the relay opens
-/// the native stream itself. Called while the acceptance is being written to the client,
-/// so the bridge is in place before the legacy sender's first chunk can arrive.
-pub(crate) fn accept_from_legacy(
-    native: &Arc<Native>,
-    stream: StreamId,
-    from: relay_core::ClientId,
-) {
-    let Some(cut) = native.shared.claim_stream(stream) else {
+/// the native stream itself. Called in event order, so the bridge is in place before the
+/// legacy sender's first chunk is routed to it.
+pub(crate) fn accept_from_legacy(native: &Arc<Native>, stream: StreamId) {
+    native.streams.lock().expect("streams lock").insert(stream, slot());
+    let Some((inbound, cut)) = take_waiting(native, stream) else {
         return;
     };
-    let rx = register(native, stream);
     let task_native = native.clone();
     native.spawn(async move {
         let native = task_native;
@@ -99,91 +88,28 @@ pub(crate) fn accept_from_legacy(
             anyhow::Ok((send, recv))
         };
         match opened.await {
-            Ok((send, recv)) => run(&native, stream, send, recv, rx, &cut).await,
-            Err(e) => debug!(?stream, %from, "could not open the bridged stream: {e}"),
+            Ok((send, recv)) => run(&native, stream, send, recv, inbound, &cut).await,
+            Err(e) => debug!(?stream, "could not open the bridged stream: {e}"),
         }
-        unregister(&native, stream);
-        native.shared.release_stream(native.id, stream);
+        native.release_stream(stream);
     });
 }
 
-/// Where a bridge receives the legacy peer's chunks.
-pub(crate) type Inbound = mpsc::Receiver<(Bytes, Ticket)>;
-
-fn register(native: &Native, stream: StreamId) -> Inbound {
-    let (tx, rx) = mpsc::channel(INBOUND_CHUNKS);
-    native
-        .bridges
-        .lock()
-        .expect("bridges lock")
-        .push((stream, tx));
-    rx
+fn error_ack(message: &str) -> Answer {
+    let error = Value::Map(vec![(Value::from("error"), Value::from(message))]);
+    Answer::Ack(Payload::Values(vec![error]))
 }
 
-fn unregister(native: &Native, stream: StreamId) {
-    native
-        .bridges
-        .lock()
-        .expect("bridges lock")
-        .retain(|(s, _)| *s != stream);
-}
-
-/// A `P2P_EMIT_STREAM` chunk from the legacy peer arrived for this native client: hand it to
-/// the newest bridged stream. Gives the arguments back when there is no bridge (then it is
-/// an ordinary event).
-pub(crate) fn route_chunk(native: &Native, args: Payload, ticket: Ticket) -> Result<(), Payload> {
-    let bridges = native.bridges.lock().expect("bridges lock");
-    let Some((_, tx)) = bridges.last() else {
-        return Err(args);
-    };
-    let chunk = chunk_of(args);
-    if tx.try_send((chunk, ticket)).is_err() {
-        let error = Value::Map(vec![(
-            Value::from("error"),
-            Value::from("stream chunk refused: too many unacknowledged chunks"),
-        )]);
-        native.answer(ticket, Answer::Ack(Payload::Values(vec![error])));
-    }
-    Ok(())
-}
-
-/// The bytes of a legacy chunk: its first argument, binary (or text, written as UTF-8).
-fn chunk_of(args: Payload) -> Bytes {
-    let values = match args.into_values() {
-        Ok(values) => values,
-        Err(_) => return Bytes::new(),
-    };
-    match values.into_iter().next() {
-        Some(Value::Binary(bytes)) => Bytes::from(bytes),
-        Some(Value::String(text)) => Bytes::from(text.into_bytes()),
-        _ => Bytes::new(),
-    }
-}
-
-async fn run(
+/// Moves bytes both ways until both directions are done, or the core cuts the stream.
+pub(crate) async fn run(
     native: &Arc<Native>,
     stream: StreamId,
     send: SendStream,
     mut recv: RecvStream,
-    mut inbound: Inbound,
+    (mut chunks, mut taken): Inbound,
     cut: &Cut,
 ) {
-    let peer = native.shared.relay.with_relay(|r| {
-        r.stream_ends(stream).and_then(|(opener, acceptor)| {
-            let other = if opener == native.id {
-                acceptor
-            } else {
-                opener
-            };
-            r.client_of(other)
-        })
-    });
     let mut send = SendHalf::new(send);
-    let Some(peer) = peer else {
-        send.reset(codes::STREAM_CLOSED);
-        let _ = recv.stop(code(codes::STREAM_CLOSED));
-        return;
-    };
     let outbound = async {
         loop {
             match recv.read_chunk(CHUNK_BYTES, true).await {
@@ -198,34 +124,26 @@ async fn run(
                             _ => break,
                         }
                     }
-                    let args = Payload::Values(vec![Value::Binary(batch)]);
-                    let reply = native
-                        .bridge_request(|req| Command::Emit {
-                            target: peer.to_string(),
-                            event: events::P2P_EMIT_STREAM.to_owned(),
-                            args,
-                            ack: Some(req),
-                        })
-                        .await;
-                    if !matches!(reply, Some(Reply::Ack(_))) {
-                        let _ = recv.stop(code(codes::STREAM_CLOSED));
-                        return;
+                    let data = Bytes::from(batch);
+                    native.command(Command::StreamChunk { stream, data });
+                    if taken.recv().await.is_none() {
+                        return; // the stream ended in the core
                     }
                 }
                 // The legacy protocol has no end of stream; the bridge stays for the
                 // other direction until the pairing ends.
                 Ok(None) => return,
-                Err(ReadError::Reset(_)) | Err(_) => return,
+                Err(_) => return,
             }
         }
     };
     let inbound = async {
-        while let Some((chunk, ticket)) = inbound.recv().await {
-            if send.write_chunk(chunk).await.is_err() {
-                native.answer(ticket, Answer::Ack(Payload::empty()));
+        while let Some((chunk, ticket)) = chunks.recv().await {
+            if let Err(e) = send.write_chunk(chunk).await {
+                native.answer(ticket, error_ack(&format!("stream {} failed: {e}", stream.0)));
                 return;
             }
-            native.answer(ticket, Answer::Ack(Payload::empty()));
+            native.answer(ticket, Answer::Done);
         }
     };
     let cut_with = tokio::select! {
@@ -235,6 +153,7 @@ async fn run(
     if let Some(error) = cut_with {
         send.reset(error);
         let _ = recv.stop(code(error));
+    } else {
+        let _ = recv.stop(code(codes::STREAM_CLOSED));
     }
-    unregister(native, stream);
 }

@@ -4,21 +4,20 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use bytes::Bytes;
-use gateway_socketio::{events, Outbox};
 use native_client::wire::{
     self, codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame, WireAnswer,
     WireReply,
 };
-use relay_core::{Answer, Command, ConnId, Event, Payload, Reply, ReqId, StreamId, Ticket};
-use tokio::sync::{mpsc, oneshot};
+use relay_core::{
+    Addr, Answer, CloseReason, Command, ConnId, Event, Payload, Reply, ReqId, StreamId,
+    StreamKind, Ticket, Transport,
+};
+use relay_runtime::Outbox;
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, trace};
 
-use super::{bridge, splice, Shared};
-
-/// Hands a legacy peer's stream chunk, with the ticket its ack answers, to a bridge.
-pub(crate) type ChunkSender = mpsc::Sender<(Bytes, Ticket)>;
+use super::{bridge, end_code, splice, Cut, Shared};
 
 /// Per-connection state shared by its reader, writer and stream tasks.
 pub(crate) struct Native {
@@ -26,36 +25,39 @@ pub(crate) struct Native {
     pub id: ConnId,
     pub quic: quinn::Connection,
     pub outbox: Arc<Outbox>,
-    /// Replies the relay owes to this connection's own bridge tasks (odd request ids).
-    bridge_replies: Mutex<HashMap<ReqId, oneshot::Sender<Reply>>>,
-    next_bridge_req: Mutex<u64>,
-    /// Streams bridged to a Socket.IO peer: where its chunks for this client go.
-    pub bridges: Mutex<Vec<(StreamId, ChunkSender)>>,
-    /// Bridges granted toward a Socket.IO acceptor whose data stream has not arrived yet.
-    pub prepared: Mutex<HashMap<StreamId, (bridge::Inbound, super::Cut)>>,
+    /// This connection's granted streams that the front end moves bytes for.
+    pub streams: Mutex<HashMap<StreamId, Slot>>,
     /// Tasks started from synchronous code (bridges the relay opens); they end with the
     /// connection.
     tasks: Mutex<JoinSet<()>>,
 }
 
-impl Native {
-    /// Sends a command on behalf of a bridge task and waits for the core's reply.
-    pub async fn bridge_request(&self, make: impl FnOnce(ReqId) -> Command) -> Option<Reply> {
-        let req = {
-            let mut next = self.next_bridge_req.lock().expect("req lock");
-            *next += 1;
-            // Client request ids are mapped to even ids, bridge ids to odd ones.
-            ReqId(*next << 1 | 1)
-        };
-        let (tx, rx) = oneshot::channel();
-        self.bridge_replies
-            .lock()
-            .expect("replies lock")
-            .insert(req, tx);
-        self.shared.relay.command(self.id, make(req));
-        rx.await.ok()
-    }
+/// What the front end keeps for one granted stream of this connection.
+pub(crate) enum Slot {
+    /// Granted to this client as opener, toward a native acceptor: waits for the client's
+    /// data stream, then splices it to `peer`.
+    Splice { peer: Addr, cut: Cut },
+    /// A spliced stream being relayed.
+    Spliced { cut: Cut },
+    /// A stream bridged to a legacy peer: where that peer's chunks and the "taken" signals
+    /// for this side's chunks go. `waiting` holds the receivers until the bridge runs.
+    Bridge {
+        chunks: mpsc::Sender<(bytes::Bytes, Ticket)>,
+        taken: mpsc::Sender<()>,
+        waiting: Option<bridge::Inbound>,
+        cut: Cut,
+    },
+}
 
+impl Slot {
+    fn cut(&self) -> &Cut {
+        match self {
+            Slot::Splice { cut, .. } | Slot::Spliced { cut } | Slot::Bridge { cut, .. } => cut,
+        }
+    }
+}
+
+impl Native {
     pub fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let mut tasks = self.tasks.lock().expect("tasks lock");
         // Reap the finished ones so the set stays as small as the live work.
@@ -63,10 +65,22 @@ impl Native {
         tasks.spawn(task);
     }
 
+    pub fn command(&self, command: Command) {
+        self.shared.relay.command(self.id, command);
+    }
+
     pub fn answer(&self, ticket: Ticket, answer: Answer) {
-        self.shared
-            .relay
-            .command(self.id, Command::Answer { ticket, answer });
+        self.command(Command::Answer { ticket, answer });
+    }
+
+    /// The front end is done with a stream: forget it here and release it in the core.
+    pub fn release_stream(&self, stream: StreamId) {
+        self.streams.lock().expect("streams lock").remove(&stream);
+        self.command(Command::CloseStream { stream });
+    }
+
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Slot>> {
+        self.streams.lock().expect("streams lock")
     }
 }
 
@@ -125,10 +139,12 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     };
 
     let (outbox, events) = Outbox::new(shared.config.outbox_messages);
-    let id = match shared
-        .relay
-        .connect(Some(&client_id), credentials.as_deref(), outbox.clone())
-    {
+    let id = match shared.relay.connect(
+        Some(&client_id),
+        credentials.as_deref(),
+        Transport::Native,
+        outbox.clone(),
+    ) {
         Ok(id) => id,
         Err(e) => return refuse(&quic, &mut writer, codes::REFUSED, e.to_string()).await,
     };
@@ -141,20 +157,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         shared.relay.disconnect(id);
         return;
     }
-    shared
-        .conns
-        .lock()
-        .expect("conns lock")
-        .insert(id, quic.clone());
+    shared.conns.insert(id, quic.clone());
     let native = Arc::new(Native {
         shared: shared.clone(),
         id,
         quic: quic.clone(),
         outbox,
-        bridge_replies: Mutex::new(HashMap::new()),
-        next_bridge_req: Mutex::new(0),
-        bridges: Mutex::new(Vec::new()),
-        prepared: Mutex::new(HashMap::new()),
+        streams: Mutex::new(HashMap::new()),
         tasks: Mutex::new(JoinSet::new()),
     });
 
@@ -165,7 +174,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     tasks.spawn(accept_streams(native.clone()));
     // The first task to end means the connection is over (or broken).
     tasks.join_next().await;
-    shared.conns.lock().expect("conns lock").remove(&id);
+    shared.conns.remove(&id);
     shared.relay.disconnect(id);
     tasks.shutdown().await;
     native.tasks.lock().expect("tasks lock").abort_all();
@@ -239,24 +248,15 @@ async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvS
     }
 }
 
-fn client_req(req: u64) -> Result<ReqId, String> {
-    if req >= 1 << 63 {
-        return Err(format!(
-            "request id {req} is too large: ids must be below 2^63"
-        ));
-    }
-    Ok(ReqId(req << 1))
-}
-
 fn command_of(frame: ClientFrame) -> Result<Command, String> {
     Ok(match frame {
         ClientFrame::Hello { .. } => return Err("already said hello".to_owned()),
         ClientFrame::Register { req, target } => Command::Register {
-            req: client_req(req)?,
+            req: ReqId(req),
             target,
         },
         ClientFrame::Unregister { req } => Command::Unregister {
-            req: client_req(req)?,
+            req: ReqId(req),
         },
         ClientFrame::Emit {
             target,
@@ -267,13 +267,15 @@ fn command_of(frame: ClientFrame) -> Result<Command, String> {
             target,
             event,
             args: Payload::MsgPack(args),
-            ack: ack.map(client_req).transpose()?,
+            ack: ack.map(ReqId),
         },
         ClientFrame::List { req } => Command::List {
-            req: client_req(req)?,
+            req: ReqId(req),
+            after: None,
+            limit: None,
         },
         ClientFrame::OpenStream { req, target } => Command::OpenStream {
-            req: client_req(req)?,
+            req: ReqId(req),
             target,
         },
         ClientFrame::Answer { ticket, answer } => Command::Answer {
@@ -315,33 +317,16 @@ async fn write_events(
     }
 }
 
-/// What the client is told of an event, if anything; routes bridge traffic on the way.
+/// What the client is told of an event, if anything; the front end's part of the stream
+/// rules (which stream the bytes go to) happens on the way, in event order.
 fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
     Some(match event {
         Event::Reply { req, reply } => {
-            if req.0 & 1 == 1 {
-                let waiter = native
-                    .bridge_replies
-                    .lock()
-                    .expect("replies lock")
-                    .remove(&req);
-                if let Some(waiter) = waiter {
-                    let _ = waiter.send(reply);
-                }
-                return None;
-            }
-            if let Reply::StreamOpened(stream) = reply {
-                let acceptor_is_native = native
-                    .shared
-                    .relay
-                    .with_relay(|r| r.stream_ends(stream))
-                    .is_some_and(|(_, acceptor)| native.shared.native_conn(acceptor).is_some());
-                if !acceptor_is_native {
-                    bridge::prepare(native, stream);
-                }
+            if let Reply::StreamOpened { stream, kind, peer } = &reply {
+                granted_as_opener(native, *stream, *kind, *peer);
             }
             ServerFrame::Reply {
-                req: req.0 >> 1,
+                req: req.0,
                 reply: wire_reply(reply),
             }
         }
@@ -349,23 +334,11 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
             event,
             args,
             ticket,
-        } => {
-            // A legacy peer's stream chunk becomes bytes on the bridged native stream.
-            let args = match ticket {
-                Some(ticket) if event == events::P2P_EMIT_STREAM => {
-                    match bridge::route_chunk(native, args, ticket) {
-                        Ok(()) => return None,
-                        Err(args) => args,
-                    }
-                }
-                _ => args,
-            };
-            ServerFrame::Deliver {
-                event,
-                args: args.into_msgpack(),
-                ticket: ticket.map(|t| t.0),
-            }
-        }
+        } => ServerFrame::Deliver {
+            event,
+            args: args.into_msgpack(),
+            ticket: ticket.map(|t| t.0),
+        },
         Event::RegisterRequest { ticket, from } => ServerFrame::RegisterRequest {
             ticket: ticket.0,
             from: from.to_string(),
@@ -376,42 +349,72 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
             ticket: ticket.0,
             from: from.to_string(),
         },
-        Event::StreamAccepted { stream, from } => {
-            // A native opener brings its own data stream (spliced when it arrives); for an
-            // opener on another transport the relay opens the stream to this client itself.
-            let opener_is_native = native
-                .shared
-                .relay
-                .with_relay(|r| r.stream_ends(stream))
-                .is_some_and(|(opener, _)| native.shared.native_conn(opener).is_some());
-            if !opener_is_native {
-                bridge::accept_from_legacy(native, stream, from.clone());
+        Event::StreamAccepted { stream, from, kind } => {
+            // A native opener brings its own data stream (spliced when it arrives); for a
+            // legacy opener the relay opens the stream to this client itself.
+            if kind == StreamKind::Bridged {
+                bridge::accept_from_legacy(native, stream);
             }
             ServerFrame::StreamAccepted {
                 stream: stream.0,
                 from: from.to_string(),
             }
         }
+        Event::StreamData {
+            stream,
+            data,
+            ticket,
+        } => {
+            bridge::chunk_in(native, stream, data, ticket);
+            return None;
+        }
+        Event::StreamChunkTaken { stream } => {
+            bridge::chunk_taken(native, stream);
+            return None;
+        }
         Event::StreamClosed { stream, why } => {
-            native.shared.cut_stream(stream, why);
-            bridge::forget(native, stream);
+            if let Some(slot) = native.slots().remove(&stream) {
+                slot.cut().cut(end_code(why));
+            }
             ServerFrame::StreamClosed { stream: stream.0 }
         }
         Event::ServerError { message } => ServerFrame::ServerError { message },
         Event::Close { reason } => ServerFrame::Closing {
-            code: codes::REPLACED,
-            reason,
+            code: close_code(&reason),
+            reason: reason.to_string(),
         },
     })
+}
+
+fn close_code(reason: &CloseReason) -> u32 {
+    match reason {
+        CloseReason::Replaced(_) => codes::REPLACED,
+        CloseReason::Shutdown => codes::SHUTDOWN,
+    }
+}
+
+/// This client may now open its data stream for `stream`: keep what relaying it needs.
+fn granted_as_opener(native: &Native, stream: StreamId, kind: StreamKind, peer: Addr) {
+    let slot = match kind {
+        StreamKind::Spliced => Slot::Splice {
+            peer,
+            cut: Cut::default(),
+        },
+        StreamKind::Bridged => bridge::slot(),
+        StreamKind::Chunked => return,
+    };
+    native.slots().insert(stream, slot);
 }
 
 fn wire_reply(reply: Reply) -> WireReply {
     match reply {
         Reply::Registered(ok) => WireReply::Registered(ok),
         Reply::Unregistered => WireReply::Unregistered,
-        Reply::Clients(ids) => WireReply::Clients(ids.iter().map(|id| id.to_string()).collect()),
+        Reply::Clients(page) => {
+            WireReply::Clients(page.ids.iter().map(|id| id.to_string()).collect())
+        }
         Reply::Ack(payload) => WireReply::Ack(payload.into_msgpack()),
-        Reply::StreamOpened(stream) => WireReply::StreamOpened(stream.0),
+        Reply::StreamOpened { stream, .. } => WireReply::StreamOpened(stream.0),
         Reply::StreamRefused => WireReply::StreamRefused,
         Reply::Failed(error) => WireReply::Failed(error.to_string()),
     }

@@ -6,15 +6,15 @@ mod bridge;
 mod connection;
 mod splice;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_socketio::RelayHandle;
+use dashmap::DashMap;
 use native_client::wire;
-use relay_core::{ConnId, StreamEnd, StreamId};
+use relay_core::{ConnId, StreamEnd};
+use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
@@ -53,15 +53,13 @@ pub(crate) fn code(value: u32) -> quinn::VarInt {
     quinn::VarInt::from_u32(value)
 }
 
-/// State every native connection shares.
+/// State every native connection shares: the core's handle and, to splice a stream to its
+/// acceptor, each native connection's QUIC connection (sharded, touched when a stream
+/// opens, never per message).
 pub(crate) struct Shared {
     pub relay: RelayHandle,
     pub config: QuicConfig,
-    /// The native connections by core id: a stream whose other end is here is spliced QUIC
-    /// to QUIC; one whose other end is missing here belongs to another transport.
-    pub conns: Mutex<HashMap<ConnId, quinn::Connection>>,
-    /// Streams being relayed, so that the end of a pairing can cut them.
-    pub streams: Mutex<HashMap<StreamId, Cut>>,
+    pub conns: DashMap<ConnId, quinn::Connection>,
 }
 
 /// Cuts a relayed stream short, with the reason its ends are reset with.
@@ -72,7 +70,7 @@ pub(crate) struct Cut {
 }
 
 impl Cut {
-    fn cut(&self, code: u32) {
+    pub fn cut(&self, code: u32) {
         self.code.store(code, Ordering::Relaxed);
         self.token.cancel();
     }
@@ -84,43 +82,11 @@ impl Cut {
     }
 }
 
-impl Shared {
-    pub fn native_conn(&self, conn: ConnId) -> Option<quinn::Connection> {
-        self.conns.lock().expect("conns lock").get(&conn).cloned()
-    }
-
-    /// Claims a granted stream for relaying; None when it is already being relayed.
-    pub fn claim_stream(&self, stream: StreamId) -> Option<Cut> {
-        let mut streams = self.streams.lock().expect("streams lock");
-        if streams.contains_key(&stream) {
-            return None;
-        }
-        let cut = Cut::default();
-        streams.insert(stream, cut.clone());
-        Some(cut)
-    }
-
-    /// A relayed stream ended: forget it here and in the core.
-    pub fn release_stream(&self, conn: ConnId, stream: StreamId) {
-        self.streams.lock().expect("streams lock").remove(&stream);
-        self.relay
-            .command(conn, relay_core::Command::CloseStream { stream });
-    }
-
-    /// Forgets a claim whose relaying never started (the core has forgotten the stream).
-    pub fn drop_claim(&self, stream: StreamId) {
-        self.streams.lock().expect("streams lock").remove(&stream);
-    }
-
-    /// The core ended a stream with its pairing: reset both ends, saying why.
-    pub fn cut_stream(&self, stream: StreamId, why: StreamEnd) {
-        let code = match why {
-            StreamEnd::Unpaired => wire::codes::STREAM_CLOSED,
-            StreamEnd::PeerGone => wire::codes::STREAM_PEER_GONE,
-        };
-        if let Some(cut) = self.streams.lock().expect("streams lock").get(&stream) {
-            cut.cut(code);
-        }
+/// The reset code that tells a native client why the core ended its stream.
+pub(crate) fn end_code(why: StreamEnd) -> u32 {
+    match why {
+        StreamEnd::Unpaired | StreamEnd::Failed => wire::codes::STREAM_CLOSED,
+        StreamEnd::PeerGone => wire::codes::STREAM_PEER_GONE,
     }
 }
 
@@ -174,8 +140,7 @@ impl QuicFrontEnd {
         let shared = Arc::new(Shared {
             relay,
             config,
-            conns: Mutex::new(HashMap::new()),
-            streams: Mutex::new(HashMap::new()),
+            conns: DashMap::new(),
         });
         let mut conns = JoinSet::new();
         let endpoint = self.endpoint.clone();

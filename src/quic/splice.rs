@@ -12,7 +12,7 @@ use relay_core::StreamId;
 use tracing::debug;
 
 use super::bridge;
-use super::connection::{header, Native};
+use super::connection::{header, Native, Slot};
 use super::{code, Cut};
 
 /// Largest chunk taken from a stream at once.
@@ -35,23 +35,32 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
             return refuse(&mut send, &mut recv, codes::STREAM_BAD_HEADER);
         }
     };
-    if let Some((inbound, cut)) = bridge::take_prepared(&native, stream) {
-        bridge::to_legacy(&native, stream, send, recv, inbound, &cut).await;
-        return native.shared.release_stream(native.id, stream);
+    if let Some((inbound, cut)) = bridge::take_waiting(&native, stream) {
+        bridge::run(&native, stream, send, recv, inbound, &cut).await;
+        return native.release_stream(stream);
     }
-    let ends = native.shared.relay.with_relay(|r| r.stream_ends(stream));
-    let acceptor = match ends {
-        Some((opener, acceptor)) if opener == native.id => acceptor,
-        _ => {
-            debug!(id = ?native.id, ?stream, "data stream for a stream not granted to it");
-            return refuse(&mut send, &mut recv, codes::STREAM_NOT_GRANTED);
+    // A spliced grant becomes a stream being relayed, so a second data stream for the same
+    // grant is refused.
+    let claimed = {
+        let mut slots = native.streams.lock().expect("streams lock");
+        match slots.remove(&stream) {
+            Some(Slot::Splice { peer, cut }) => {
+                slots.insert(stream, Slot::Spliced { cut: cut.clone() });
+                Some((peer, cut))
+            }
+            Some(other) => {
+                slots.insert(stream, other);
+                None
+            }
+            None => None,
         }
     };
-    let Some(cut) = native.shared.claim_stream(stream) else {
-        debug!(id = ?native.id, ?stream, "second data stream for one grant");
+    let Some((peer, cut)) = claimed else {
+        debug!(id = ?native.id, ?stream, "data stream for a stream not granted to it");
         return refuse(&mut send, &mut recv, codes::STREAM_NOT_GRANTED);
     };
-    match native.shared.native_conn(acceptor) {
+    let acceptor = native.shared.conns.get(&peer.conn).map(|c| c.clone());
+    match acceptor {
         Some(peer) => {
             let opened = async {
                 let (mut peer_send, peer_recv) = peer.open_bi().await?;
@@ -68,11 +77,10 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
                 }
             }
         }
-        // Granted, but the acceptor is not native and nothing was prepared for it (the
-        // grant and the acceptor's transport changed in between): nothing to bridge to.
-        None => refuse(&mut send, &mut recv, codes::STREAM_NOT_GRANTED),
+        // The acceptor's connection is already gone; the core will say so too.
+        None => refuse(&mut send, &mut recv, codes::STREAM_PEER_GONE),
     }
-    native.shared.release_stream(native.id, stream);
+    native.release_stream(stream);
 }
 
 fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: u32) {

@@ -6,6 +6,7 @@ use bytes::Bytes;
 use rmpv::Value;
 
 use super::*;
+use crate::{Answer, ClientId, Config, ConnectError, DuplicatePolicy, Event, Payload, Reply, ReqId, RequestError, StreamEnd, Transport};
 
 /// A relay, a fake clock (a base instant plus an offset) and the events polled so far.
 struct Harness {
@@ -50,7 +51,7 @@ impl Harness {
     fn connect(&mut self, id: &str) -> ConnId {
         let conn = self
             .relay
-            .connect(self.now, Some(id), None)
+            .connect(self.now, Some(id), None, Transport::Native)
             .unwrap_or_else(|e| panic!("connect {id}: {e}"));
         self.check();
         conn
@@ -159,7 +160,7 @@ impl Harness {
         let ticket = self.drain().stream_request(b);
         self.answer(b, ticket, Answer::Accept(true));
         match self.drain().reply(a, req) {
-            Reply::StreamOpened(stream) => stream,
+            Reply::StreamOpened { stream, .. } => stream,
             other => panic!("stream not opened: {other:?}"),
         }
     }
@@ -339,7 +340,7 @@ fn rich_values() -> Payload {
 #[test]
 fn connect_refuses_a_missing_id() {
     let mut h = Harness::new();
-    let err = h.relay.connect(h.now, None, None).unwrap_err();
+    let err = h.relay.connect(h.now, None, None, Transport::Native).unwrap_err();
     assert_eq!(err, ConnectError::MissingClientId);
     assert_eq!(err.to_string(), "clientId query parameter is required");
     assert!(h.relay.client_ids().is_empty());
@@ -350,23 +351,23 @@ fn connect_refuses_a_missing_id() {
 fn connect_refuses_invalid_ids() {
     let mut h = Harness::new();
     let now = h.now;
-    let err = h.relay.connect(now, Some(""), None).unwrap_err();
+    let err = h.relay.connect(now, Some(""), None, Transport::Native).unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid clientId: clientId must not be empty"
     );
-    let err = h.relay.connect(now, Some("a\u{7}b"), None).unwrap_err();
+    let err = h.relay.connect(now, Some("a\u{7}b"), None, Transport::Native).unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid clientId: clientId must not contain control characters"
     );
     let long = "x".repeat(129);
-    let err = h.relay.connect(now, Some(&long), None).unwrap_err();
+    let err = h.relay.connect(now, Some(&long), None, Transport::Native).unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid clientId: clientId is 129 bytes long; the limit is 128"
     );
-    assert!(h.relay.connect(now, Some(&long[..128]), None).is_ok());
+    assert!(h.relay.connect(now, Some(&long[..128]), None, Transport::Native).is_ok());
     assert_eq!(h.relay.client_ids().len(), 1);
     h.check();
 }
@@ -378,7 +379,7 @@ fn duplicate_under_reject_is_refused_and_the_first_stays() {
         ..Config::default()
     });
     let a = h.connect("A");
-    let err = h.relay.connect(h.now, Some("A"), None).unwrap_err();
+    let err = h.relay.connect(h.now, Some("A"), None, Transport::Native).unwrap_err();
     assert_eq!(err, ConnectError::Duplicate(id("A")));
     assert_eq!(err.to_string(), "clientId 'A' is already connected");
     assert_eq!(h.relay.conn_of("A"), Some(a));
@@ -412,7 +413,7 @@ fn duplicate_under_replace_closes_the_old_connection_and_frees_its_peer() {
     ));
     assert!(matches!(
         to_old[1],
-        Event::Close { reason } if reason == "replaced by a newer connection with clientId 'X'"
+        Event::Close { reason } if reason.to_string() == "replaced by a newer connection with clientId 'X'"
     ));
     assert_eq!(out.peer_disconnected(b), 1);
     assert_eq!(out.stream_closed(b), vec![s]);
@@ -481,14 +482,14 @@ fn authenticator_and_client_limit_refuse_at_the_door() {
     let now = Instant::now();
     let mut relay = Relay::with_authenticator(Config::default(), OnlyA);
     let err = relay
-        .connect(now, Some("B"), Some(&b"secret"[..]))
+        .connect(now, Some("B"), Some(&b"secret"[..]), Transport::Native)
         .unwrap_err();
     assert_eq!(
         err.to_string(),
         "clientId 'B' was refused: wrong credentials"
     );
-    assert!(relay.connect(now, Some("A"), None).is_err());
-    assert!(relay.connect(now, Some("A"), Some(&b"secret"[..])).is_ok());
+    assert!(relay.connect(now, Some("A"), None, Transport::Native).is_err());
+    assert!(relay.connect(now, Some("A"), Some(&b"secret"[..]), Transport::Native).is_ok());
     assert_eq!(relay.client_ids(), ids(&["A"]));
 
     let mut h = Harness::with(Config {
@@ -497,7 +498,7 @@ fn authenticator_and_client_limit_refuse_at_the_door() {
     });
     h.connect("A");
     h.connect("B");
-    let err = h.relay.connect(h.now, Some("C"), None).unwrap_err();
+    let err = h.relay.connect(h.now, Some("C"), None, Transport::Native).unwrap_err();
     assert_eq!(err, ConnectError::TooManyClients(2));
     // Replacing an existing id does not add a client, so it is allowed when full.
     h.connect("A");
@@ -1358,12 +1359,12 @@ fn stream_open_and_accept() {
     h.answer(b, ticket, Answer::Accept(true));
     let out = h.drain();
     let stream = match out.reply(a, req) {
-        Reply::StreamOpened(stream) => stream,
+        Reply::StreamOpened { stream, .. } => stream,
         other => panic!("{other:?}"),
     };
     assert!(matches!(
         out.to(b)[..],
-        [Event::StreamAccepted { stream: s, from }] if *s == stream && from == &id("A")
+        [Event::StreamAccepted { stream: s, from, .. }] if *s == stream && from == &id("A")
     ));
     assert_eq!(h.relay.stream_ends(stream), Some((a, b)));
     // Another one, the other way: a distinct id.
@@ -1482,7 +1483,7 @@ fn streams_per_pair_are_limited_even_when_requests_overlap() {
     h.answer(b, to_b, Answer::Accept(true));
     h.answer(a, to_a, Answer::Accept(true));
     let out = h.drain();
-    assert!(matches!(out.reply(a, from_a), Reply::StreamOpened(_)));
+    assert!(matches!(out.reply(a, from_a), Reply::StreamOpened { .. }));
     assert_eq!(
         out.errors(b),
         vec!["too many open streams in this pairing (2)"]
@@ -1555,7 +1556,7 @@ fn undelivered_ack_question_answers_the_requester() {
     h.pair(a, b);
     let req = h.emit_ack(a, "B", "ping", Payload::empty());
     let ticket = h.drain().delivered(b)[0].2.unwrap();
-    h.relay.report_undelivered(b, "ping", Some(ticket), 8);
+    h.relay.report_undelivered(h.now, b, "ping", Some(ticket), 8);
     h.check();
     let out = h.drain();
     let text = "could not deliver 'ping' to 'B': its queue is full (8 messages)";
@@ -1577,7 +1578,7 @@ fn undelivered_event_without_ack_tells_the_sender() {
     h.pair(a, b);
     h.emit(a, "B", "ping", Payload::empty());
     h.drain();
-    h.relay.report_undelivered(b, "ping", None, 4);
+    h.relay.report_undelivered(h.now, b, "ping", None, 4);
     let out = h.drain();
     assert_eq!(
         out.errors(a),
@@ -1587,7 +1588,7 @@ fn undelivered_event_without_ack_tells_the_sender() {
     // For a forgotten receiver nothing happens.
     h.disconnect(b);
     h.drain();
-    h.relay.report_undelivered(b, "ping", None, 4);
+    h.relay.report_undelivered(h.now, b, "ping", None, 4);
     assert!(h.drain().is_empty());
 }
 
@@ -1603,8 +1604,8 @@ fn undelivered_with_a_foreign_ticket_keeps_that_request_answerable() {
     // an undelivered event: the registration must still get its one reply.
     let req = h.register(a, "B");
     let to_b = h.drain().register_request(b);
-    h.relay.report_undelivered(d, "x", Some(to_b), 1);
-    h.relay.report_undelivered(b, "P2P_REGISTER", Some(to_b), 1);
+    h.relay.report_undelivered(h.now, d, "x", Some(to_b), 1);
+    h.relay.report_undelivered(h.now, b, "P2P_REGISTER", Some(to_b), 1);
     h.check();
     h.drain();
     assert_eq!(h.relay.pending_len(), 1);
@@ -1627,16 +1628,16 @@ fn list_is_sorted_and_current() {
     h.connect("Mid");
     let m = h.connect("m2");
     let req = h.req();
-    h.cmd(zed, Command::List { req });
+    h.cmd(zed, Command::List { req, after: None, limit: None });
     match h.drain().reply(zed, req) {
-        Reply::Clients(list) => assert_eq!(list, ids(&["Mid", "alpha", "m2", "zed"])),
+        Reply::Clients(list) => assert_eq!(list.ids, ids(&["Mid", "alpha", "m2", "zed"])),
         other => panic!("{other:?}"),
     }
     h.disconnect(m);
     let req = h.req();
-    h.cmd(zed, Command::List { req });
+    h.cmd(zed, Command::List { req, after: None, limit: None });
     match h.drain().reply(zed, req) {
-        Reply::Clients(list) => assert_eq!(list, ids(&["Mid", "alpha", "zed"])),
+        Reply::Clients(list) => assert_eq!(list.ids, ids(&["Mid", "alpha", "zed"])),
         other => panic!("{other:?}"),
     }
     assert_eq!(h.relay.client_ids(), ids(&["Mid", "alpha", "zed"]));
@@ -1704,7 +1705,7 @@ fn commands_from_forgotten_connections_are_ignored() {
     h.open_stream(a, "A");
     h.emit(a, "A", "x", Payload::empty());
     let req = h.req();
-    h.cmd(a, Command::List { req });
+    h.cmd(a, Command::List { req, after: None, limit: None });
     assert!(h.drain().is_empty());
     assert_eq!(h.relay.pending_len(), 0);
 }

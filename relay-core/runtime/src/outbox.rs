@@ -10,7 +10,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use relay_core::{Event, Refused, Sink};
+use relay_core::Event;
+
+use crate::sink::{Refused, Sink};
 use tokio::sync::mpsc;
 
 /// The queue of events toward one client. It is the core's [`Sink`] for that connection.

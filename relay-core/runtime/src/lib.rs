@@ -1,0 +1,17 @@
+//! The tokio driver of the relay core, shared by every front end.
+//!
+//! Each connection's rules ([`relay_core::Connection`]) run under that connection's own
+//! lock; a message for another connection is put in that connection's inbox and run under
+//! its lock, never while holding the sender's. So the traffic of one pair never waits on a
+//! lock another pair takes: the only state all connections share is the directory (who is
+//! connected where), touched on connect, disconnect, pairing lookups and client lists. See
+//! `docs/ARCHITECTURE.md`.
+
+mod cell;
+mod handle;
+mod outbox;
+mod sink;
+
+pub use handle::RelayHandle;
+pub use outbox::Outbox;
+pub use sink::{Refused, Sink};
