@@ -288,6 +288,17 @@ class P2pClient {
       },
     });
 
+    // As in the 1.4.1 plugin, the duplex listens for its own 'error' from the start: an error
+    // destroys it (so `destroy` above releases it), then this listener removes itself. When
+    // the application has no 'error' listener, the error is emitted again so that it still
+    // throws (from the same `emit`); when it has one, that listener sees the error once.
+    const onError = (err) => {
+      duplex.removeListener('error', onError);
+      if (!duplex.destroyed) duplex.destroy();
+      if (duplex.listenerCount('error') === 0) duplex.emit('error', err);
+    };
+    duplex.on('error', onError);
+
     duplex.p2pStats = stats;
     duplex._p2pDeliver = (buf, release) => {
       stats.chunksIn += 1;
