@@ -1,11 +1,11 @@
 //! The legacy plugin's event names (PROTOCOL.md Part 1), exact strings.
 
-pub const P2P_REGISTER: &str = "P2P_REGISTER";
+pub const P2P_REGISTER: &str = relay_core::P2P_REGISTER;
 pub const P2P_UNREGISTER: &str = "P2P_UNREGISTER";
 pub const P2P_DISCONNECT: &str = "P2P_DISCONNECT";
 pub const P2P_EMIT: &str = "P2P_EMIT";
 pub const P2P_EMIT_ACKNOWLEDGE: &str = "P2P_EMIT_ACKNOWLEDGE";
 pub const LIST_CLIENTS: &str = "LIST_CLIENTS";
 pub const SERVER_ERROR: &str = "SERVER_ERROR";
-pub const P2P_REGISTER_STREAM: &str = "P2P_REGISTER_STREAM";
-pub const P2P_EMIT_STREAM: &str = "P2P_EMIT_STREAM";
+pub const P2P_REGISTER_STREAM: &str = relay_core::P2P_REGISTER_STREAM;
+pub const P2P_EMIT_STREAM: &str = relay_core::P2P_EMIT_STREAM;

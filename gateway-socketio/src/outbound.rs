@@ -203,7 +203,7 @@ fn values_or_error(payload: Payload) -> Args {
 }
 
 fn error_object(message: &str) -> Value {
-    Value::Map(vec![(Value::from("error"), Value::from(message))])
+    relay_core::payload::error_value(message)
 }
 
 /// The ack arguments a reply becomes, in the shape the legacy client expects for the

@@ -60,6 +60,12 @@ impl Payload {
     }
 }
 
+/// The one argument an ack carries when the relay answers it with a failure: the legacy
+/// plugin's `{error: message}` shape, which every front end and client uses.
+pub fn error_value(message: &str) -> Value {
+    Value::Map(vec![(Value::from("error"), Value::from(message))])
+}
+
 /// Encodes arguments as one MessagePack array, without first cloning them into a
 /// `Value::Array` (arguments may hold megabytes of binary).
 pub fn encode_args(values: &[Value]) -> Bytes {

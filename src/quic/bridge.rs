@@ -10,7 +10,6 @@ use bytes::Bytes;
 use futures::FutureExt;
 use native_client::wire::codes;
 use quinn::{RecvStream, SendStream};
-use relay_core::rmpv::Value;
 use relay_core::{Answer, Command, Payload, StreamId, Ticket, MAX_INBOUND_CHUNKS};
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -96,8 +95,7 @@ pub(crate) fn accept_from_legacy(native: &Arc<Native>, stream: StreamId) {
 }
 
 fn error_ack(message: &str) -> Answer {
-    let error = Value::Map(vec![(Value::from("error"), Value::from(message))]);
-    Answer::Ack(Payload::Values(vec![error]))
+    Answer::Ack(Payload::Values(vec![relay_core::payload::error_value(message)]))
 }
 
 /// Moves bytes both ways until both directions are done, or the core cuts the stream.
