@@ -66,6 +66,19 @@ pub struct Settings {
     /// Connected clients the relay accepts.
     #[arg(long, env = "P2P_RELAY_MAX_CLIENTS", default_value_t = 100_000)]
     pub max_clients: usize,
+
+    /// Web pages allowed to connect to the Socket.IO gateway, by origin: '*' for any (as
+    /// socket.io 2 allowed), or a comma-separated list of scheme://host[:port], e.g.
+    /// 'http://127.0.0.1:8800,https://app.example.com'. When restricted, a request from a
+    /// page of another origin is refused with 403; clients that send no Origin (Node,
+    /// native tools) are not affected.
+    #[arg(
+        long,
+        env = "P2P_RELAY_CORS_ORIGINS",
+        value_name = "ORIGINS",
+        default_value = "*"
+    )]
+    pub cors_origins: gateway_socketio::CorsOrigins,
 }
 
 impl Settings {
@@ -106,6 +119,7 @@ impl Settings {
             max_message_bytes: self.max_message_bytes,
             outbox_messages: self.outbox_messages,
             ack_timeout: self.ack_timeout(),
+            cors_origins: self.cors_origins.clone(),
             ..Default::default()
         }
     }

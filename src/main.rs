@@ -1,6 +1,7 @@
 use std::io::Write;
 
 use clap::Parser;
+use gateway_socketio::CorsOrigins;
 use p2p_relay::{Server, Settings};
 use tracing_subscriber::EnvFilter;
 
@@ -28,6 +29,15 @@ async fn main() -> anyhow::Result<()> {
         "Socket.IO clients: http://{}?clientId=YOUR_ID",
         server.socketio_addr()
     );
+    match &settings.cors_origins {
+        CorsOrigins::Any => tracing::info!(
+            "Socket.IO: web pages of any origin may connect (restrict with --cors-origins)"
+        ),
+        CorsOrigins::Only(origins) => tracing::info!(
+            "Socket.IO: web pages may connect only from {}",
+            origins.iter().collect::<Vec<_>>().join(", ")
+        ),
+    }
     match server.ca() {
         Some(ca) => tracing::info!(
             "QUIC clients: {} with the development CA {} (SHA-256 {})",

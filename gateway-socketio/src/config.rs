@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::CorsOrigins;
+
 #[derive(Debug, Clone)]
 pub struct GatewayConfig {
     /// Largest relayed payload the relay accepts (should equal the core's
@@ -18,6 +20,9 @@ pub struct GatewayConfig {
     /// How long the relay core waits for answers; socketioxide's own ack timeout is set a
     /// little longer so the core's timeout (with its clear error) always fires first.
     pub ack_timeout: Duration,
+    /// Web origins whose pages may connect. Any, by default, as with socket.io 2; when
+    /// restricted, a Socket.IO request carrying another `Origin` is refused with 403.
+    pub cors_origins: CorsOrigins,
 }
 
 impl Default for GatewayConfig {
@@ -27,6 +32,7 @@ impl Default for GatewayConfig {
             outbox_messages: 1024,
             socket_buffer_packets: 1024,
             ack_timeout: Duration::from_secs(30),
+            cors_origins: CorsOrigins::Any,
         }
     }
 }

@@ -20,6 +20,7 @@ mod acks;
 mod args;
 mod config;
 mod connection;
+mod cors;
 mod eio3_binary;
 pub mod events;
 mod inbound;
@@ -34,21 +35,36 @@ use socketioxide::SocketIo;
 
 pub use args::Args;
 pub use config::GatewayConfig;
+pub use cors::{CorsOrigins, CorsOriginsError, OriginList, OriginProblem};
 use relay_runtime::RelayHandle;
 
 use connection::{Established, Handshake};
+
+/// Where socket.io clients send their requests (socketioxide's default, set explicitly
+/// because the CORS rule must cover exactly the same requests).
+const SOCKET_IO_PATH: &str = "/socket.io";
+
+/// Whether `path` is a Socket.IO request, by the rule socketioxide itself applies: the path
+/// or anything below it, but not `/socket.io-admin`.
+pub(crate) fn is_socket_io_path(path: &str) -> bool {
+    path.strip_prefix(SOCKET_IO_PATH)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
 
 /// The Socket.IO gateway: a tower layer to mount on an axum router.
 #[derive(Clone)]
 pub struct Gateway {
     layer: SocketIoLayer,
     io: SocketIo,
+    cors: cors::Policy,
 }
 
 impl Gateway {
     pub fn new(relay: RelayHandle, config: GatewayConfig) -> Self {
         let limit = config.transport_limit();
+        let cors = cors::Policy::new(config.cors_origins.clone());
         let (layer, io) = SocketIo::builder()
+            .req_path(SOCKET_IO_PATH)
             .max_buffer_size(config.socket_buffer_packets)
             .max_payload(limit as u64)
             .ws_max_message_size(limit)
@@ -63,19 +79,24 @@ impl Gateway {
             async move { connection::admit(&relay, &config, handshake) }
         };
         io.ns("/", (async |_: Established| {}).with(admit));
-        Self { layer, io }
+        Self { layer, io, cors }
     }
 
-    /// Mounts the gateway on `router` (at `/socket.io/`, as socket.io clients expect).
+    /// Mounts the gateway on `router` (at `/socket.io/`, as socket.io clients expect), with
+    /// CORS for the origins of [`GatewayConfig::cors_origins`] on that path only.
     pub fn attach(&self, router: axum::Router) -> axum::Router {
         router
             .layer(self.layer.clone())
             .layer(axum::middleware::from_fn(eio3_binary::fix))
+            .layer(axum::middleware::from_fn_with_state(
+                self.cors.clone(),
+                cors::apply,
+            ))
     }
 
-    /// The bare socketioxide layer, for non-axum tower stacks. It lacks the fix for binary
-    /// attachments toward socket.io-client 2.x over long-polling that [`Gateway::attach`]
-    /// adds.
+    /// The bare socketioxide layer, for non-axum tower stacks. It lacks what
+    /// [`Gateway::attach`] adds: CORS (so web pages on other origins cannot poll) and the
+    /// fix for binary attachments toward socket.io-client 2.x over long-polling.
     pub fn layer(&self) -> SocketIoLayer {
         self.layer.clone()
     }
