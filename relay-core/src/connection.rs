@@ -557,6 +557,16 @@ impl Connection {
                 via: None,
             });
             self.reply_to(request.req, Reply::Registered(true));
+        } else if accepted && self.peer.as_ref().is_some_and(|p| p.addr == from) {
+            // Crossed registrations whose answers crossed (on a node link): each end accepted
+            // the other's question first, so both already count each other as peers. The
+            // cancels of the branch below undid both halves, leaving no winner at all. The
+            // pairing stands; the lower address's request is the one that won, and neither
+            // end lets a late cancel of the other question undo it any more.
+            if let Some(peer) = self.peer.as_mut() {
+                peer.via = None;
+            }
+            self.reply_to(request.req, Reply::Registered(self.addr < from));
         } else {
             if accepted {
                 // Paired elsewhere first: the target's half of this pairing is undone.
@@ -776,11 +786,17 @@ impl Connection {
         self.send(peer.addr, PeerMsg::StreamRequest { q, stream });
     }
 
-    /// Stream ids are the opener's: its connection id in the high bits, a counter below.
+    /// Stream ids are the opener's: its node in the top byte, its connection id in the 32
+    /// bits below, a counter in the low 24 bits.
     fn new_stream_id(&mut self) -> StreamId {
         let n = self.next_stream & 0xFF_FFFF;
         self.next_stream += 1;
-        StreamId((self.addr.conn.0 << 24) | n)
+        // The node is part of the id because connection ids are only unique per node: two
+        // openers of one pair on different nodes (both connection 0, say) made the same id,
+        // and the pair's two streams overwrote each other at both ends. Node 0 (one
+        // process) keeps the ids it had.
+        let node = u64::from(self.addr.node.0 & 0xFF) << 56;
+        StreamId(node | ((self.addr.conn.0 & 0xFFFF_FFFF) << 24) | n)
     }
 
     fn stream_answered(&mut self, from: Addr, q: QuestionId, granted: bool) {

@@ -303,9 +303,10 @@ impl Relay {
     }
 
     /// The two ends of a held stream: (opener, acceptor). The opener's id is in the stream
-    /// id's high bits.
+    /// id's high bits, below its node's byte.
     pub fn stream_ends(&self, stream: StreamId) -> Option<(ConnId, ConnId)> {
-        let opener = ConnId(stream.0 >> 24);
+        // Skip the opener's node byte (see `Connection::new_stream_id`).
+        let opener = ConnId((stream.0 >> 24) & 0xFFFF_FFFF);
         let c = self.conns.get(&opener)?;
         c.streams().any(|(s, _)| s == stream).then_some(())?;
         let (peer, _) = c.peer()?;
@@ -409,6 +410,14 @@ impl Relay {
         let Transmit { from, to, msg } = transmit;
         if to.node != self.node {
             return self.link.push_back(Transmit { from, to, msg });
+        }
+        // A newer connection on another node claimed this one's clientId: close it as a
+        // local replace does, so the core forgets it. (Handing `Close` to the connection
+        // alone left it in `conns`: still listed, and its client's commands still served.)
+        if let PeerMsg::Close { reason } = &msg {
+            if self.conns.contains_key(&to.conn) {
+                return self.close(now, to.conn, reason.clone());
+            }
         }
         match self.conns.get_mut(&to.conn) {
             Some(c) => {
