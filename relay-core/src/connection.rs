@@ -663,7 +663,7 @@ impl Connection {
         args: Payload,
         q: Option<QuestionId>,
     ) {
-        if !self.peer.as_ref().is_some_and(|p| p.addr == from) {
+        if self.peer.as_ref().is_none_or(|p| p.addr != from) {
             // Sent while the pairing was ending.
             let error = RequestError::NotPairedWith(self.client.to_string());
             return self.send(from, PeerMsg::Refused { q, error });

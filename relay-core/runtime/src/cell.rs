@@ -53,8 +53,14 @@ impl Cell {
         Ok(())
     }
 
-    pub fn take_inbox(&self) -> VecDeque<(Addr, PeerMsg)> {
-        std::mem::take(&mut self.inbox.lock().unwrap_or_else(|p| p.into_inner()).messages)
+    /// The oldest queued message. One at a time, so the queue keeps its capacity (no
+    /// allocation per message) and the inbox lock is never held while handling.
+    pub fn next_message(&self) -> Option<(Addr, PeerMsg)> {
+        self.inbox
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .messages
+            .pop_front()
     }
 
     /// Closes the inbox, returning what was still in it (to be answered on its behalf).
