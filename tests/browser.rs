@@ -3,9 +3,10 @@
 //! `cargo test --workspace --release` runs it with everything else.
 //!
 //! Needs `/usr/bin/chromium` (or `CHROMIUM_BIN`); `.ci/run` installs it. The suite starts
-//! the relay, a static server for the pages (another origin than the relay), the native echo
-//! peer (`native-client/examples/echo_peer.rs`, built by `cargo test` with the other
-//! examples) and the `p2p-relay-client` CLI itself, on free loopback ports.
+//! the relay, a static server for the pages (another origin than the relay), the demo's
+//! `serve.js`, the native echo peer (`native-client/examples/echo_peer.rs`, built by
+//! `cargo test` with the other examples) and the `p2p-relay-client` CLI itself, on free
+//! loopback ports.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -52,6 +53,7 @@ fn browser_suite() {
     );
     let interop = root.join("tests/interop");
     npm_ci_unless(&interop, "playwright-core");
+    npm_ci_unless(&root.join("js-client/demo"), "@noble/hashes");
     let status = Command::new("npm")
         .args(["run", "test:browser"])
         .current_dir(&interop)
