@@ -39,8 +39,11 @@ function resolve(urlPath) {
   return null;
 }
 
-/** Start the server; resolves to {origin, close()}. */
-function startStatic() {
+/**
+ * Start the server; resolves to {origin, close()}. `extra` maps more URL paths to contents
+ * (e.g. a bundle built by the test).
+ */
+function startStatic({ extra = {} } = {}) {
   const server = http.createServer((req, res) => {
     let urlPath;
     try {
@@ -51,6 +54,11 @@ function startStatic() {
     }
     if (urlPath === '/favicon.ico') {
       res.writeHead(204).end();
+      return;
+    }
+    if (Object.prototype.hasOwnProperty.call(extra, urlPath)) {
+      res.writeHead(200, { 'content-type': TYPES[path.extname(urlPath)] || 'text/plain', 'cache-control': 'no-store' });
+      res.end(extra[urlPath]);
       return;
     }
     const file = resolve(urlPath);
