@@ -26,6 +26,12 @@ let demo;
 let browser;
 let work;
 const children = new Set();
+// serve.js and the CLI do not outlive this file, however it ends
+process.on('exit', () => {
+  for (const child of children) {
+    try { child.kill('SIGKILL'); } catch (_) { /* gone */ }
+  }
+});
 
 function sha256(file) {
   return crypto.createHash('sha256').update(fs.readFileSync(file)).digest('hex');
