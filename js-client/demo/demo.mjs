@@ -256,10 +256,16 @@ async function sendFile() {
     const hasher = sha256.create();
     const started = performance.now();
     showProgress('send', 0, file.size, started);
+    // One chunk is in flight at a time (the protocol's flow control): while it travels,
+    // hash it and read the next one.
+    const read = (off) => file.slice(off, off + CHUNK).arrayBuffer().then((b) => new Uint8Array(b));
+    let next = read(0);
     for (let off = 0; off < file.size; off += CHUNK) {
-      const bytes = new Uint8Array(await file.slice(off, off + CHUNK).arrayBuffer());
+      const bytes = await next;
+      const written = writer.write(bytes); // resolves once the peer acknowledged the chunk
+      if (off + CHUNK < file.size) next = read(off + CHUNK);
       hasher.update(bytes);
-      await writer.write(bytes); // resolves once the peer acknowledged the chunk
+      await written;
       showProgress('send', off + bytes.byteLength, file.size, started);
     }
     writer.releaseLock();
