@@ -3,25 +3,32 @@
 //! With no flags it talks to a relay started by `cargo run --release` on this machine
 //! (127.0.0.1:9001, trusting the development CA in the relay's default data directory).
 //!
-//! How a transfer works (both ends are this tool):
+//! How a transfer works (between two of these tools, or with a web page speaking the same
+//! framing, js-client/demo):
 //! - `send` pairs with the receiver, retrying for a while when it is not connected yet.
-//! - Per file, it opens a P2P stream, then announces the file with
-//!   `emit_with_ack("file", [stream id, file name, size])`; the receiver records the name
-//!   and acks, and only then are the file's bytes written, so the name is known before the
-//!   stream's end. The stream carries the file's bytes and nothing else, then FIN.
+//! - Files go one after another. Per file, it opens a P2P stream, then announces the file
+//!   with `emit_with_ack("file", [stream id, file name, size])`; the receiver records the
+//!   name and acks, and only then are the file's bytes written, so the name is known before
+//!   the stream's end. The stream carries the file's bytes and nothing else, then FIN.
+//!   One file at a time because a Socket.IO peer's streams carry no id (the 1.4.1 protocol):
+//!   every stream it holds receives every chunk, and what it writes goes to its peer's newest
+//!   stream, so two files at once could not be told apart there.
 //! - The receiver saves the bytes to a hidden temporary file in its output directory,
 //!   syncs it, and moves it to the announced name (only its last path component; never
 //!   overwriting: `name-1.ext`, `name-2.ext`, ... when taken). A stream that was not
 //!   announced is saved as `<peer>-<stream id>.bin`.
 //! - The receiver then answers on the same stream, in the other direction, with one line
 //!   `ok <size> <sha256>` (or `err <message>`) and finishes it. The sender, having finished
-//!   its side, reads that line to the end: that is how it knows the receiver is done, and
-//!   it checks the size and digest against its own.
+//!   its side, reads that line: that is how it knows the receiver is done, and it checks the
+//!   size and digest against its own.
+//! - A Socket.IO sender knows no stream ids and cannot finish a stream (the 1.4.1 protocol
+//!   has neither): it announces `[null, name, size]` right after opening its stream, and the
+//!   receiver takes the next `size` bytes of that peer's next unannounced stream as the file.
 //! - Once every file is confirmed, the sender unregisters; a receiver run with `--count`
 //!   leaves once it has saved that many files and the sender has let go (or after a grace
 //!   period).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -38,9 +45,11 @@ use native_client::{
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-/// The event that announces a file: `[stream id, name, size]`.
+/// The event that announces a file: `[stream id, name, size]` (stream id `null` from a
+/// Socket.IO sender).
 const FILE_EVENT: &str = "file";
 /// Read and write size for file data.
 const CHUNK: usize = 256 * 1024;
@@ -124,7 +133,7 @@ enum Command {
         #[arg(long, value_name = "N")]
         count: Option<u64>,
     },
-    /// Pair with a receiver and send it files, one stream per file, all at once.
+    /// Pair with a receiver and send it files, one stream per file, one after another.
     Send {
         /// The id to connect as.
         #[arg(long = "as", value_name = "ID")]
@@ -250,6 +259,66 @@ struct Announced {
     size: u64,
 }
 
+/// The files announced and not yet matched with their streams.
+#[derive(Default)]
+struct Announcements {
+    /// By stream id (a native sender).
+    by_stream: HashMap<u64, Announced>,
+    /// Without a stream id (a Socket.IO sender), oldest first, with the peer that sent it.
+    unnamed: VecDeque<(String, Announced)>,
+}
+
+/// How a stream being saved ends.
+enum Plan {
+    /// At its end of stream (a native sender finishes its stream).
+    ToEof,
+    /// After this many bytes: a Socket.IO sender's file, taken from the unnamed queue.
+    Sized(Announced),
+}
+
+/// Announcements shared between the event loop and the saving tasks, which are woken when a
+/// new one arrives.
+struct Shared {
+    announcements: Mutex<Announcements>,
+    changed: watch::Sender<u64>,
+}
+
+impl Shared {
+    fn new() -> Self {
+        Self {
+            announcements: Mutex::default(),
+            changed: watch::channel(0).0,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Announcements> {
+        self.announcements.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn announce(&self, peer: Option<String>, stream: Option<u64>, announced: Announced) {
+        match stream {
+            Some(id) => {
+                self.lock().by_stream.insert(id, announced);
+            }
+            None => self
+                .lock()
+                .unnamed
+                .push_back((peer.unwrap_or_default(), announced)),
+        }
+        self.changed.send_modify(|n| *n += 1);
+    }
+
+    /// How stream `id` from `peer` ends, if anything was announced for it yet.
+    fn plan(&self, id: u64, peer: &str) -> Option<Plan> {
+        let mut all = self.lock();
+        if all.by_stream.contains_key(&id) {
+            return Some(Plan::ToEof);
+        }
+        let at = all.unnamed.iter().position(|(from, _)| from == peer)?;
+        all.unnamed.remove(at).map(|(_, announced)| Plan::Sized(announced))
+    }
+}
+
 struct Saved {
     path: PathBuf,
     peer: String,
@@ -269,7 +338,7 @@ async fn receive(
         client.client_id(),
         out.display()
     );
-    let announced: Arc<Mutex<HashMap<u64, Announced>>> = Arc::default();
+    let announced = Arc::new(Shared::new());
     let mut saving = JoinSet::new();
     let mut saved = 0u64;
     let mut failed = 0u64;
@@ -299,11 +368,10 @@ async fn receive(
                     }
                     ClientEvent::StreamRequest(request) => request.accept(),
                     ClientEvent::Event { event, args, ack } if event == FILE_EVENT => {
-                        let answer = match args.to_serde::<(u64, String, u64)>() {
+                        let answer = match args.to_serde::<(Option<u64>, String, u64)>() {
                             Ok((id, name, size)) => {
-                                tracing::debug!(stream = id, %name, size, "file announced");
-                                announced.lock().unwrap_or_else(|e| e.into_inner())
-                                    .insert(id, Announced { name, size });
+                                tracing::debug!(stream = ?id, %name, size, "file announced");
+                                announced.announce(client.target(), id, Announced { name, size });
                                 Args::one(true)
                             }
                             Err(e) => Args::new().with(false).with(e.to_string()),
@@ -360,17 +428,13 @@ async fn receive(
 }
 
 /// Saves one stream to a file, then answers the sender on the same stream.
-async fn save(
-    stream: P2pStream,
-    out: PathBuf,
-    announced: Arc<Mutex<HashMap<u64, Announced>>>,
-) -> Result<Saved> {
+async fn save(stream: P2pStream, out: PathBuf, announced: Arc<Shared>) -> Result<Saved> {
     let id = stream.id();
     let peer = stream.peer().to_string();
     let (mut from, mut answer) = stream.split();
     let temp = out.join(format!(".p2p-relay-{id}.part"));
-    let result = save_to(&mut from, &temp).await;
-    let (size, sha256, elapsed) = match result {
+    let result = save_to(&mut from, &temp, &announced).await;
+    let (size, sha256, elapsed, sized) = match result {
         Ok(done) => done,
         Err(e) => {
             let _ = tokio::fs::remove_file(&temp).await;
@@ -382,10 +446,7 @@ async fn save(
             return Err(e.context(format!("stream {id} from '{peer}'")));
         }
     };
-    let name = announced
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .remove(&id);
+    let name = sized.or_else(|| announced.lock().by_stream.remove(&id));
     let name = match &name {
         Some(Announced {
             name,
@@ -428,11 +489,14 @@ async fn save(
     })
 }
 
-/// Copies the stream into `temp`, hashing it; returns size, digest and time taken.
+/// Copies the stream into `temp`, hashing it, to its end or, for a Socket.IO sender's file,
+/// to its announced size; returns size, digest, time taken and that announcement.
 async fn save_to(
     from: &mut native_client::P2pReadHalf,
     temp: &Path,
-) -> Result<(u64, String, Duration)> {
+    announced: &Shared,
+) -> Result<(u64, String, Duration, Option<Announced>)> {
+    let (id, peer) = (from.id(), from.peer().to_string());
     let mut file = tokio::fs::File::create(temp)
         .await
         .with_context(|| format!("cannot create {}", temp.display()))?;
@@ -440,11 +504,39 @@ async fn save_to(
     let mut buf = vec![0u8; CHUNK];
     let mut size = 0u64;
     let mut started = None;
+    // Decided once something is announced for this stream, or at its first bytes (every
+    // sender announces before writing, so whatever was announced is known by then).
+    let mut changes = announced.changed.subscribe();
+    let mut watching = true;
+    let mut plan = announced.plan(id, &peer);
     loop {
-        let n = from.read(&mut buf).await.context("receiving failed")?;
+        let want = match &plan {
+            Some(Plan::Sized(file)) if size >= file.size => break,
+            Some(Plan::Sized(file)) => (file.size - size).min(CHUNK as u64) as usize,
+            _ => CHUNK,
+        };
+        let n = tokio::select! {
+            n = from.read(&mut buf[..want]) => n.context("receiving failed")?,
+            changed = changes.changed(), if plan.is_none() && watching => {
+                watching = changed.is_ok();
+                plan = announced.plan(id, &peer);
+                continue;
+            }
+        };
         started.get_or_insert_with(Instant::now);
         if n == 0 {
+            if let Some(Plan::Sized(file)) = &plan {
+                bail!("the stream ended after {size} of {} announced bytes", file.size);
+            }
             break;
+        }
+        if plan.is_none() {
+            plan = Some(announced.plan(id, &peer).unwrap_or(Plan::ToEof));
+        }
+        if let Some(Plan::Sized(file)) = &plan {
+            if size + n as u64 > file.size {
+                bail!("more bytes than the {} announced", file.size);
+            }
         }
         hasher.update(&buf[..n]);
         file.write_all(&buf[..n])
@@ -456,7 +548,11 @@ async fn save_to(
         .await
         .with_context(|| format!("cannot write {}", temp.display()))?;
     let elapsed = started.map(|s| s.elapsed()).unwrap_or_default();
-    Ok((size, hex::encode(hasher.finalize()), elapsed))
+    let sized = match plan {
+        Some(Plan::Sized(file)) => Some(file),
+        _ => None,
+    };
+    Ok((size, hex::encode(hasher.finalize()), elapsed, sized))
 }
 
 /// The last path component of a name a peer sent, if it is a usable file name.
@@ -535,53 +631,52 @@ async fn send(
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
 
-    let mut sending = JoinSet::new();
-    for path in files {
-        let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
-        let client = client.clone();
-        let to = to.to_string();
-        sending.spawn(async move {
-            let result = send_file(&client, &to, &path, &bar).await;
-            bar.finish_and_clear();
-            result.with_context(|| format!("sending {} failed", path.display()))
-        });
-    }
-
     let started = Instant::now();
     let (mut total, mut failures) = (0u64, 0usize);
-    while !sending.is_empty() {
-        tokio::select! {
-            Some(result) = sending.join_next() => {
-                match result.context("a sending task failed")? {
-                    Ok(sent) => {
-                        total += sent.size;
-                        multi.suspend(|| println!(
-                            "sent {}: {} bytes in {:.2} s ({:.1} MB/s), sha256 {}",
-                            sent.name, sent.size, sent.elapsed.as_secs_f64(),
-                            mb_per_s(sent.size, sent.elapsed), sent.sha256,
-                        ));
+    // One file after another (see the top of this file for why).
+    for path in files {
+        let bar = multi.add(ProgressBar::new(0).with_style(style.clone()));
+        let sending = send_file(client, to, &path, &bar);
+        tokio::pin!(sending);
+        let result = loop {
+            tokio::select! {
+                result = &mut sending => break result,
+                event = incoming.next() => match event {
+                    Some(ClientEvent::PeerDisconnected) => {
+                        multi.suspend(|| eprintln!("'{to}' disconnected"));
                     }
-                    Err(e) => {
-                        failures += 1;
-                        multi.suspend(|| eprintln!("error: {e:#}"));
+                    Some(ClientEvent::Unregistered) => {
+                        multi.suspend(|| eprintln!("'{to}' ended the pairing"));
                     }
-                }
+                    Some(ClientEvent::ServerError(message)) => {
+                        multi.suspend(|| eprintln!("relay: {message}"));
+                    }
+                    Some(ClientEvent::Closed(reason)) => bail!("{reason}"),
+                    None => bail!("the connection to the relay ended"),
+                    // Requests are refused by being dropped; nothing else is expected.
+                    Some(_) => {}
+                },
             }
-            event = incoming.next() => match event {
-                Some(ClientEvent::PeerDisconnected) => {
-                    multi.suspend(|| eprintln!("'{to}' disconnected"));
-                }
-                Some(ClientEvent::Unregistered) => {
-                    multi.suspend(|| eprintln!("'{to}' ended the pairing"));
-                }
-                Some(ClientEvent::ServerError(message)) => {
-                    multi.suspend(|| eprintln!("relay: {message}"));
-                }
-                Some(ClientEvent::Closed(reason)) => bail!("{reason}"),
-                None => bail!("the connection to the relay ended"),
-                // Requests are refused by being dropped; nothing else is expected.
-                Some(_) => {}
-            },
+        };
+        bar.finish_and_clear();
+        match result.with_context(|| format!("sending {} failed", path.display())) {
+            Ok(sent) => {
+                total += sent.size;
+                multi.suspend(|| {
+                    println!(
+                        "sent {}: {} bytes in {:.2} s ({:.1} MB/s), sha256 {}",
+                        sent.name,
+                        sent.size,
+                        sent.elapsed.as_secs_f64(),
+                        mb_per_s(sent.size, sent.elapsed),
+                        sent.sha256,
+                    )
+                });
+            }
+            Err(e) => {
+                failures += 1;
+                multi.suspend(|| eprintln!("error: {e:#}"));
+            }
         }
     }
     if failures > 0 {
@@ -682,11 +777,8 @@ async fn send_file(client: &Client, to: &str, path: &Path, bar: &ProgressBar) ->
     .await;
 
     // The receiver's answer: `ok <size> <sha256>` once the file is saved, or `err ...`.
-    let mut answer = String::new();
-    let read = (&mut reply)
-        .take(MAX_REPLY)
-        .read_to_string(&mut answer)
-        .await;
+    let read = read_line(&mut reply).await;
+    let answer = read.as_deref().unwrap_or_default().to_string();
     if let Err(e) = written {
         if let Some(message) = answer.trim().strip_prefix("err ") {
             bail!("'{to}' could not save it: {message}");
@@ -710,6 +802,25 @@ async fn send_file(client: &Client, to: &str, path: &Path, bar: &ProgressBar) ->
         sha256,
         elapsed,
     })
+}
+
+/// The receiver's one-line answer: up to its newline (a web receiver cannot finish its side
+/// of the stream), or its end of stream, at most MAX_REPLY bytes.
+async fn read_line(reply: &mut native_client::P2pReadHalf) -> std::io::Result<String> {
+    let mut line = Vec::new();
+    let mut buf = [0u8; 256];
+    while (line.len() as u64) < MAX_REPLY {
+        let n = reply.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        line.extend_from_slice(&buf[..n]);
+        if let Some(end) = line.iter().position(|b| *b == b'\n') {
+            line.truncate(end);
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
 fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {

@@ -76,6 +76,7 @@ async function startRelay(flags = []) {
     let url = null;
     let port = null;
     let quicPort = null;
+    let resolved = null;
     const timer = setTimeout(() => {
       reject(new Error(
         `relay did not print "Socket.IO gateway listening on http://127.0.0.1:PORT" within ` +
@@ -86,7 +87,10 @@ async function startRelay(flags = []) {
     const done = (err) => {
       clearTimeout(timer);
       if (err) reject(err);
-      else resolve({ url, port, quicPort });
+      else {
+        resolved = { url, port, quicPort };
+        resolve(resolved);
+      }
     };
     child.on('error', (err) => done(new Error(`could not start relay ${bin}: ${err.message}`)));
     child.on('exit', (code, signal) => {
@@ -110,7 +114,11 @@ async function startRelay(flags = []) {
           port = Number(m[2]);
         }
         const q = QUIC_RE.exec(line);
-        if (q) quicPort = Number(q[1]);
+        if (q) {
+          quicPort = Number(q[1]);
+          // it may come after the Socket.IO line, once the caller already has `resolved`
+          if (resolved) resolved.quicPort = quicPort;
+        }
         if (url) {
           // The QUIC line may come before or after; the Socket.IO one is all we need.
           done();
