@@ -48,7 +48,9 @@ async fn token_relay(extra: &[&str]) -> (Relay, tempfile::TempDir) {
 
 /// Says hello with `credentials` and returns the relay's first answer.
 async fn hello(relay: &Relay, id: &str, credentials: Option<&str>) -> ServerFrame {
-    let mut raw = Raw::connect(relay, wire::ALPN).await.expect("QUIC handshake");
+    let mut raw = Raw::connect(relay, wire::ALPN)
+        .await
+        .expect("QUIC handshake");
     raw.send(&ClientFrame::Hello {
         version: wire::PROTOCOL_VERSION,
         client_id: id.into(),
@@ -133,7 +135,11 @@ async fn quic_token_refusals_say_which() {
     }
 }
 
-async fn connect_with(relay: &Relay, id: &str, peers: Option<&[&str]>) -> (native_client::Client, Incoming) {
+async fn connect_with(
+    relay: &Relay,
+    id: &str,
+    peers: Option<&[&str]>,
+) -> (native_client::Client, Incoming) {
     within(
         &format!("connecting {id}"),
         native_client::Client::connect(relay.options(id).token(token(id, now() + 600, peers))),
@@ -253,7 +259,11 @@ async fn quic_connections_per_address_are_capped() {
 
 /// A small admission service: admits "ok" (with a peers claim) and "plain" (empty body),
 /// answers "slow" too late, and refuses everyone else with 403. Records every body.
-async fn admission_service() -> (SocketAddr, Arc<Mutex<Vec<serde_json::Value>>>, tokio::task::JoinHandle<()>) {
+async fn admission_service() -> (
+    SocketAddr,
+    Arc<Mutex<Vec<serde_json::Value>>>,
+    tokio::task::JoinHandle<()>,
+) {
     let seen: Arc<Mutex<Vec<serde_json::Value>>> = Arc::default();
     let record = seen.clone();
     let app = axum::Router::new().route(
@@ -321,7 +331,15 @@ async fn socketio_handshake(base: &str, id: &str, token: &str, eio: u8) -> Strin
 async fn callback_admits_refuses_and_times_out_over_quic_and_socketio() {
     let (service, seen, _task) = admission_service().await;
     let url = format!("http://{service}/admit");
-    let relay = Relay::start(&["--auth", "url", "--auth-url", &url, "--auth-timeout-ms", "300"]).await;
+    let relay = Relay::start(&[
+        "--auth",
+        "url",
+        "--auth-url",
+        &url,
+        "--auth-timeout-ms",
+        "300",
+    ])
+    .await;
 
     // Admitted, with the claims of the answer: its peers claim applies.
     match hello(&relay, "ok", Some("t-ok")).await {
@@ -332,15 +350,27 @@ async fn callback_admits_refuses_and_times_out_over_quic_and_socketio() {
     assert_eq!(body["clientId"], "ok");
     assert_eq!(body["token"], "t-ok");
     assert_eq!(body["transport"], "quic");
-    assert!(body["remoteAddress"].as_str().unwrap().starts_with("127.0.0.1:"));
-    let (ok, mut ok_in) = within("ok", native_client::Client::connect(relay.options("ok").token("t")))
-        .await
-        .unwrap();
-    let (_plain, _plain_in) = within("plain", native_client::Client::connect(relay.options("plain")))
-        .await
-        .unwrap();
+    assert!(body["remoteAddress"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    let (ok, mut ok_in) = within(
+        "ok",
+        native_client::Client::connect(relay.options("ok").token("t")),
+    )
+    .await
+    .unwrap();
+    let (_plain, _plain_in) = within(
+        "plain",
+        native_client::Client::connect(relay.options("plain")),
+    )
+    .await
+    .unwrap();
     let e = ok.register("plain").await.unwrap_err();
-    assert!(e.to_string().contains("not among your token's peers"), "{e}");
+    assert!(
+        e.to_string().contains("not among your token's peers"),
+        "{e}"
+    );
     let _ = server_error(&mut ok_in).await;
 
     // Refused: a non-2xx answer, a late one, one that does not parse.
@@ -354,7 +384,9 @@ async fn callback_admits_refuses_and_times_out_over_quic_and_socketio() {
     );
     let garbled = refused(hello(&relay, "garbled", None).await);
     assert!(
-        garbled.starts_with("clientId 'garbled' was refused: the admission service's answer was not understood"),
+        garbled.starts_with(
+            "clientId 'garbled' was refused: the admission service's answer was not understood"
+        ),
         "{garbled}"
     );
 
@@ -364,11 +396,16 @@ async fn callback_admits_refuses_and_times_out_over_quic_and_socketio() {
         let admitted = socketio_handshake(&base, "plain", "tok", eio).await;
         assert!(admitted.contains("P2P_LIMITS"), "EIO={eio}: {admitted}");
         let body = seen.lock().unwrap().last().cloned().unwrap();
-        assert_eq!((body["clientId"].as_str(), body["token"].as_str()), (Some("plain"), Some("tok")));
+        assert_eq!(
+            (body["clientId"].as_str(), body["token"].as_str()),
+            (Some("plain"), Some("tok"))
+        );
         assert_eq!(body["transport"], "socketio");
         let refused = socketio_handshake(&base, "mallory", "tok", eio).await;
         assert!(
-            refused.contains("clientId 'mallory' was refused: the admission service refused it (HTTP 403)"),
+            refused.contains(
+                "clientId 'mallory' was refused: the admission service refused it (HTTP 403)"
+            ),
             "EIO={eio}: {refused}"
         );
     }

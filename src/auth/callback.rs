@@ -64,7 +64,9 @@ impl CallbackAuthenticator {
     async fn ask(&self, presented: Presented<'_>) -> Result<Claims, AuthError> {
         let body = Request {
             client_id: presented.client.as_str(),
-            token: presented.credentials.and_then(|c| std::str::from_utf8(c).ok()),
+            token: presented
+                .credentials
+                .and_then(|c| std::str::from_utf8(c).ok()),
             remote_address: presented.remote.map(|r| r.to_string()),
             transport: match presented.transport {
                 Transport::Legacy => "socketio",
@@ -104,8 +106,9 @@ impl CallbackAuthenticator {
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Claims::default());
         }
-        let answer: Answer = serde_json::from_slice(&body)
-            .map_err(|e| AuthError::CallbackBadAnswer(format!("its body is not a claims object: {e}")))?;
+        let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
+            AuthError::CallbackBadAnswer(format!("its body is not a claims object: {e}"))
+        })?;
         if let Some(subject) = answer.sub.filter(|s| s != presented.client.as_str()) {
             return Err(AuthError::WrongSubject { subject });
         }

@@ -60,7 +60,11 @@ pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
-        other => return Err(format!("unknown unit '{other}' in '{raw}': use s, m, h or d")),
+        other => {
+            return Err(format!(
+                "unknown unit '{other}' in '{raw}': use s, m, h or d"
+            ))
+        }
     };
     if n == 0 {
         return Err("the ttl must be more than 0".into());

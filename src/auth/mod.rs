@@ -71,15 +71,22 @@ pub fn relay_handle(
     Ok(match mode {
         AuthMode::None => RelayHandle::new(config),
         AuthMode::Token => {
-            let path = secret_file.ok_or(AuthSetupError::Missing("token", "--auth-secret-file FILE"))?;
+            let path =
+                secret_file.ok_or(AuthSetupError::Missing("token", "--auth-secret-file FILE"))?;
             let secret = read_secret(path)?;
-            tracing::info!("clients must present a token signed with the secret of {}", path.display());
+            tracing::info!(
+                "clients must present a token signed with the secret of {}",
+                path.display()
+            );
             RelayHandle::with_authenticator(config, TokenAuthenticator::new(&secret))
         }
         AuthMode::Url => {
             let url = url.ok_or(AuthSetupError::Missing("url", "--auth-url URL"))?;
             let callback = CallbackAuthenticator::new(url, timeout)?;
-            tracing::info!("clients are admitted by {url} (timeout {} ms)", timeout.as_millis());
+            tracing::info!(
+                "clients are admitted by {url} (timeout {} ms)",
+                timeout.as_millis()
+            );
             RelayHandle::with_async_authenticator(config, callback)
         }
     })

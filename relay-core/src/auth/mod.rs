@@ -97,7 +97,9 @@ impl<A: Authenticator + ?Sized> Authenticator for std::sync::Arc<A> {
 
 /// A well-formed clientId, or why not. The first check of every admission.
 pub fn check_client_id(client_id: Option<&str>) -> Result<ClientId, ConnectError> {
-    Ok(ClientId::new(client_id.ok_or(ConnectError::MissingClientId)?)?)
+    Ok(ClientId::new(
+        client_id.ok_or(ConnectError::MissingClientId)?,
+    )?)
 }
 
 /// The checks made before a connection may claim an id: a well-formed clientId that the

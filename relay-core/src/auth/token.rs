@@ -63,8 +63,12 @@ impl TokenAuthenticator {
         }
         let data = jsonwebtoken::decode::<Loose>(token, &self.key, &self.validation).map_err(
             |e| match e.kind() {
-                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => AuthError::BadSignature,
-                ErrorKind::Json(e) => AuthError::Malformed(format!("its claims do not decode: {e}")),
+                ErrorKind::InvalidSignature | ErrorKind::InvalidAlgorithm => {
+                    AuthError::BadSignature
+                }
+                ErrorKind::Json(e) => {
+                    AuthError::Malformed(format!("its claims do not decode: {e}"))
+                }
                 _ => AuthError::Malformed(e.to_string()),
             },
         )?;
@@ -135,7 +139,9 @@ mod tests {
 
     #[test]
     fn a_valid_token_admits_its_subject_with_its_peers() {
-        let claims = auth().verify(&token("A", NOW + 60, None), "A", NOW).unwrap();
+        let claims = auth()
+            .verify(&token("A", NOW + 60, None), "A", NOW)
+            .unwrap();
         assert_eq!(claims.peers, Peers::Any);
         let claims = auth()
             .verify(&token("A", NOW + 60, Some(vec!["B", "t-*"])), "A", NOW)
@@ -158,11 +164,16 @@ mod tests {
         );
         assert_eq!(
             auth().verify(&token("A", NOW - 5, None), "A", NOW),
-            Err(AuthError::Expired { exp: NOW - 5, ago: 5 })
+            Err(AuthError::Expired {
+                exp: NOW - 5,
+                ago: 5
+            })
         );
         assert_eq!(
             auth().verify(&token("B", NOW + 60, None), "A", NOW),
-            Err(AuthError::WrongSubject { subject: "B".into() })
+            Err(AuthError::WrongSubject {
+                subject: "B".into()
+            })
         );
         let forged = TokenAuthenticator::new(b"another secret");
         assert_eq!(
@@ -187,7 +198,10 @@ mod tests {
             &EncodingKey::from_secret(SECRET),
         )
         .unwrap();
-        assert_eq!(auth().verify(&hs512, "A", NOW), Err(AuthError::BadSignature));
+        assert_eq!(
+            auth().verify(&hs512, "A", NOW),
+            Err(AuthError::BadSignature)
+        );
     }
 
     #[test]
@@ -201,7 +215,9 @@ mod tests {
             transport: crate::Transport::Native,
             unix_time: NOW,
         };
-        assert!(auth().authenticate(&presented(Some(good.as_bytes()))).is_ok());
+        assert!(auth()
+            .authenticate(&presented(Some(good.as_bytes())))
+            .is_ok());
         assert_eq!(
             auth().authenticate(&presented(None)),
             Err(AuthError::MissingToken)

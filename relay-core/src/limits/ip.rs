@@ -17,7 +17,8 @@ use super::rate::quota;
 use super::IpLimits;
 use crate::error::ConnectError;
 
-type Keyed = RateLimiter<IpAddr, HashMapStateStore<IpAddr>, FakeRelativeClock, NoOpMiddleware<Nanos>>;
+type Keyed =
+    RateLimiter<IpAddr, HashMapStateStore<IpAddr>, FakeRelativeClock, NoOpMiddleware<Nanos>>;
 
 /// Knocks between two sweeps of the connect-rate table (addresses whose bucket is full
 /// again are forgotten), so it holds only addresses seen recently.
@@ -110,7 +111,6 @@ impl IpGate {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -141,7 +141,11 @@ mod tests {
         gate.knock(now, A).unwrap();
         gate.enter(A).unwrap();
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(gate.connections(mapped), 2, "an IPv4-mapped address is the same address");
+        assert_eq!(
+            gate.connections(mapped),
+            2,
+            "an IPv4-mapped address is the same address"
+        );
     }
 
     #[test]

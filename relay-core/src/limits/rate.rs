@@ -12,7 +12,8 @@ use governor::{Quota, RateLimiter};
 use super::fed_clock::FedClock;
 use super::{RateLimit, RateLimits};
 
-pub(crate) type Direct = RateLimiter<NotKeyed, InMemoryState, FakeRelativeClock, NoOpMiddleware<Nanos>>;
+pub(crate) type Direct =
+    RateLimiter<NotKeyed, InMemoryState, FakeRelativeClock, NoOpMiddleware<Nanos>>;
 
 /// The quota of a per-second rate with its burst (at least the rate, at least 1), or None
 /// when the rate is 0 (no limit).
@@ -115,7 +116,11 @@ mod tests {
         };
         assert_eq!(rate.bytes(t0, 600), Err(over));
         rate.bytes(t0, 500).unwrap();
-        assert_eq!(rate.bytes(t0, 3000), Err(over), "more than a burst never passes");
+        assert_eq!(
+            rate.bytes(t0, 3000),
+            Err(over),
+            "more than a burst never passes"
+        );
         // (The clock already stood at 100 ms: one second after that, a second's worth.)
         rate.bytes(t0 + Duration::from_millis(1100), 1000).unwrap();
         rate.bytes(t0, 0).unwrap();

@@ -45,7 +45,10 @@ impl Harness {
 }
 
 fn refusal(h: &mut Harness, id: &str, credentials: Option<&[u8]>) -> AuthError {
-    match h.relay.connect(h.now, Some(id), credentials, Transport::Legacy) {
+    match h
+        .relay
+        .connect(h.now, Some(id), credentials, Transport::Legacy)
+    {
         Err(ConnectError::Unauthorized { client, reason }) => {
             assert_eq!(client.as_str(), id);
             reason
@@ -195,7 +198,12 @@ fn bytes(n: usize) -> Payload {
 #[test]
 fn the_request_rate_refuses_with_its_limit_and_spares_other_clients() {
     let mut h = Harness::with(limited());
-    let (a, b, c, d) = (h.connect("A"), h.connect("B"), h.connect("C"), h.connect("D"));
+    let (a, b, c, d) = (
+        h.connect("A"),
+        h.connect("B"),
+        h.connect("C"),
+        h.connect("D"),
+    );
     h.pair(a, b); // A's first request
     h.pair(c, d);
     for _ in 0..4 {
@@ -214,12 +222,21 @@ fn the_request_rate_refuses_with_its_limit_and_spares_other_clients() {
         vec!["rate limit reached: at most 10 requests per second (bursts of 5); slow down"]
     );
     assert!(out.delivered(b).is_empty(), "nothing was relayed");
-    assert_eq!(RequestError::RateLimited(limit).code(), crate::ErrorCode::RateLimited);
+    assert_eq!(
+        RequestError::RateLimited(limit).code(),
+        crate::ErrorCode::RateLimited
+    );
     // Every kind of request counts, and is answered.
     let req = h.register(a, "C");
-    assert!(matches!(failed(h.drain().reply(a, req)), RequestError::RateLimited(_)));
+    assert!(matches!(
+        failed(h.drain().reply(a, req)),
+        RequestError::RateLimited(_)
+    ));
     let req = h.open_stream(a, "B");
-    assert!(matches!(failed(h.drain().reply(a, req)), RequestError::RateLimited(_)));
+    assert!(matches!(
+        failed(h.drain().reply(a, req)),
+        RequestError::RateLimited(_)
+    ));
     // Another client's budget is its own.
     for _ in 0..4 {
         h.emit(c, "D", "e", Payload::empty());
@@ -251,7 +268,9 @@ fn the_byte_rate_counts_event_and_ack_payloads() {
     assert_eq!(failed(out.reply(a, req)), RequestError::RateLimited(limit));
     assert_eq!(
         out.errors(a),
-        vec!["rate limit reached: at most 1000 payload bytes per second (bursts of 1000); slow down"]
+        vec![
+            "rate limit reached: at most 1000 payload bytes per second (bursts of 1000); slow down"
+        ]
     );
     // A payload over the size limit is refused as too large, whatever the rate.
     h.advance(Duration::from_secs(1));
