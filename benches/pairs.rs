@@ -136,7 +136,7 @@ struct Relayed {
 impl Relayed {
     /// A relay with `n` pairs, split over `min(THREADS, n)` lanes. Call inside a runtime.
     fn new(n: usize) -> Self {
-        let handle = RelayHandle::new(Config::default());
+        let handle = RelayHandle::new(Config { rate: relay_core::RateLimits::OFF, ..Config::default() });
         let lanes = THREADS.min(n);
         let channels: Vec<_> = (0..lanes)
             .map(|_| (mpsc::channel(), mpsc::channel()))

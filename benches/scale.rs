@@ -29,6 +29,7 @@ const PENDING_ACKS: usize = 2;
 fn config() -> Config {
     Config {
         max_clients: 300_000,
+        rate: relay_core::RateLimits::OFF,
         ..Default::default()
     }
 }

@@ -26,6 +26,8 @@ const SOCKET_EVENT = Object.freeze({
   SERVER_ERROR: 'SERVER_ERROR',
   P2P_REGISTER_STREAM: 'P2P_REGISTER_STREAM',
   P2P_EMIT_STREAM: 'P2P_EMIT_STREAM',
+  // p2p-relay's own: the limits that apply to this client, sent once on connect.
+  P2P_LIMITS: 'P2P_LIMITS',
 });
 
 /** Turn whatever binary representation the transport produced into a Buffer. */
@@ -76,6 +78,12 @@ class P2pClient {
     this._streams = new Set();
     /** {duplexOptions, callback} while onRegisterP2pStream is in force, else null. */
     this._streamListener = null;
+    /** The relay's limits for this client (P2P_LIMITS), once it said them; else null. */
+    this.p2pLimits = null;
+
+    socket.on(SOCKET_EVENT.P2P_LIMITS, (limits) => {
+      if (limits && typeof limits === 'object') this.p2pLimits = limits;
+    });
 
     socket.on(SOCKET_EVENT.P2P_REGISTER, (...args) => {
       const ack = typeof args[args.length - 1] === 'function' ? args.pop() : undefined;
@@ -373,11 +381,20 @@ const API = new Set([
  * Wrap a socket.io-client socket with the p2p API.
  * @param {import('socket.io-client').Socket} socket a socket on namespace '/' with `?clientId=` in its URL
  * @param {string} [clientId] this client's id (read from the URL when omitted)
+ * @param {{token?: string}} [options] `token`: a relay token (`p2p-relay token --sub ID ...`)
+ *   for a relay started with `--auth token`; it goes in the handshake's `auth` (the same as
+ *   `io(url, {auth: {token}})`), so wrap the socket right after `io()`, before it connects
  * @returns the same socket behind a Proxy that adds the p2p methods and properties
  */
-function p2pClientPlugin(socket, clientId) {
+function p2pClientPlugin(socket, clientId, options = {}) {
   if (!socket || typeof socket.on !== 'function' || typeof socket.emit !== 'function') {
     throw new TypeError('p2pClientPlugin expects a socket.io-client socket');
+  }
+  if (options && typeof options.token === 'string') {
+    // socket.io-client 4.x reads `auth` when it sends its CONNECT packet (and on every
+    // reconnection), which happens after io() returns.
+    const auth = socket.auth && typeof socket.auth === 'object' ? socket.auth : {};
+    socket.auth = { ...auth, token: options.token };
   }
   const client = new P2pClient(socket, clientId);
   const bound = {};
@@ -391,11 +408,13 @@ function p2pClientPlugin(socket, clientId) {
         if (API.has(prop)) return bound[prop];
         if (prop === 'targetClientId') return client.targetClientId;
         if (prop === 'clientId') return client.clientId;
+        if (prop === 'p2pLimits') return client.p2pLimits;
       }
       return Reflect.get(target, prop, target);
     },
     has(target, prop) {
-      return prop === 'targetClientId' || prop === 'clientId' || API.has(prop) || Reflect.has(target, prop);
+      return prop === 'targetClientId' || prop === 'clientId' || prop === 'p2pLimits' || API.has(prop)
+        || Reflect.has(target, prop);
     },
   });
 }

@@ -4,14 +4,20 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::Parser;
-use relay_core::DuplicatePolicy;
+use clap::{Parser, Subcommand};
+use relay_core::{DuplicatePolicy, IpLimits, RateLimits};
+
+use crate::auth::{mint::TokenCommand, AuthMode};
 
 /// p2p-relay: pairs two clients and relays their events, acks and streams, over Socket.IO
 /// (legacy socket.io-p2p-plugin clients) and QUIC (native clients).
 #[derive(Debug, Clone, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
 pub struct Settings {
+    /// Without a subcommand, the relay starts.
+    #[command(subcommand)]
+    pub command: Option<Tool>,
+
     /// Address of the Socket.IO gateway (port 0 picks a free port).
     #[arg(
         long,
@@ -79,6 +85,71 @@ pub struct Settings {
         default_value = "*"
     )]
     pub cors_origins: gateway_socketio::CorsOrigins,
+
+    /// How clients are admitted: 'none' (any clientId, as the original server), 'token'
+    /// (a token signed with --auth-secret-file whose sub is the clientId), or 'url' (an
+    /// HTTP POST to --auth-url decides).
+    #[arg(long, env = "P2P_RELAY_AUTH", value_enum, default_value = "none")]
+    pub auth: AuthMode,
+
+    /// The shared secret tokens are signed with (HS256), for --auth token and
+    /// `p2p-relay token`.
+    #[arg(
+        long,
+        env = "P2P_RELAY_AUTH_SECRET_FILE",
+        value_name = "FILE",
+        required_if_eq("auth", "token")
+    )]
+    pub auth_secret_file: Option<PathBuf>,
+
+    /// The admission service for --auth url: a 2xx answer admits (optionally with a JSON
+    /// body of claims), anything else refuses.
+    #[arg(
+        long,
+        env = "P2P_RELAY_AUTH_URL",
+        value_name = "URL",
+        required_if_eq("auth", "url")
+    )]
+    pub auth_url: Option<String>,
+
+    /// How long the admission service may take before the connection is refused.
+    #[arg(long, env = "P2P_RELAY_AUTH_TIMEOUT_MS", default_value_t = 3000)]
+    pub auth_timeout_ms: u64,
+
+    /// Requests per second one client may make (pairing, emits, lists, streams); 0: no
+    /// limit.
+    #[arg(long, env = "P2P_RELAY_RATE_MESSAGES", default_value_t = 1000)]
+    pub rate_messages: u32,
+
+    /// Requests one client may make at once before --rate-messages applies. The byte
+    /// limit allows a burst of the same length in seconds.
+    #[arg(long, env = "P2P_RELAY_RATE_BURST", default_value_t = 2000)]
+    pub rate_burst: u32,
+
+    /// Payload bytes per second one client may send (event and ack arguments, chunks of
+    /// streams to Socket.IO peers); 0: no limit.
+    #[arg(long, env = "P2P_RELAY_RATE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub rate_bytes: u32,
+
+    /// Connected clients one IP address may have at once; 0: no limit.
+    #[arg(long, env = "P2P_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// New connections per second one IP address may open; 0: no limit.
+    #[arg(long, env = "P2P_RELAY_CONNECT_RATE_PER_IP", default_value_t = 100)]
+    pub connect_rate_per_ip: u32,
+
+    /// New connections one IP address may open at once before --connect-rate-per-ip
+    /// applies.
+    #[arg(long, env = "P2P_RELAY_CONNECT_BURST_PER_IP", default_value_t = 200)]
+    pub connect_burst_per_ip: u32,
+}
+
+/// What the binary can do besides relaying.
+#[derive(Debug, Clone, Subcommand)]
+pub enum Tool {
+    /// Print a token for one clientId, signed with the relay's shared secret.
+    Token(TokenCommand),
 }
 
 impl Settings {
@@ -103,6 +174,29 @@ impl Settings {
             .min(native_client::wire::MAX_FRAME_BYTES)
     }
 
+    pub fn auth_timeout(&self) -> Duration {
+        Duration::from_millis(self.auth_timeout_ms)
+    }
+
+    /// The per-client rate limits. The byte burst lasts as many seconds as the request
+    /// burst does (two, by default), and always lets one maximal message through.
+    pub fn rate(&self) -> RateLimits {
+        let seconds = if self.rate_messages == 0 {
+            2.0
+        } else {
+            f64::from(self.rate_burst.max(1)) / f64::from(self.rate_messages)
+        };
+        let byte_burst = (f64::from(self.rate_bytes) * seconds)
+            .max(self.max_message_bytes as f64)
+            .min(f64::from(u32::MAX)) as u32;
+        RateLimits {
+            messages_per_second: self.rate_messages,
+            message_burst: self.rate_burst,
+            bytes_per_second: self.rate_bytes,
+            byte_burst,
+        }
+    }
+
     pub fn core(&self) -> relay_core::Config {
         relay_core::Config {
             duplicate_policy: self.duplicate_policy,
@@ -111,6 +205,12 @@ impl Settings {
             max_pending_per_connection: self.max_pending,
             max_streams_per_pair: self.max_streams,
             max_clients: self.max_clients,
+            rate: self.rate(),
+            ip: IpLimits {
+                max_connections: self.max_connections_per_ip,
+                connects_per_second: self.connect_rate_per_ip,
+                connect_burst: self.connect_burst_per_ip,
+            },
         }
     }
 
@@ -122,5 +222,42 @@ impl Settings {
             cors_origins: self.cors_origins.clone(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_the_byte_burst() {
+        let settings = Settings::parse_from(["p2p-relay"]);
+        assert!(settings.command.is_none());
+        assert_eq!(settings.auth, AuthMode::None);
+        assert_eq!(settings.rate(), RateLimits::default());
+        assert_eq!(settings.core().ip, IpLimits::default());
+        let settings = Settings::parse_from([
+            "p2p-relay", "--rate-messages", "10", "--rate-burst", "5", "--rate-bytes", "100",
+        ]);
+        // Half a second of bytes, but never less than one maximal message.
+        assert_eq!(settings.rate().byte_burst, 1024 * 1024);
+    }
+
+    #[test]
+    fn token_mode_needs_its_secret_and_the_subcommand_parses() {
+        let e = Settings::try_parse_from(["p2p-relay", "--auth", "token"]).unwrap_err();
+        assert!(e.to_string().contains("--auth-secret-file"), "{e}");
+        let e = Settings::try_parse_from(["p2p-relay", "--auth", "url"]).unwrap_err();
+        assert!(e.to_string().contains("--auth-url"), "{e}");
+        let settings = Settings::try_parse_from([
+            "p2p-relay", "token", "--auth-secret-file", "s", "--sub", "A", "--peers", "B,t-*",
+        ])
+        .unwrap();
+        let Some(Tool::Token(token)) = settings.command else {
+            panic!("the token subcommand")
+        };
+        assert_eq!(token.sub, "A");
+        assert_eq!(token.peers.unwrap(), vec!["B", "t-*"]);
+        assert_eq!(token.ttl, Duration::from_secs(3600));
     }
 }

@@ -1,5 +1,6 @@
 //! The p2p-relay server: one relay core with its Socket.IO gateway and QUIC front end.
 
+pub mod auth;
 pub mod config;
 pub mod quic;
 pub mod server;

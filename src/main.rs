@@ -14,6 +14,11 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let settings = Settings::parse();
+    if let Some(p2p_relay::config::Tool::Token(command)) = &settings.command {
+        // Only the token on stdout, so that scripts can capture it.
+        println!("{}", command.token()?);
+        return Ok(());
+    }
     let server = Server::start(&settings).await?;
     // These lines are a contract: tests and scripts read the addresses from stdout.
     let mut out = std::io::stdout().lock();

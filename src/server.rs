@@ -28,7 +28,13 @@ pub struct CaInfo {
 impl Server {
     /// Binds every front end and starts serving.
     pub async fn start(settings: &Settings) -> anyhow::Result<Self> {
-        let relay = RelayHandle::new(settings.core());
+        let relay = crate::auth::relay_handle(
+            settings.core(),
+            settings.auth,
+            settings.auth_secret_file.as_deref(),
+            settings.auth_url.as_deref(),
+            settings.auth_timeout(),
+        )?;
         let mut tasks = JoinSet::new();
 
         let gateway = Gateway::new(relay.clone(), settings.gateway());

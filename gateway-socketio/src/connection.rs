@@ -5,6 +5,7 @@
 //! may leave `/` and join again on the same transport, and each join is a new connection.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -90,10 +91,10 @@ impl Drop for Conn {
 }
 
 /// The socket as an `Arc`, which socketioxide gives only to extractors, together with the
-/// handshake's `auth` data. The outbound task needs the `Arc` to answer acks later.
+/// token the client presented. The outbound task needs the `Arc` to answer acks later.
 pub(crate) struct Handshake {
     pub socket: Arc<Socket<LocalAdapter>>,
-    pub auth: Option<Vec<u8>>,
+    pub token: Option<String>,
 }
 
 impl FromConnectParts<LocalAdapter> for Handshake {
@@ -102,42 +103,69 @@ impl FromConnectParts<LocalAdapter> for Handshake {
         socket: &Arc<Socket<LocalAdapter>>,
         auth: &Option<Value>,
     ) -> Result<Self, Self::Error> {
-        let auth = match auth {
-            Some(Value::Str(text, _)) => Some(text.as_bytes().to_vec()),
-            Some(Value::Bytes(bytes)) => Some(bytes.to_vec()),
-            None => None,
-        };
+        let token = token_of_auth(auth.as_ref()).or_else(|| query_param(socket, "token"));
         Ok(Handshake {
             socket: socket.clone(),
-            auth,
+            token,
         })
     }
 }
 
-/// The `clientId` of the handshake URL's query, percent-decoded.
-fn client_id_of(socket: &Socket<LocalAdapter>) -> Option<String> {
+/// The `token` of a Socket.IO 4.x handshake's `auth` object (`io(url, {auth: {token}})`).
+fn token_of_auth(auth: Option<&Value>) -> Option<String> {
+    let text = match auth? {
+        Value::Str(text, _) => text.as_str().to_owned(),
+        Value::Bytes(bytes) => String::from_utf8(bytes.to_vec()).ok()?,
+    };
+    match serde_json::from_str::<serde_json::Value>(&text).ok()? {
+        serde_json::Value::Object(mut fields) => match fields.remove("token")? {
+            serde_json::Value::String(token) => Some(token),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// A parameter of the handshake URL's query, percent-decoded: `clientId`, and `token` for
+/// clients without an auth payload (socket.io-client 2.x).
+fn query_param(socket: &Socket<LocalAdapter>, name: &str) -> Option<String> {
     let query = socket.req_parts().uri.query()?;
     form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == "clientId")
+        .find(|(key, _)| key == name)
         .map(|(_, value)| value.into_owned())
 }
 
-/// Connect middleware: admits the client into the core, or refuses it with a message the
-/// client receives as its connect error.
-pub(crate) fn admit(
+/// The client's address, when the server was started with connect info (as
+/// [`crate::serve`] does).
+fn remote_of(socket: &Socket<LocalAdapter>) -> Option<SocketAddr> {
+    socket
+        .req_parts()
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|info| info.0)
+}
+
+/// Connect middleware: admits the client into the core (its token checked, by a callback
+/// if so configured, before the core sees it), or refuses it with a message the client
+/// receives as its connect error.
+pub(crate) async fn admit(
     handle: &RelayHandle,
     config: &GatewayConfig,
     handshake: Handshake,
 ) -> Result<(), ConnectError> {
     let socket = handshake.socket;
-    let client_id = client_id_of(&socket);
+    let client_id = query_param(&socket, "clientId");
+    let remote = remote_of(&socket);
+    let admitted = handle
+        .admit(
+            client_id.as_deref(),
+            handshake.token.as_ref().map(|t| t.as_bytes()),
+            remote,
+            relay_core::Transport::Legacy,
+        )
+        .await?;
     let (outbox, rx) = Outbox::new(config.outbox_messages);
-    let id = handle.connect(
-        client_id.as_deref(),
-        handshake.auth.as_deref(),
-        relay_core::Transport::Legacy,
-        outbox.clone(),
-    )?;
+    let id = handle.connect_admitted(admitted, relay_core::Transport::Legacy, outbox.clone())?;
     debug!(sid = %socket.id, client = ?client_id, ?id, "admitted");
     let conn = Arc::new(Conn {
         handle: handle.clone(),
@@ -173,10 +201,30 @@ impl FromConnectParts<LocalAdapter> for Established {
     ) -> Result<Self, Self::Error> {
         if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
             if let Some(rx) = conn.pending_rx.lock().expect("rx lock").take() {
+                // First of all, the limits that apply to this client (the 1.4.1 plugin has
+                // no listener for this event and ignores it).
+                let limits = limits_object(&conn.handle.client_limits());
+                if let Err(e) = socket.emit(crate::events::P2P_LIMITS, &limits) {
+                    debug!(sid = %socket.id, "could not send the limits: {e}");
+                }
                 let drain = outbound::drain(socket.clone(), conn.clone(), rx);
                 *conn.drain.lock().expect("drain lock") = Some(tokio::spawn(drain).abort_handle());
             }
         }
         Ok(Established)
     }
+}
+
+/// The `P2P_LIMITS` object: every limit that applies to this client (0: none).
+pub(crate) fn limits_object(limits: &relay_core::ClientLimits) -> serde_json::Value {
+    serde_json::json!({
+        "messagesPerSecond": limits.rate.messages_per_second,
+        "messageBurst": limits.rate.message_burst,
+        "bytesPerSecond": limits.rate.bytes_per_second,
+        "byteBurst": limits.rate.byte_burst,
+        "maxMessageBytes": limits.max_message_bytes,
+        "maxPending": limits.max_pending,
+        "maxStreams": limits.max_streams_per_pair,
+        "ackTimeoutMs": limits.ack_timeout_ms,
+    })
 }

@@ -76,7 +76,7 @@ impl Gateway {
         let admit = move |handshake: Handshake| {
             let relay = relay.clone();
             let config = config.clone();
-            async move { connection::admit(&relay, &config, handshake) }
+            async move { connection::admit(&relay, &config, handshake).await }
         };
         io.ns("/", (async |_: Established| {}).with(admit));
         Self { layer, io, cors }
@@ -108,12 +108,19 @@ impl Gateway {
 }
 
 /// Serves `app` on `listener` with TCP no-delay on every accepted socket (axum leaves it
-/// off; small relayed messages then wait for delayed ACKs and throughput collapses).
+/// off; small relayed messages then wait for delayed ACKs and throughput collapses), and
+/// with each client's address known to the gateway (`ConnectInfo`), for the per-address
+/// connection limits and the admission callback. An app served otherwise should use
+/// `into_make_service_with_connect_info::<SocketAddr>()` too, or those limits do not apply.
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
     let listener = listener.tap_io(|tcp| {
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::warn!("could not set TCP_NODELAY: {e}");
         }
     });
-    axum::serve(listener, app).await
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .await
 }

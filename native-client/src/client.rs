@@ -454,7 +454,9 @@ async fn hello(
         ClientError::Protocol("the relay ended the control stream without a welcome".into())
     })?;
     match frame::decode::<ServerFrame>(&body)? {
-        ServerFrame::Welcome { version, client_id } => {
+        ServerFrame::Welcome {
+            version, client_id, ..
+        } => {
             if version != PROTOCOL_VERSION {
                 return Err(ClientError::Protocol(format!(
                     "the relay welcomed protocol version {version}, this client speaks \

@@ -84,6 +84,12 @@ impl ConnectOptions {
         self
     }
 
+    /// A relay token (`p2p-relay token ...`) for a relay started with `--auth token`: it
+    /// travels as the hello's credentials.
+    pub fn token(self, token: impl Into<String>) -> Self {
+        self.credentials(Bytes::from(token.into()))
+    }
+
     pub fn max_frame_bytes(mut self, max: usize) -> Self {
         self.max_frame_bytes = max;
         self
@@ -128,5 +134,7 @@ mod tests {
         let options = options.max_frame_bytes(usize::MAX).credentials(&b"k"[..]);
         assert_eq!(options.frame_limit(), wire::MAX_FRAME_BYTES);
         assert_eq!(options.credentials.as_deref(), Some(&b"k"[..]));
+        let options = ConnectOptions::new("A").token("eyJ.x.y");
+        assert_eq!(options.credentials.as_deref(), Some(&b"eyJ.x.y"[..]));
     }
 }

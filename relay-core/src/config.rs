@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::limits::{ClientLimits, IpLimits, RateLimits};
+
 /// What happens when a client connects with an id that is already connected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DuplicatePolicy {
@@ -42,6 +44,10 @@ pub struct Config {
     pub max_streams_per_pair: usize,
     /// Connected clients the relay accepts.
     pub max_clients: usize,
+    /// How fast one client may make requests and move payload bytes.
+    pub rate: RateLimits,
+    /// Connections per IP address (applied by drivers that know the address).
+    pub ip: IpLimits,
 }
 
 impl Default for Config {
@@ -53,6 +59,21 @@ impl Default for Config {
             max_pending_per_connection: 1024,
             max_streams_per_pair: 256,
             max_clients: 100_000,
+            rate: RateLimits::default(),
+            ip: IpLimits::default(),
+        }
+    }
+}
+
+impl Config {
+    /// The limits a client is told of when it connects.
+    pub fn client_limits(&self) -> ClientLimits {
+        ClientLimits {
+            rate: self.rate,
+            max_message_bytes: self.max_message_bytes,
+            max_pending: self.max_pending_per_connection,
+            max_streams_per_pair: self.max_streams_per_pair,
+            ack_timeout_ms: u64::try_from(self.ack_timeout.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }

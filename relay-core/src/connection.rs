@@ -20,11 +20,13 @@ use bytes::Bytes;
 use tracing::{debug, trace};
 
 use crate::addr::Addr;
+use crate::auth::{Claims, Peers};
 use crate::client_id::ClientId;
 use crate::config::Config;
 use crate::directory::{Answered, ClientPage, Query};
 use crate::error::{CloseReason, RequestError};
 use crate::event::{Answer, Command, Event, Reply, ReqId, StreamEnd, StreamId, Ticket};
+use crate::limits::{ClientRate, RateLimit};
 use crate::link::{PeerMsg, QuestionId, Transmit};
 use crate::payload::Payload;
 use crate::reserved::is_reserved_event;
@@ -40,6 +42,10 @@ pub struct Connection {
     client: ClientId,
     transport: Transport,
     config: Arc<Config>,
+    /// Whom this client may pair with, as its admission vouched (its token's `peers`).
+    peers: Peers,
+    /// How fast this client may go; its own, so another client's traffic never counts.
+    rate: ClientRate,
     peer: Option<Peer>,
     /// The pairing request this connection is waiting on; one at a time.
     registering: Option<QuestionId>,
@@ -133,7 +139,9 @@ impl Connection {
             addr,
             client,
             transport,
+            rate: ClientRate::new(&config.rate),
             config,
+            peers: Peers::Any,
             peer: None,
             registering: None,
             requests: HashMap::new(),
@@ -150,7 +158,18 @@ impl Connection {
         }
     }
 
+    /// Applies what admission vouched for this client (its allowed peers).
+    pub fn with_claims(mut self, claims: Claims) -> Self {
+        self.peers = claims.peers;
+        self
+    }
+
     // ----- queries ------------------------------------------------------------------------
+
+    /// Whom this client may pair with.
+    pub fn peers(&self) -> &Peers {
+        &self.peers
+    }
 
     pub fn addr(&self) -> Addr {
         self.addr
@@ -253,6 +272,9 @@ impl Connection {
 
     /// One request from this connection's client.
     pub fn handle(&mut self, now: Instant, command: Command) {
+        if let Some(limit) = self.over_rate(now, &command) {
+            return self.rate_limited(command, limit);
+        }
         match command {
             Command::Register { req, target } => self.register(now, req, &target),
             Command::Unregister { req } => self.unregister(now, req),
@@ -267,7 +289,7 @@ impl Connection {
             }
             Command::OpenStream { req, target } => self.open_stream(now, req, &target),
             Command::CloseStream { stream } => self.close_stream(stream),
-            Command::Answer { ticket, answer } => self.answer(ticket, answer),
+            Command::Answer { ticket, answer } => self.answer(now, ticket, answer),
             Command::StreamChunk { stream, data } => self.stream_chunk(now, stream, data),
         }
     }
@@ -288,7 +310,13 @@ impl Connection {
                 client,
                 transport,
             } => {
-                if self.peer.is_some() {
+                if !self.peers.allows(&client) {
+                    // This client's claim does not name the asker: refused without asking
+                    // the client, whichever way the pairing was asked.
+                    debug!(target = %self.client, asker = %client, "pairing refused by peers claim");
+                    let error = RequestError::PeerRefuses(self.client.clone());
+                    self.send(from, PeerMsg::Refused { q: Some(q), error });
+                } else if self.peer.is_some() {
                     // A busy target would answer false; say so without bothering it.
                     self.send(from, self.register_answer(q, false));
                 } else {
@@ -330,6 +358,10 @@ impl Connection {
                 };
                 match request.kind {
                     RequestKind::Chunk { stream } => self.chunk_failed(stream, &error),
+                    RequestKind::Register => {
+                        self.registering = None;
+                        self.fail(request.req, error)
+                    }
                     _ => self.fail(request.req, error),
                 }
             }
@@ -474,6 +506,47 @@ impl Connection {
 
     // ----- rules --------------------------------------------------------------------------
 
+    /// The rate limit `command` is over, if any. Requests count toward the request rate and
+    /// their payload toward the byte rate; answers are bounded by the questions they answer
+    /// (their payload is counted where it is handled), and a bridged chunk by the one chunk
+    /// in flight the legacy side allows, so only its bytes count.
+    fn over_rate(&mut self, now: Instant, command: &Command) -> Option<RateLimit> {
+        let (request, bytes) = match command {
+            Command::Register { .. }
+            | Command::Unregister { .. }
+            | Command::List { .. }
+            | Command::OpenStream { .. } => (true, 0),
+            // An emit over the size limit is refused as such, and costs no bytes.
+            Command::Emit { args, .. } => (true, args.size().min(self.config.max_message_bytes + 1)),
+            Command::StreamChunk { data, .. } => (false, data.len()),
+            Command::CloseStream { .. } | Command::Answer { .. } => (false, 0),
+        };
+        if request {
+            if let Err(limit) = self.rate.message(now) {
+                return Some(limit);
+            }
+        }
+        if bytes > self.config.max_message_bytes {
+            return None;
+        }
+        self.rate.bytes(now, bytes).err()
+    }
+
+    /// Answers a request that went over a rate limit: nothing else happens.
+    fn rate_limited(&mut self, command: Command, limit: RateLimit) {
+        debug!(client = %self.client, %limit, "rate limited");
+        let error = RequestError::RateLimited(limit);
+        match command {
+            Command::Register { req, .. }
+            | Command::Unregister { req }
+            | Command::List { req, .. }
+            | Command::OpenStream { req, .. } => self.fail(Some(req), error),
+            Command::Emit { ack, .. } => self.fail(ack, error),
+            Command::StreamChunk { stream, .. } => self.chunk_failed(stream, &error),
+            Command::CloseStream { .. } | Command::Answer { .. } => {}
+        }
+    }
+
     fn register(&mut self, now: Instant, req: ReqId, target: &str) {
         let error = if target == self.client.as_str() {
             Some(RequestError::RegisterToSelf)
@@ -486,6 +559,9 @@ impl Connection {
         } else {
             match ClientId::new(target) {
                 Err(e) => Some(RequestError::InvalidTarget(e)),
+                Ok(target) if !self.peers.allows(&target) => {
+                    Some(RequestError::PeerNotAllowed(target))
+                }
                 Ok(_) if self.requests.len() >= self.config.max_pending_per_connection => {
                     Some(RequestError::TooManyPending(self.requests.len()))
                 }
@@ -855,7 +931,7 @@ impl Connection {
         }
     }
 
-    fn answer(&mut self, ticket: Ticket, answer: Answer) {
+    fn answer(&mut self, now: Instant, ticket: Ticket, answer: Answer) {
         let Some(asked) = self.take_asked(ticket) else {
             return trace!(?ticket, "answer to an unknown or settled ticket ignored");
         };
@@ -884,9 +960,14 @@ impl Connection {
                 };
                 let size = args.size();
                 let limit = self.config.max_message_bytes;
-                if size > limit {
+                let refused = if size > limit {
                     // Acks are bounded like events: both ends learn why it did not arrive.
-                    let error = RequestError::PayloadTooLarge { size, limit };
+                    Some(RequestError::PayloadTooLarge { size, limit })
+                } else {
+                    // An ack's arguments are payload this client moves, like an event's.
+                    self.rate.bytes(now, size).err().map(RequestError::RateLimited)
+                };
+                if let Some(error) = refused {
                     self.server_error(&error);
                     self.send(from, PeerMsg::Refused { q: Some(q), error });
                 } else {

@@ -3,7 +3,11 @@
 //! every failure also has an [`ErrorCode`], so a native caller can match on the kind
 //! without parsing text.
 
+use std::net::IpAddr;
+
+use crate::auth::AuthError;
 use crate::client_id::{ClientId, InvalidClientId};
+use crate::limits::RateLimit;
 
 /// Why a connection was refused at the door.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -15,9 +19,20 @@ pub enum ConnectError {
     #[error("clientId '{0}' is already connected")]
     Duplicate(ClientId),
     #[error("clientId '{client}' was refused: {reason}")]
-    Unauthorized { client: ClientId, reason: String },
+    Unauthorized { client: ClientId, reason: AuthError },
     #[error("the relay is full: {0} clients are connected")]
     TooManyClients(usize),
+    #[error("too many connections from {ip}: {limit} are open, the most one address may have")]
+    TooManyFromIp { ip: IpAddr, limit: usize },
+    #[error(
+        "connecting too fast from {ip}: at most {per_second} new connections per second \
+         (bursts of {burst}); wait and retry"
+    )]
+    ConnectingTooFast {
+        ip: IpAddr,
+        per_second: u32,
+        burst: u32,
+    },
 }
 
 /// Why a request from a connected client failed. The connection lives on.
@@ -68,6 +83,15 @@ pub enum RequestError {
     },
     #[error("stream chunk refused: too many unacknowledged chunks ({0})")]
     TooManyChunks(usize),
+    /// The client went faster than its rate limit allows; nothing was done.
+    #[error("rate limit reached: {0}; slow down")]
+    RateLimited(RateLimit),
+    /// This client's own `peers` claim does not name the target.
+    #[error("pairing with '{0}' is not allowed: it is not among your token's peers")]
+    PeerNotAllowed(ClientId),
+    /// The target's `peers` claim does not name this client.
+    #[error("'{0}' does not allow pairing with you: you are not among its token's peers")]
+    PeerRefuses(ClientId),
 }
 
 /// The kind of a failure, stable across versions: what a native client matches on.
@@ -92,6 +116,10 @@ pub enum ErrorCode {
     LimitReached = 8,
     /// The receiver's queue is full: it reads too slowly.
     QueueFull = 9,
+    /// The client went faster than its rate limit (requests or payload bytes per second).
+    RateLimited = 10,
+    /// A `peers` claim (the client's or the target's) forbids the pairing.
+    Forbidden = 11,
 }
 
 impl ErrorCode {
@@ -111,6 +139,8 @@ impl ErrorCode {
             PeerGone,
             LimitReached,
             QueueFull,
+            RateLimited,
+            Forbidden,
         ]
         .into_iter()
         .find(|c| *c as u16 == raw)
@@ -134,6 +164,8 @@ impl RequestError {
             PeerGone { .. } => ErrorCode::PeerGone,
             TooManyPending(_) | TooManyStreams(_) | TooManyChunks(_) => ErrorCode::LimitReached,
             QueueFull { .. } => ErrorCode::QueueFull,
+            RateLimited(_) => ErrorCode::RateLimited,
+            PeerNotAllowed(_) | PeerRefuses(_) => ErrorCode::Forbidden,
         }
     }
 }
@@ -160,6 +192,6 @@ mod tests {
                 assert!(seen.insert(code));
             }
         }
-        assert_eq!(seen.len(), 9);
+        assert_eq!(seen.len(), 11);
     }
 }

@@ -11,13 +11,14 @@
 //! which the legacy protocol carries as events.
 
 mod addr;
-mod auth;
+pub mod auth;
 mod client_id;
 mod config;
 mod connection;
 pub mod directory;
 mod error;
 mod event;
+pub mod limits;
 mod link;
 pub mod payload;
 mod relay;
@@ -25,7 +26,10 @@ mod reserved;
 mod transport;
 
 pub use addr::{Addr, NodeId};
-pub use auth::{check_claim, AllowAll, Authenticator};
+pub use auth::{
+    check_claim, check_client_id, AllowAll, AuthError, Authenticator, Claims, PeerPattern, Peers,
+    Presented, TokenAuthenticator,
+};
 pub use client_id::{ClientId, InvalidClientId, MAX_CLIENT_ID_BYTES};
 pub use config::{Config, DuplicatePolicy};
 pub use connection::{Connection, MAX_INBOUND_CHUNKS};
@@ -34,6 +38,7 @@ pub use error::{CloseReason, ConnectError, ErrorCode, RequestError};
 pub use event::{
     Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamEnd, StreamId, Ticket,
 };
+pub use limits::{ClientLimits, IpGate, IpLimits, RateLimit, RateLimits};
 pub use link::{PeerMsg, QuestionId, Transmit};
 pub use payload::{Payload, PayloadError};
 pub use relay::{DirectoryOp, Relay};

@@ -9,12 +9,12 @@
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use tracing::debug;
 
 use crate::addr::{Addr, NodeId};
-use crate::auth::{check_claim, AllowAll, Authenticator};
+use crate::auth::{check_claim, unix_seconds, AllowAll, Authenticator, Claims};
 use crate::client_id::ClientId;
 use crate::config::Config;
 use crate::connection::Connection;
@@ -40,6 +40,9 @@ pub struct Relay {
     link: VecDeque<Transmit>,
     directory_ops: VecDeque<DirectoryOp>,
     next_conn: u64,
+    /// Which wall-clock time an instant is, for tokens' expiry: (instant, time then). Until
+    /// it is set, the first instant seen is taken as the Unix epoch.
+    wall: Option<(Instant, SystemTime)>,
 }
 
 /// What a node with a shared directory asks of it.
@@ -84,7 +87,24 @@ impl Relay {
             link: VecDeque::new(),
             directory_ops: VecDeque::new(),
             next_conn: 0,
+            wall: None,
         }
+    }
+
+    /// Says which wall-clock time `at` is, so that tokens expire on time. The core reads
+    /// no clock itself.
+    pub fn set_wall_clock(&mut self, at: Instant, time: SystemTime) {
+        self.wall = Some((at, time));
+    }
+
+    /// Seconds since the Unix epoch at `now`.
+    pub fn unix_time(&mut self, now: Instant) -> u64 {
+        let (at, time) = *self.wall.get_or_insert((now, UNIX_EPOCH));
+        let time = match now.checked_duration_since(at) {
+            Some(later) => time + later,
+            None => time.checked_sub(at - now).unwrap_or(UNIX_EPOCH),
+        };
+        unix_seconds(time)
     }
 
     pub fn config(&self) -> &Config {
@@ -106,7 +126,8 @@ impl Relay {
         credentials: Option<&[u8]>,
         transport: Transport,
     ) -> Result<ConnId, ConnectError> {
-        let client = self.check(client_id, credentials)?;
+        let unix_time = self.unix_time(now);
+        let (client, claims) = self.check(client_id, credentials, transport, unix_time)?;
         let addr = self.reserve();
         let directory = self
             .directory
@@ -118,16 +139,26 @@ impl Relay {
             self.config.duplicate_policy,
             self.config.max_clients,
         )?;
-        Ok(self.admit(now, addr, client, transport, claimed))
+        Ok(self.admit(now, addr, client, claims, transport, claimed))
     }
 
-    /// The checks made before a claim: a well-formed id the authenticator accepts.
+    /// The checks made before a claim: a well-formed id the authenticator accepts, and what
+    /// it may do (`unix_time` is the wall-clock time, for tokens' expiry).
     pub fn check(
         &self,
         client_id: Option<&str>,
         credentials: Option<&[u8]>,
-    ) -> Result<ClientId, ConnectError> {
-        check_claim(self.auth.as_ref(), client_id, credentials)
+        transport: Transport,
+        unix_time: u64,
+    ) -> Result<(ClientId, Claims), ConnectError> {
+        check_claim(
+            self.auth.as_ref(),
+            client_id,
+            credentials,
+            None,
+            transport,
+            unix_time,
+        )
     }
 
     /// The address the next admitted connection will have, for its claim.
@@ -143,6 +174,7 @@ impl Relay {
         now: Instant,
         addr: Addr,
         client: ClientId,
+        claims: Claims,
         transport: Transport,
         claimed: Claimed,
     ) -> ConnId {
@@ -159,7 +191,7 @@ impl Relay {
             }
         }
         debug!(%client, %addr, "connected");
-        let conn = Connection::new(addr, client, transport, self.config.clone());
+        let conn = Connection::new(addr, client, transport, self.config.clone()).with_claims(claims);
         self.conns.insert(addr.conn, conn);
         addr.conn
     }

@@ -558,6 +558,9 @@ fn config(policy: DuplicatePolicy) -> Config {
         max_pending_per_connection: 3,
         max_streams_per_pair: 2,
         max_clients: 5,
+        // The model does not track rate limits; they have tests of their own.
+        rate: relay_core::RateLimits::OFF,
+        ip: Default::default(),
     }
 }
 

@@ -64,6 +64,9 @@ fn relay_config() -> Config {
         max_pending_per_connection: 1_000,
         max_streams_per_pair: MAX_STREAMS,
         max_clients: 32,
+        // The model does not track rate limits; they have tests of their own.
+        rate: relay_core::RateLimits::OFF,
+        ip: Default::default(),
     }
 }
 

@@ -91,12 +91,12 @@ impl Cluster {
     fn try_connect(&mut self, node: NodeId, id: &str) -> Result<Addr, ConnectError> {
         let now = self.now;
         let relay = &mut self.nodes[ix(node)];
-        let client = relay.check(Some(id), None)?;
+        let (client, claims) = relay.check(Some(id), None, Transport::Native, 0)?;
         let addr = relay.reserve();
         assert_eq!(addr.node, node);
         let (policy, max) = (relay.config().duplicate_policy, relay.config().max_clients);
         let claimed = self.dir.claim(&client, addr, policy, max)?;
-        let conn = relay.admit(now, addr, client, Transport::Native, claimed);
+        let conn = relay.admit(now, addr, client, claims, Transport::Native, claimed);
         assert_eq!(conn, addr.conn);
         self.admitted.push(addr);
         self.settle();

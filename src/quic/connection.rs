@@ -138,13 +138,28 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         }
     };
 
-    let (outbox, events) = Outbox::new(shared.config.outbox_messages);
-    let id = match shared.relay.connect(
+    // The hello's credentials are the token (or whatever the admission callback expects);
+    // admission may ask a callback, within the handshake time.
+    let admitted = shared.relay.admit(
         Some(&client_id),
         credentials.as_deref(),
+        Some(remote),
         Transport::Native,
-        outbox.clone(),
-    ) {
+    );
+    let admitted = match tokio::time::timeout(timeout, admitted).await {
+        Ok(admitted) => admitted,
+        Err(_) => {
+            let message = "admission did not complete in time".to_owned();
+            return refuse(&quic, &mut writer, codes::REFUSED, message).await;
+        }
+    };
+    let (outbox, events) = Outbox::new(shared.config.outbox_messages);
+    let connected = admitted.and_then(|admitted| {
+        shared
+            .relay
+            .connect_admitted(admitted, Transport::Native, outbox.clone())
+    });
+    let id = match connected {
         Ok(id) => id,
         Err(e) => return refuse(&quic, &mut writer, codes::REFUSED, e.to_string()).await,
     };
@@ -152,6 +167,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     let welcome = ServerFrame::Welcome {
         version: wire::PROTOCOL_VERSION,
         client_id,
+        limits: wire_limits(&shared.relay.client_limits()),
     };
     if writer.send(&welcome).await.is_err() {
         shared.relay.disconnect(id);
@@ -384,6 +400,21 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
             reason: reason.to_string(),
         },
     })
+}
+
+/// The limits of the `Welcome` (docs/NATIVE-PROTOCOL.md).
+fn wire_limits(limits: &relay_core::ClientLimits) -> wire::WireLimits {
+    let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    wire::WireLimits {
+        messages_per_second: limits.rate.messages_per_second,
+        message_burst: limits.rate.message_burst,
+        bytes_per_second: limits.rate.bytes_per_second,
+        byte_burst: limits.rate.byte_burst,
+        max_message_bytes: limits.max_message_bytes as u64,
+        max_pending: narrow(limits.max_pending),
+        max_streams: narrow(limits.max_streams_per_pair),
+        ack_timeout_ms: limits.ack_timeout_ms,
+    }
 }
 
 fn close_code(reason: &CloseReason) -> u32 {

@@ -138,6 +138,14 @@ impl Relay {
         self.addr
     }
 
+    /// The Socket.IO gateway's base URL (in-process relays only).
+    pub fn socketio_url(&self) -> String {
+        match &self.kind {
+            Kind::InProcess(Some(server)) => format!("http://{}", server.socketio_addr()),
+            _ => panic!("the Socket.IO address is known for in-process relays only"),
+        }
+    }
+
     /// The relay's development CA (`<data dir>/ca.pem`).
     pub fn ca(&self) -> &Path {
         &self.ca
@@ -183,7 +191,9 @@ impl Relay {
         })
         .await;
         match raw.next().await {
-            ServerFrame::Welcome { version, client_id } => {
+            ServerFrame::Welcome {
+                version, client_id, ..
+            } => {
                 assert_eq!((version, client_id.as_str()), (wire::PROTOCOL_VERSION, id));
             }
             other => panic!("expected a welcome, got {other:?}"),

@@ -60,7 +60,7 @@ async function main() {
   let relay = null;
   let url = o.url;
   if (!url) {
-    relay = await startRelay([]);
+    relay = await startRelay(['--rate-messages', '0', '--rate-bytes', '0', '--max-connections-per-ip', '0', '--connect-rate-per-ip', '0']);
     url = relay.url;
   }
   const transports = [o.transport];

@@ -60,6 +60,9 @@ pub enum ServerFrame {
     Welcome {
         version: u16,
         client_id: String,
+        /// The limits that apply to this client (added after `client_id`: appended, as every
+        /// change of this format).
+        limits: WireLimits,
     },
     /// The hello was refused; the relay closes the connection after this frame.
     Refused {
@@ -104,6 +107,25 @@ pub enum ServerFrame {
         code: u32,
         reason: String,
     },
+}
+
+/// The limits a relay applies to a client, told in its `Welcome`. 0 means no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireLimits {
+    /// Requests per second, and how many may come at once.
+    pub messages_per_second: u32,
+    pub message_burst: u32,
+    /// Payload bytes per second (event and ack arguments), and how many at once.
+    pub bytes_per_second: u32,
+    pub byte_burst: u32,
+    /// Largest event or ack payload.
+    pub max_message_bytes: u64,
+    /// Requests that may wait for an answer at once.
+    pub max_pending: u32,
+    /// Streams a pairing may have open at once.
+    pub max_streams: u32,
+    /// How long the relay waits for the peer's answer to a request.
+    pub ack_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -15,7 +15,7 @@ pub mod messages;
 
 pub use frame::{FrameError, FrameReader, FrameWriter, DEFAULT_MAX_FRAME_BYTES, MAX_FRAME_BYTES};
 pub use header::{HeaderError, StreamHeader};
-pub use messages::{ClientFrame, ServerFrame, WireAnswer, WireReply};
+pub use messages::{ClientFrame, ServerFrame, WireAnswer, WireLimits, WireReply};
 
 /// ALPN of this protocol; the version is part of the name, so a client and a relay that
 /// speak different versions fail the TLS handshake with "no application protocol" instead

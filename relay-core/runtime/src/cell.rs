@@ -2,6 +2,7 @@
 //! other connections write to, the sink toward its client, and its timer.
 
 use std::collections::VecDeque;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use relay_core::{Addr, Connection, PeerMsg};
@@ -17,6 +18,8 @@ pub(crate) struct Cell {
     /// Wakes the timer task when the connection's next deadline moved.
     pub rearm: Notify,
     pub timer: Mutex<Option<AbortHandle>>,
+    /// The address whose connection slot this connection holds, freed when it goes.
+    pub ip: Option<IpAddr>,
 }
 
 #[derive(Default)]
@@ -27,13 +30,14 @@ struct Inbox {
 }
 
 impl Cell {
-    pub fn new(state: Connection, sink: Arc<dyn Sink>) -> Self {
+    pub fn new(state: Connection, sink: Arc<dyn Sink>, ip: Option<IpAddr>) -> Self {
         Self {
             state: Mutex::new(state),
             inbox: Mutex::new(Inbox::default()),
             sink,
             rearm: Notify::new(),
             timer: Mutex::new(None),
+            ip,
         }
     }
 

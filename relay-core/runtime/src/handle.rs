@@ -1,17 +1,21 @@
 //! The handle every front end and embedding application holds.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use dashmap::DashMap;
+use relay_core::auth::unix_seconds;
 use relay_core::{
-    check_claim, Addr, AllowAll, Authenticator, Claimed, ClientId, CloseReason, Command, ConnId,
-    ConnectError, Config, Connection, Event, LocalDirectory, NodeId, PeerMsg, Transport,
+    check_client_id, Addr, AllowAll, Authenticator, Claimed, ClientId, ClientLimits, CloseReason,
+    Command, ConnId, ConnectError, Config, Connection, Event, IpGate, LocalDirectory, NodeId,
+    PeerMsg, Presented, Transport,
 };
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
+use crate::admission::{Admitted, AsyncAuthenticator, Gate};
 use crate::cell::Cell;
 
 /// Connections that were sent a message and must handle their inbox. Usually one (the
@@ -29,9 +33,11 @@ pub struct RelayHandle {
 struct Node {
     id: NodeId,
     config: Arc<Config>,
-    auth: Box<dyn Authenticator>,
+    auth: Gate,
     /// The only state every connection shares: who is connected where.
     directory: Mutex<LocalDirectory>,
+    /// Connections per IP address; taken on connect and disconnect only.
+    ips: Mutex<IpGate>,
     /// Connections by id, sharded so that finding a peer's cell never waits on an
     /// unrelated pair.
     cells: DashMap<ConnId, Arc<Cell>>,
@@ -46,11 +52,22 @@ impl RelayHandle {
     }
 
     pub fn with_authenticator(config: Config, auth: impl Authenticator) -> Self {
+        Self::with_gate(config, Gate::Sync(Box::new(auth)))
+    }
+
+    /// A relay whose admission needs I/O (an HTTP callback): front ends admit through
+    /// [`RelayHandle::admit`], and the synchronous [`RelayHandle::connect`] refuses.
+    pub fn with_async_authenticator(config: Config, auth: impl AsyncAuthenticator) -> Self {
+        Self::with_gate(config, Gate::Async(Box::new(auth)))
+    }
+
+    fn with_gate(config: Config, auth: Gate) -> Self {
         Self {
             node: Arc::new(Node {
                 id: NodeId(0),
+                ips: Mutex::new(IpGate::new(config.ip)),
                 config: Arc::new(config),
-                auth: Box::new(auth),
+                auth,
                 directory: Mutex::new(LocalDirectory::default()),
                 cells: DashMap::new(),
                 next_conn: AtomicU64::new(0),
@@ -63,7 +80,30 @@ impl RelayHandle {
         &self.node.config
     }
 
-    /// Admits a connection that claims `client_id`, whose events go to `sink`.
+    /// The limits a client of this relay is told of when it connects.
+    pub fn client_limits(&self) -> ClientLimits {
+        self.node.config.client_limits()
+    }
+
+    /// Admission of a client that claims `client_id`, from `remote` when the front end
+    /// knows it: a well-formed id, the address within its connection limits, and the
+    /// authenticator's consent, asynchronous or not. Connect the result with
+    /// [`RelayHandle::connect_admitted`].
+    pub async fn admit(
+        &self,
+        client_id: Option<&str>,
+        credentials: Option<&[u8]>,
+        remote: Option<SocketAddr>,
+        transport: Transport,
+    ) -> Result<Admitted, ConnectError> {
+        let (client, ip) = self.knock(client_id, remote)?;
+        let presented = presented(&client, credentials, remote, transport);
+        let claims = self.node.auth.authenticate(presented).await;
+        self.admitted(client, ip, claims)
+    }
+
+    /// [`RelayHandle::admit`] and [`RelayHandle::connect_admitted`] in one call, for a
+    /// relay whose authenticator is synchronous (with an asynchronous one it refuses).
     pub fn connect(
         &self,
         client_id: Option<&str>,
@@ -71,21 +111,79 @@ impl RelayHandle {
         transport: Transport,
         sink: Arc<dyn Sink>,
     ) -> Result<ConnId, ConnectError> {
+        let (client, ip) = self.knock(client_id, None)?;
+        let claims = self
+            .node
+            .auth
+            .authenticate_now(presented(&client, credentials, None, transport));
+        let admitted = self.admitted(client, ip, claims)?;
+        self.connect_admitted(admitted, transport, sink)
+    }
+
+    fn knock(
+        &self,
+        client_id: Option<&str>,
+        remote: Option<SocketAddr>,
+    ) -> Result<(ClientId, Option<std::net::IpAddr>), ConnectError> {
+        let client = check_client_id(client_id)?;
+        let ip = remote.map(|r| r.ip());
+        if let Some(ip) = ip {
+            self.node.ips().knock(Instant::now(), ip)?;
+        }
+        Ok((client, ip))
+    }
+
+    fn admitted(
+        &self,
+        client: ClientId,
+        ip: Option<std::net::IpAddr>,
+        claims: Result<relay_core::Claims, relay_core::AuthError>,
+    ) -> Result<Admitted, ConnectError> {
+        match claims {
+            Ok(claims) => Ok(Admitted { client, claims, ip }),
+            Err(reason) => {
+                debug!(%client, %reason, "refused");
+                Err(ConnectError::Unauthorized { client, reason })
+            }
+        }
+    }
+
+    /// Starts an admitted connection, whose events go to `sink`: it takes a slot of its
+    /// address and claims its clientId in the directory (under the duplicate policy).
+    pub fn connect_admitted(
+        &self,
+        admitted: Admitted,
+        transport: Transport,
+        sink: Arc<dyn Sink>,
+    ) -> Result<ConnId, ConnectError> {
         let node = &self.node;
-        let client = check_claim(node.auth.as_ref(), client_id, credentials)?;
+        let Admitted { client, claims, ip } = admitted;
+        if let Some(ip) = ip {
+            node.ips().enter(ip)?;
+        }
         let addr = Addr::new(node.id, ConnId(node.next_conn.fetch_add(1, Ordering::Relaxed)));
         let claimed = node.directory().claim(
             &client,
             addr,
             node.config.duplicate_policy,
             node.config.max_clients,
-        )?;
+        );
+        let claimed = match claimed {
+            Ok(claimed) => claimed,
+            Err(e) => {
+                if let Some(ip) = ip {
+                    node.ips().leave(ip);
+                }
+                return Err(e);
+            }
+        };
         if let Claimed::Replaced(old) = claimed {
             node.remove(old.conn, Some(CloseReason::Replaced(client.clone())));
         }
         debug!(%client, %addr, "connected");
-        let connection = Connection::new(addr, client, transport, node.config.clone());
-        let cell = Arc::new(Cell::new(connection, sink));
+        let connection =
+            Connection::new(addr, client, transport, node.config.clone()).with_claims(claims);
+        let cell = Arc::new(Cell::new(connection, sink, ip));
         node.cells.insert(addr.conn, cell.clone());
         let timer = node
             .tasks
@@ -156,6 +254,10 @@ impl RelayHandle {
 impl Node {
     fn directory(&self) -> MutexGuard<'_, LocalDirectory> {
         self.directory.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ips(&self) -> MutexGuard<'_, IpGate> {
+        self.ips.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn cell(&self, conn: ConnId) -> Option<Arc<Cell>> {
@@ -249,6 +351,9 @@ impl Node {
         let Some((_, cell)) = self.cells.remove(&conn) else {
             return;
         };
+        if let Some(ip) = cell.ip {
+            self.ips().leave(ip);
+        }
         cell.stop_timer();
         let now = Instant::now();
         let mut work = Work::new();
@@ -275,6 +380,21 @@ impl Node {
             self.flush(now, &cell, &mut state, &mut work);
         }
         self.run_inboxes(now, work);
+    }
+}
+
+fn presented<'a>(
+    client: &'a ClientId,
+    credentials: Option<&'a [u8]>,
+    remote: Option<SocketAddr>,
+    transport: Transport,
+) -> Presented<'a> {
+    Presented {
+        client,
+        credentials,
+        remote,
+        transport,
+        unix_time: unix_seconds(SystemTime::now()),
     }
 }
 
@@ -381,6 +501,7 @@ mod tests {
         // Every emit may be waiting for its ack at once: the limit must not refuse them.
         let config = Config {
             max_pending_per_connection: 10_000,
+            rate: relay_core::RateLimits::OFF,
             ..Config::default()
         };
         let handle = RelayHandle::new(config);

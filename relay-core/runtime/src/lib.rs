@@ -7,11 +7,13 @@
 //! connected where), touched on connect, disconnect, pairing lookups and client lists. See
 //! `docs/ARCHITECTURE.md`.
 
+mod admission;
 mod cell;
 mod handle;
 mod outbox;
 mod sink;
 
+pub use admission::{AdmissionFuture, Admitted, AsyncAuthenticator};
 pub use handle::RelayHandle;
 pub use outbox::Outbox;
 pub use sink::{Refused, Sink};

@@ -6,7 +6,7 @@ use bytes::Bytes;
 use rmpv::Value;
 
 use super::*;
-use crate::{Answer, ClientId, Config, ConnectError, DuplicatePolicy, Event, Payload, Reply, ReqId, RequestError, StreamEnd, Transport};
+use crate::{Answer, AuthError, Claims, ClientId, Config, Presented, ConnectError, DuplicatePolicy, Event, Payload, Reply, ReqId, RequestError, StreamEnd, Transport};
 
 /// A relay, a fake clock (a base instant plus an offset) and the events polled so far.
 struct Harness {
@@ -467,15 +467,11 @@ fn replace_settles_questions_put_to_the_old_connection() {
 fn authenticator_and_client_limit_refuse_at_the_door() {
     struct OnlyA;
     impl Authenticator for OnlyA {
-        fn authenticate(
-            &self,
-            client: &ClientId,
-            credentials: Option<&[u8]>,
-        ) -> Result<(), String> {
-            if client.as_str() == "A" && credentials == Some(&b"secret"[..]) {
-                Ok(())
+        fn authenticate(&self, presented: &Presented<'_>) -> Result<Claims, AuthError> {
+            if presented.client.as_str() == "A" && presented.credentials == Some(&b"secret"[..]) {
+                Ok(Claims::default())
             } else {
-                Err("wrong credentials".into())
+                Err(AuthError::BadSignature)
             }
         }
     }
@@ -486,7 +482,7 @@ fn authenticator_and_client_limit_refuse_at_the_door() {
         .unwrap_err();
     assert_eq!(
         err.to_string(),
-        "clientId 'B' was refused: wrong credentials"
+        "clientId 'B' was refused: the token's signature is not valid for this relay's secret (HS256)"
     );
     assert!(relay.connect(now, Some("A"), None, Transport::Native).is_err());
     assert!(relay.connect(now, Some("A"), Some(&b"secret"[..]), Transport::Native).is_ok());
@@ -1709,3 +1705,5 @@ fn commands_from_forgotten_connections_are_ignored() {
     assert!(h.drain().is_empty());
     assert_eq!(h.relay.pending_len(), 0);
 }
+
+mod security;

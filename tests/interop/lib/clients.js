@@ -129,9 +129,10 @@ function buildUrl(url, id, extraQuery) {
 }
 
 /** Create the raw socket for `kind` (not yet waited for). */
-function rawSocket(kind, url, id, { transports = ['websocket'], extraQuery } = {}) {
+function rawSocket(kind, url, id, { transports = ['websocket'], extraQuery, auth } = {}) {
   const full = buildUrl(url, id, extraQuery);
   const opts = { transports, reconnection: false, forceNew: true, timeout: 5000 };
+  if (auth) opts.auth = auth; // 4.x only: 2.x has no auth payload
   if (kind === 'js') return ioV4(full, opts);
   if (kind === 'legacy') return ioV2(full, opts);
   throw new Error(`unknown client kind ${kind}`);

@@ -1,0 +1,290 @@
+//! Admission with tokens, the `peers` claim in both directions, and per-client rate limits,
+//! driven through the public calls with a fake clock.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::auth::token::{mint, TokenClaims};
+use crate::{Peers, RateLimit, RateLimits, TokenAuthenticator};
+
+const SECRET: &[u8] = b"the relay's shared secret";
+const NOW_UNIX: u64 = 1_700_000_000;
+
+fn token(sub: &str, exp: u64, peers: Option<&[&str]>) -> Vec<u8> {
+    mint(
+        SECRET,
+        &TokenClaims {
+            sub: sub.into(),
+            exp,
+            iat: None,
+            peers: peers.map(|p| p.iter().map(|s| s.to_string()).collect()),
+        },
+    )
+    .into_bytes()
+}
+
+/// A harness whose relay admits by token, with its wall clock at `NOW_UNIX`.
+fn with_tokens(config: Config) -> Harness {
+    let mut h = Harness::with(config);
+    h.relay = Relay::with_authenticator(h.relay.config().clone(), TokenAuthenticator::new(SECRET));
+    let wall = UNIX_EPOCH + Duration::from_secs(NOW_UNIX);
+    h.relay.set_wall_clock(h.now, wall);
+    h
+}
+
+impl Harness {
+    fn connect_with(&mut self, id: &str, peers: Option<&[&str]>) -> ConnId {
+        let credentials = token(id, NOW_UNIX + 3600, peers);
+        let conn = self
+            .relay
+            .connect(self.now, Some(id), Some(&credentials), Transport::Native)
+            .unwrap_or_else(|e| panic!("connect {id}: {e}"));
+        self.check();
+        conn
+    }
+}
+
+fn refusal(h: &mut Harness, id: &str, credentials: Option<&[u8]>) -> AuthError {
+    match h
+        .relay
+        .connect(h.now, Some(id), credentials, Transport::Legacy)
+    {
+        Err(ConnectError::Unauthorized { client, reason }) => {
+            assert_eq!(client.as_str(), id);
+            reason
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn tokens_bind_the_client_id_and_each_refusal_says_why() {
+    let mut h = with_tokens(Config::default());
+    assert_eq!(refusal(&mut h, "A", None), AuthError::MissingToken);
+    assert_eq!(
+        refusal(&mut h, "A", Some(&token("A", NOW_UNIX - 10, None))),
+        AuthError::Expired {
+            exp: NOW_UNIX - 10,
+            ago: 10
+        }
+    );
+    assert_eq!(
+        refusal(&mut h, "A", Some(&token("B", NOW_UNIX + 60, None))),
+        AuthError::WrongSubject {
+            subject: "B".into()
+        }
+    );
+    let forged = mint(
+        b"not the relay's secret",
+        &TokenClaims {
+            sub: "A".into(),
+            exp: NOW_UNIX + 60,
+            iat: None,
+            peers: None,
+        },
+    );
+    assert_eq!(
+        refusal(&mut h, "A", Some(forged.as_bytes())),
+        AuthError::BadSignature
+    );
+    assert!(h.relay.client_ids().is_empty(), "nobody got in");
+    let a = h.connect_with("A", None);
+    assert_eq!(h.relay.connection(a).unwrap().peers(), &Peers::Any);
+    // The token's time runs with the fake clock: an hour later it has expired.
+    h.advance(Duration::from_secs(3601));
+    assert!(matches!(
+        refusal(&mut h, "B", Some(&token("B", NOW_UNIX + 3600, None))),
+        AuthError::Expired { ago: 1, .. }
+    ));
+}
+
+#[test]
+fn the_wall_clock_defaults_to_the_epoch_at_the_first_instant() {
+    let mut relay = Relay::new(Config::default());
+    let t0 = Instant::now();
+    assert_eq!(relay.unix_time(t0), 0);
+    assert_eq!(relay.unix_time(t0 + Duration::from_secs(5)), 5);
+    relay.set_wall_clock(t0, SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+    assert_eq!(relay.unix_time(t0 + Duration::from_secs(5)), 105);
+}
+
+#[test]
+fn the_requesters_peers_claim_refuses_without_asking_the_target() {
+    let mut h = with_tokens(Config::default());
+    let a = h.connect_with("A", Some(&["B", "team-*"]));
+    let d = h.connect_with("D", None);
+    let req = h.register(a, "D");
+    let out = h.drain();
+    assert_eq!(
+        failed(out.reply(a, req)),
+        RequestError::PeerNotAllowed(ClientId::new("D").unwrap())
+    );
+    assert_eq!(
+        out.errors(a),
+        vec!["pairing with 'D' is not allowed: it is not among your token's peers"]
+    );
+    assert!(out.to(d).is_empty(), "the target was not bothered");
+    // Names and prefixes of the claim pair as usual.
+    let t = h.connect_with("team-1", None);
+    h.pair(a, t);
+    assert_eq!(h.relay.peer_of("A").unwrap().as_str(), "team-1");
+    assert_eq!(
+        RequestError::PeerNotAllowed(ClientId::new("D").unwrap()).code(),
+        crate::ErrorCode::Forbidden
+    );
+}
+
+#[test]
+fn the_targets_peers_claim_refuses_the_requester() {
+    let mut h = with_tokens(Config::default());
+    let b = h.connect_with("B", Some(&["A"]));
+    let c = h.connect_with("C", None);
+    let req = h.register(c, "B");
+    let out = h.drain();
+    assert_eq!(
+        failed(out.reply(c, req)),
+        RequestError::PeerRefuses(ClientId::new("B").unwrap())
+    );
+    assert_eq!(
+        out.errors(c),
+        vec!["'B' does not allow pairing with you: you are not among its token's peers"]
+    );
+    assert!(out.to(b).is_empty(), "B's client was not asked");
+    // C is free again at once: its next pairing goes ahead.
+    let e = h.connect_with("E", None);
+    h.pair(c, e);
+    // The one B names pairs with it.
+    let a = h.connect_with("A", None);
+    h.pair(a, b);
+    assert_eq!(h.relay.peer_of("B").unwrap().as_str(), "A");
+}
+
+#[test]
+fn claims_forbid_pairing_across_transports_and_both_directions_at_once() {
+    // Both restricted, each naming only someone else: refused by the requester's own claim
+    // first, and the other way round by the other's.
+    let mut h = with_tokens(Config::default());
+    let a = h.connect_with("A", Some(&["X"]));
+    let b = h.connect_with("B", Some(&["Y"]));
+    let req = h.register(a, "B");
+    assert!(matches!(
+        failed(h.drain().reply(a, req)),
+        RequestError::PeerNotAllowed(_)
+    ));
+    let req = h.register(b, "A");
+    assert!(matches!(
+        failed(h.drain().reply(b, req)),
+        RequestError::PeerNotAllowed(_)
+    ));
+    assert!(h.relay.peer_of("A").is_none() && h.relay.peer_of("B").is_none());
+}
+
+fn limited() -> Config {
+    Config {
+        rate: RateLimits {
+            messages_per_second: 10,
+            message_burst: 5,
+            bytes_per_second: 1000,
+            byte_burst: 1000,
+        },
+        ..Config::default()
+    }
+}
+
+fn bytes(n: usize) -> Payload {
+    Payload::MsgPack(Bytes::from(vec![0x90; n]))
+}
+
+#[test]
+fn the_request_rate_refuses_with_its_limit_and_spares_other_clients() {
+    let mut h = Harness::with(limited());
+    let (a, b, c, d) = (
+        h.connect("A"),
+        h.connect("B"),
+        h.connect("C"),
+        h.connect("D"),
+    );
+    h.pair(a, b); // A's first request
+    h.pair(c, d);
+    for _ in 0..4 {
+        h.emit(a, "B", "e", Payload::empty());
+    }
+    assert_eq!(h.drain().delivered(b).len(), 4);
+    let req = h.emit_ack(a, "B", "e", Payload::empty());
+    let out = h.drain();
+    let limit = RateLimit::Messages {
+        per_second: 10,
+        burst: 5,
+    };
+    assert_eq!(failed(out.reply(a, req)), RequestError::RateLimited(limit));
+    assert_eq!(
+        out.errors(a),
+        vec!["rate limit reached: at most 10 requests per second (bursts of 5); slow down"]
+    );
+    assert!(out.delivered(b).is_empty(), "nothing was relayed");
+    assert_eq!(
+        RequestError::RateLimited(limit).code(),
+        crate::ErrorCode::RateLimited
+    );
+    // Every kind of request counts, and is answered.
+    let req = h.register(a, "C");
+    assert!(matches!(
+        failed(h.drain().reply(a, req)),
+        RequestError::RateLimited(_)
+    ));
+    let req = h.open_stream(a, "B");
+    assert!(matches!(
+        failed(h.drain().reply(a, req)),
+        RequestError::RateLimited(_)
+    ));
+    // Another client's budget is its own.
+    for _ in 0..4 {
+        h.emit(c, "D", "e", Payload::empty());
+    }
+    let out = h.drain();
+    assert_eq!(out.delivered(d).len(), 4);
+    assert!(out.errors(c).is_empty());
+    // Answers are not requests: B can still ack, and A's budget refills with time.
+    h.advance(Duration::from_millis(100));
+    h.emit(a, "B", "e", Payload::empty());
+    assert_eq!(h.drain().delivered(b).len(), 1);
+    h.emit(a, "B", "e", Payload::empty());
+    assert_eq!(h.drain().errors(a).len(), 1);
+}
+
+#[test]
+fn the_byte_rate_counts_event_and_ack_payloads() {
+    let mut h = Harness::with(limited());
+    let (a, b) = (h.connect("A"), h.connect("B"));
+    h.pair(a, b);
+    h.emit(a, "B", "e", bytes(600));
+    assert_eq!(h.drain().delivered(b).len(), 1);
+    let req = h.emit_ack(a, "B", "e", bytes(600));
+    let out = h.drain();
+    let limit = RateLimit::Bytes {
+        per_second: 1000,
+        burst: 1000,
+    };
+    assert_eq!(failed(out.reply(a, req)), RequestError::RateLimited(limit));
+    assert_eq!(
+        out.errors(a),
+        vec![
+            "rate limit reached: at most 1000 payload bytes per second (bursts of 1000); slow down"
+        ]
+    );
+    // A payload over the size limit is refused as too large, whatever the rate.
+    h.advance(Duration::from_secs(1));
+    // An ack's arguments are the acker's bytes: B over its byte rate, both ends learn it.
+    let req = h.emit_ack(a, "B", "e", Payload::empty());
+    let (_, _, ticket) = h.drain().delivered(b).pop().unwrap();
+    h.emit(b, "A", "e", bytes(900));
+    let _ = h.drain();
+    h.answer(b, ticket.unwrap(), Answer::Ack(bytes(900)));
+    let out = h.drain();
+    assert_eq!(failed(out.reply(a, req)), RequestError::RateLimited(limit));
+    assert_eq!(out.errors(b).len(), 1);
+    // A second later both budgets are full again.
+    h.advance(Duration::from_secs(1));
+    h.emit(a, "B", "e", bytes(900));
+    assert_eq!(h.drain().delivered(b).len(), 1);
+}
