@@ -87,7 +87,7 @@ impl Settings {
     pub fn max_frame_bytes(&self) -> usize {
         self.max_message_bytes
             .saturating_add(64 * 1024)
-            .min(native_client::wire::MAX_FRAME_BYTES)
+            .min(p2p_relay_wire::MAX_FRAME_BYTES)
     }
 
     pub fn core(&self) -> relay_core::Config {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use native_client::wire::codes;
+use p2p_relay_wire::codes;
 use quinn::{RecvStream, SendStream};
 use relay_core::rmpv::Value;
 use relay_core::{Answer, Command, Payload, StreamId, Ticket, MAX_INBOUND_CHUNKS};

@@ -4,13 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use native_client::wire::{
-    self, codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame, WireAnswer,
-    WireReply,
+use p2p_relay_wire::{
+    self as wire, codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame,
+    WireAnswer, WireReply,
 };
 use relay_core::{
-    Addr, Answer, CloseReason, Command, ConnId, Event, Payload, Reply, ReqId, StreamId,
-    StreamKind, Ticket, Transport,
+    Addr, Answer, CloseReason, Command, ConnId, Event, Payload, Reply, ReqId, StreamId, StreamKind,
+    Ticket, Transport,
 };
 use relay_runtime::Outbox;
 use tokio::sync::mpsc;
@@ -255,9 +255,7 @@ fn command_of(frame: ClientFrame) -> Result<Command, String> {
             req: ReqId(req),
             target,
         },
-        ClientFrame::Unregister { req } => Command::Unregister {
-            req: ReqId(req),
-        },
+        ClientFrame::Unregister { req } => Command::Unregister { req: ReqId(req) },
         ClientFrame::Emit {
             target,
             event,

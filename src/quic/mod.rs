@@ -1,5 +1,5 @@
 //! The QUIC front end: native clients, one QUIC connection each, every P2P stream a native
-//! QUIC bidirectional stream. The wire format is `native_client::wire`; the rules are the
+//! QUIC bidirectional stream. The wire format is `p2p_relay_wire`; the rules are the
 //! relay core's, exactly as Socket.IO clients get them.
 
 mod bridge;
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dashmap::DashMap;
-use native_client::wire;
+use p2p_relay_wire as wire;
 use relay_core::{ConnId, StreamEnd};
 use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;

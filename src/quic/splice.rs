@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use native_client::wire::{codes, header::HEADER_LEN, StreamHeader};
+use p2p_relay_wire::{codes, header::HEADER_LEN, StreamHeader};
 use quinn::{ReadError, RecvStream, SendStream, WriteError};
 use relay_core::StreamId;
 use tracing::debug;

@@ -141,7 +141,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ClientFrame, ServerFrame, WireAnswer, WireReply};
+    use crate::{ClientFrame, ServerFrame, WireAnswer, WireReply};
     use proptest::prelude::*;
 
     fn frames() -> Vec<ClientFrame> {
