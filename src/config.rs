@@ -85,9 +85,7 @@ impl Settings {
 
     /// The largest native control frame: a payload at the limit plus its framing.
     pub fn max_frame_bytes(&self) -> usize {
-        self.max_message_bytes
-            .saturating_add(64 * 1024)
-            .min(p2p_relay_wire::MAX_FRAME_BYTES)
+        p2p_relay_wire::frame_limit_for(self.max_message_bytes)
     }
 
     pub fn core(&self) -> relay_core::Config {

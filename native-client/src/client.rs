@@ -18,9 +18,10 @@ use crate::incoming::Incoming;
 use crate::options::ConnectOptions;
 use crate::stream::P2pStream;
 use crate::wire::{
-    codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame, StreamHeader,
+    frame, ClientFrame, CloseCode, FrameError, FrameReader, FrameWriter, ServerFrame, StreamHeader,
     WireAnswer, WireReply, PROTOCOL_VERSION,
 };
+use relay_core::ErrorCode;
 
 /// Requests queued for the control stream before a verb waits for room. The writer drains
 /// it as fast as QUIC takes the bytes, so this only smooths bursts.
@@ -120,11 +121,14 @@ impl Client {
                     }
                     _ => e,
                 };
-                conn.close(VarInt::from_u32(codes::NORMAL), b"hello failed");
+                conn.close(VarInt::from_u32(CloseCode::Normal.code()), b"hello failed");
                 return Err(e);
             }
             Err(_) => {
-                conn.close(VarInt::from_u32(codes::NORMAL), b"no welcome in time");
+                conn.close(
+                    VarInt::from_u32(CloseCode::Normal.code()),
+                    b"no welcome in time",
+                );
                 return Err(timed_out());
             }
         };
@@ -172,7 +176,7 @@ impl Client {
 
     /// Asks to pair with `target`. `Ok(false)` when the target refused (it is paired with
     /// someone else); `Err(ClientError::Request)` when the relay could not ask it (e.g.
-    /// "target client 'X' is not connected").
+    /// [`crate::ErrorKind::NotConnected`]: "target client 'X' is not connected").
     ///
     /// Like the JavaScript plugin, refuses locally to register to itself or while paired.
     pub async fn register(&self, target: &str) -> Result<bool, ClientError> {
@@ -230,8 +234,9 @@ impl Client {
     }
 
     /// Delivers `event(args...)` to the peer and returns the arguments of its ack.
-    /// `Err(ClientError::Request)` when the relay could not deliver it or the peer did not
-    /// ack in time (the relay's `--ack-timeout-ms`).
+    /// `Err(ClientError::Request)` when the relay could not deliver it (e.g.
+    /// [`crate::ErrorKind::QueueFull`]) or the peer did not ack in time
+    /// ([`crate::ErrorKind::Timeout`], the relay's `--ack-timeout-ms`).
     pub async fn emit_with_ack(&self, event: &str, args: Args) -> Result<Args, ClientError> {
         let target = self.emit_target(event)?;
         let event = event.to_string();
@@ -284,7 +289,7 @@ impl Client {
             .conn
             .open_bi()
             .await
-            .map_err(|e| failed(CloseReason::from_connection_error(&e).message))?;
+            .map_err(|e| failed(CloseReason::from_connection_error(&e).to_string()))?;
         send.write_all(&StreamHeader { stream: id }.encode())
             .await
             .map_err(|e| failed(e.to_string()))?;
@@ -298,9 +303,8 @@ impl Client {
     pub async fn close(&self) {
         self.shared
             .conn
-            .close(VarInt::from_u32(codes::NORMAL), b"client closed");
-        self.shared
-            .mark_closed(CloseReason::new(None, "closed by this client"));
+            .close(VarInt::from_u32(CloseCode::Normal.code()), b"client closed");
+        self.shared.mark_closed(CloseReason::Local);
         let _ = tokio::time::timeout(CLOSE_GRACE, self.shared.endpoint.wait_idle()).await;
         self.task.abort();
     }
@@ -314,7 +318,7 @@ impl Client {
     }
 
     /// Sends a request and waits for its reply. A `Failed` reply becomes
-    /// [`ClientError::Request`].
+    /// [`ClientError::Request`] with the relay's code.
     async fn request(
         &self,
         what: &'static str,
@@ -339,7 +343,7 @@ impl Client {
             return Err(shared.closed_error());
         }
         match tokio::time::timeout(shared.request_timeout, rx).await {
-            Ok(Ok(WireReply::Failed(message))) => Err(ClientError::Request(message)),
+            Ok(Ok(WireReply::Failed { code, message })) => Err(failure(code, message)),
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(shared.closed_error()),
             Err(_) => {
@@ -413,7 +417,7 @@ impl Shared {
             self.lock()
                 .closed
                 .clone()
-                .unwrap_or_else(|| CloseReason::new(None, "the connection is closing")),
+                .unwrap_or_else(|| CloseReason::other("the connection is closing")),
         )
     }
 
@@ -438,7 +442,7 @@ async fn hello(
 ) -> Result<(FrameWriter<SendStream>, FrameReader<RecvStream>, String), ClientError> {
     let lost = |e: quinn::ConnectionError| ClientError::Connect {
         addr: options.addr,
-        reason: CloseReason::from_connection_error(&e).message,
+        reason: CloseReason::from_connection_error(&e).to_string(),
     };
     let (send, recv) = conn.open_bi().await.map_err(lost)?;
     let mut writer = FrameWriter::new(send);
@@ -463,23 +467,29 @@ async fn hello(
             }
             Ok((writer, reader, client_id))
         }
-        ServerFrame::Refused { code, message } => Err(ClientError::Refused { code, message }),
+        ServerFrame::Refused { code, message } => Err(connection::refused(code.into(), message)),
         other => Err(ClientError::Protocol(format!(
             "expected a welcome, got {}",
-            driver::frame_name(&other)
+            other.name()
         ))),
     }
 }
 
+/// A request the relay failed, with its kind. A relay of this protocol version sends only
+/// codes this client knows; an unknown one is a broken promise, said with the relay's words.
+fn failure(code: u16, message: String) -> ClientError {
+    match ErrorCode::from_u16(code) {
+        Some(code) => ClientError::Request { code, message },
+        None => ClientError::Protocol(format!(
+            "the relay failed a request with error code {code}, unknown to this client: \
+             {message}"
+        )),
+    }
+}
+
 fn unexpected(what: &str, reply: &WireReply) -> ClientError {
-    let name = match reply {
-        WireReply::Registered(_) => "Registered",
-        WireReply::Unregistered => "Unregistered",
-        WireReply::Clients(_) => "Clients",
-        WireReply::Ack(_) => "Ack",
-        WireReply::StreamOpened(_) => "StreamOpened",
-        WireReply::StreamRefused => "StreamRefused",
-        WireReply::Failed(_) => "Failed",
-    };
-    ClientError::Protocol(format!("the relay answered a {what} request with {name}"))
+    ClientError::Protocol(format!(
+        "the relay answered a {what} request with {}",
+        reply.name()
+    ))
 }

@@ -47,7 +47,7 @@ mod stream;
 pub use args::{Args, ArgsError};
 pub use client::Client;
 pub use connection::CloseReason;
-pub use error::{ClientError, StreamError};
+pub use error::{ClientError, ErrorKind, StreamError};
 pub use incoming::{AckResponder, ClientEvent, Incoming, Request, RequestKind};
 pub use options::{ConnectOptions, DEFAULT_ADDR, DEFAULT_INCOMING_CAPACITY, DEFAULT_SERVER_NAME};
 pub use stream::{P2pReadHalf, P2pStream, P2pWriteHalf};
@@ -58,4 +58,5 @@ pub use p2p_relay_wire as wire;
 
 /// Re-exported so that users need no direct dependency to build arguments or choose trust.
 pub use certs::Trust;
+pub use relay_core::ErrorCode;
 pub use rmpv;

@@ -81,6 +81,13 @@ pub fn encode_args(values: &[Value]) -> Bytes {
     Bytes::from(out)
 }
 
+/// The argument an emit-ack is answered with when it could not be delivered or taken:
+/// `{error: message}`, the shape callers of the Socket.IO plugin test for. Every front end
+/// and the native client answer failed acks with it, so it is written once, here.
+pub fn error_value(message: &str) -> Value {
+    Value::Map(vec![(Value::from("error"), Value::from(message))])
+}
+
 /// Decodes one MessagePack array of arguments. Anything else (another type, trailing
 /// bytes) is refused, so an encoded payload has exactly one meaning.
 pub fn decode_args(bytes: &[u8]) -> Result<Vec<Value>, PayloadError> {

@@ -5,19 +5,19 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use p2p_relay_wire::{
-    self as wire, codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame,
+    self as wire, frame, ClientFrame, CloseCode, FrameError, FrameReader, FrameWriter, ServerFrame,
     WireAnswer, WireReply,
 };
 use relay_core::{
-    Addr, Answer, CloseReason, Command, ConnId, Event, Payload, Reply, ReqId, StreamId, StreamKind,
-    Ticket, Transport,
+    Addr, Answer, CloseReason, Command, ConnId, ErrorCode, Event, Payload, Reply, ReqId, StreamId,
+    StreamKind, Ticket, Transport,
 };
 use relay_runtime::Outbox;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, trace};
 
-use super::{bridge, end_code, splice, Cut, Shared};
+use super::{bridge, code, end_code, splice, Cut, Shared};
 
 /// Per-connection state shared by its reader, writer and stream tasks.
 pub(crate) struct Native {
@@ -100,7 +100,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         Ok(Err(e)) => return debug!(%remote, "connection ended before its control stream: {e}"),
         Err(_) => {
             return quic.close(
-                codes::PROTOCOL_VIOLATION.into(),
+                code(CloseCode::ProtocolViolation),
                 b"no control stream opened in time",
             )
         }
@@ -124,17 +124,17 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
                     "protocol version {version} is not supported; this relay speaks version {}",
                     wire::PROTOCOL_VERSION
                 );
-                return refuse(&quic, &mut writer, codes::VERSION_MISMATCH, message).await;
+                return refuse(&quic, &mut writer, CloseCode::VersionMismatch, message).await;
             }
             (client_id, credentials)
         }
         Ok(other) => {
-            let message = format!("the first frame must be Hello, got {}", frame_name(&other));
-            return refuse(&quic, &mut writer, codes::PROTOCOL_VIOLATION, message).await;
+            let message = format!("the first frame must be Hello, got {}", other.name());
+            return refuse(&quic, &mut writer, CloseCode::ProtocolViolation, message).await;
         }
         Err(message) => {
             let message = format!("expected a Hello frame: {message}");
-            return refuse(&quic, &mut writer, codes::PROTOCOL_VIOLATION, message).await;
+            return refuse(&quic, &mut writer, CloseCode::ProtocolViolation, message).await;
         }
     };
 
@@ -146,7 +146,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         outbox.clone(),
     ) {
         Ok(id) => id,
-        Err(e) => return refuse(&quic, &mut writer, codes::REFUSED, e.to_string()).await,
+        Err(e) => return refuse(&quic, &mut writer, CloseCode::Refused, e.to_string()).await,
     };
     debug!(%remote, client = %client_id, ?id, "native client connected");
     let welcome = ServerFrame::Welcome {
@@ -178,25 +178,25 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     shared.relay.disconnect(id);
     tasks.shutdown().await;
     native.tasks.lock().expect("tasks lock").abort_all();
-    quic.close(codes::NORMAL.into(), b"");
+    quic.close(code(CloseCode::Normal), b"");
     debug!(%remote, ?id, "native client gone");
 }
 
 async fn refuse(
     quic: &quinn::Connection,
     writer: &mut FrameWriter<quinn::SendStream>,
-    code: u32,
+    why: CloseCode,
     message: String,
 ) {
     debug!(remote = %quic.remote_address(), %message, "refusing native client");
     let _ = writer
         .send(&ServerFrame::Refused {
-            code,
+            code: why.code(),
             message: message.clone(),
         })
         .await;
     finish_before_close(writer.get_mut()).await;
-    quic.close(code.into(), message.as_bytes());
+    quic.close(code(why), message.as_bytes());
 }
 
 /// Finishes the control stream and gives its last frame a moment to reach the client:
@@ -204,18 +204,6 @@ async fn refuse(
 async fn finish_before_close(send: &mut quinn::SendStream) {
     let _ = send.finish();
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), send.stopped()).await;
-}
-
-fn frame_name(frame: &ClientFrame) -> &'static str {
-    match frame {
-        ClientFrame::Hello { .. } => "Hello",
-        ClientFrame::Register { .. } => "Register",
-        ClientFrame::Unregister { .. } => "Unregister",
-        ClientFrame::Emit { .. } => "Emit",
-        ClientFrame::List { .. } => "List",
-        ClientFrame::OpenStream { .. } => "OpenStream",
-        ClientFrame::Answer { .. } => "Answer",
-    }
 }
 
 /// Control frames from the client, turned into core commands.
@@ -231,18 +219,20 @@ async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvS
                 debug!(id = ?native.id, %reason, "closing");
                 native
                     .quic
-                    .close(codes::FRAME_TOO_LARGE.into(), reason.as_bytes());
+                    .close(code(CloseCode::FrameTooLarge), reason.as_bytes());
                 return;
             }
             Err(e) => return debug!(id = ?native.id, "control stream failed: {e}"),
         };
-        match frame::decode::<ClientFrame>(&body) {
-            Ok(frame) => match command_of(frame) {
-                Ok(command) => native.shared.relay.command(native.id, command),
-                Err(message) => native.outbox.push(Event::ServerError { message }),
-            },
-            Err(e) => native.outbox.push(Event::ServerError {
-                message: e.to_string(),
+        let command = frame::decode::<ClientFrame>(&body)
+            .map_err(|e| e.to_string())
+            .and_then(command_of);
+        match command {
+            Ok(command) => native.shared.relay.command(native.id, command),
+            // Not understood: answered and skipped, the connection lives on.
+            Err(message) => native.outbox.push(Event::ServerError {
+                code: Some(ErrorCode::Invalid),
+                message,
             }),
         }
     }
@@ -307,9 +297,9 @@ async fn write_events(
         if let Err(e) = writer.send(&frame).await {
             return debug!(id = ?native.id, "control stream write failed: {e}");
         }
-        if let Some((code, reason)) = closing {
+        if let Some((why, reason)) = closing {
             finish_before_close(writer.get_mut()).await;
-            native.quic.close(code.into(), reason.as_bytes());
+            native.quic.close(why.into(), reason.as_bytes());
             return;
         }
     }
@@ -376,18 +366,21 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
             }
             ServerFrame::StreamClosed { stream: stream.0 }
         }
-        Event::ServerError { message } => ServerFrame::ServerError { message },
+        Event::ServerError { code, message } => ServerFrame::ServerError {
+            code: code.map(ErrorCode::as_u16),
+            message,
+        },
         Event::Close { reason } => ServerFrame::Closing {
-            code: close_code(&reason),
+            code: close_code(&reason).code(),
             reason: reason.to_string(),
         },
     })
 }
 
-fn close_code(reason: &CloseReason) -> u32 {
+fn close_code(reason: &CloseReason) -> CloseCode {
     match reason {
-        CloseReason::Replaced(_) => codes::REPLACED,
-        CloseReason::Shutdown => codes::SHUTDOWN,
+        CloseReason::Replaced(_) => CloseCode::Replaced,
+        CloseReason::Shutdown => CloseCode::Shutdown,
     }
 }
 
@@ -414,7 +407,10 @@ fn wire_reply(reply: Reply) -> WireReply {
         Reply::Ack(payload) => WireReply::Ack(payload.into_msgpack()),
         Reply::StreamOpened { stream, .. } => WireReply::StreamOpened(stream.0),
         Reply::StreamRefused => WireReply::StreamRefused,
-        Reply::Failed(error) => WireReply::Failed(error.to_string()),
+        Reply::Failed(error) => WireReply::Failed {
+            code: error.code().as_u16(),
+            message: error.to_string(),
+        },
     }
 }
 

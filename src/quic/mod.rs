@@ -7,12 +7,11 @@ mod connection;
 mod splice;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use p2p_relay_wire as wire;
+use p2p_relay_wire::{self as wire, CloseCode, ResetCode};
 use relay_core::{ConnId, StreamEnd};
 use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;
@@ -48,9 +47,9 @@ impl Default for QuicConfig {
     }
 }
 
-/// A wire error code as QUIC carries it.
-pub(crate) fn code(value: u32) -> quinn::VarInt {
-    quinn::VarInt::from_u32(value)
+/// A wire code ([`CloseCode`], [`ResetCode`]) as QUIC carries it.
+pub(crate) fn code(value: impl Into<u32>) -> quinn::VarInt {
+    quinn::VarInt::from_u32(value.into())
 }
 
 /// State every native connection shares: the core's handle and, to splice a stream to its
@@ -66,27 +65,29 @@ pub(crate) struct Shared {
 #[derive(Clone, Default)]
 pub(crate) struct Cut {
     token: CancellationToken,
-    code: Arc<AtomicU32>,
+    /// The first cause wins; set before the token is cancelled.
+    code: Arc<OnceLock<ResetCode>>,
 }
 
 impl Cut {
-    pub fn cut(&self, code: u32) {
-        self.code.store(code, Ordering::Relaxed);
+    pub fn cut(&self, code: ResetCode) {
+        let _ = self.code.set(code);
         self.token.cancel();
     }
 
     /// Resolves with the reset code once the stream is cut.
-    pub async fn cancelled(&self) -> u32 {
+    pub async fn cancelled(&self) -> ResetCode {
         self.token.cancelled().await;
-        self.code.load(Ordering::Relaxed)
+        // Always set by `cut` before cancelling; the pairing's end is the fallback meaning.
+        self.code.get().copied().unwrap_or(ResetCode::Closed)
     }
 }
 
 /// The reset code that tells a native client why the core ended its stream.
-pub(crate) fn end_code(why: StreamEnd) -> u32 {
+pub(crate) fn end_code(why: StreamEnd) -> ResetCode {
     match why {
-        StreamEnd::Unpaired | StreamEnd::Failed => wire::codes::STREAM_CLOSED,
-        StreamEnd::PeerGone => wire::codes::STREAM_PEER_GONE,
+        StreamEnd::Unpaired | StreamEnd::Failed => ResetCode::Closed,
+        StreamEnd::PeerGone => ResetCode::PeerGone,
     }
 }
 
@@ -171,6 +172,6 @@ struct CloseOnDrop(quinn::Endpoint);
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.0
-            .close(wire::codes::SHUTDOWN.into(), b"relay shutting down");
+            .close(code(CloseCode::Shutdown), b"relay shutting down");
     }
 }

@@ -319,9 +319,9 @@ pub async fn read_to_eof<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// The code of a stream reset / stop inside an I/O error from a `P2pStream`.
-pub fn stream_code(err: &std::io::Error) -> Option<u64> {
-    native_client::StreamError::of(err).and_then(native_client::StreamError::code)
+/// Why a stream was reset / stopped, from the I/O error of a `P2pStream`.
+pub fn stream_code(err: &std::io::Error) -> Option<wire::ResetCode> {
+    native_client::StreamError::of(err).and_then(native_client::StreamError::reason)
 }
 
 // ---- raw wire access -------------------------------------------------------------------

@@ -1,6 +1,14 @@
 //! Control frames. Postcard encodes an enum's variant as its index, so the order of the
 //! variants is the wire format: append new variants, never reorder. An unknown index
 //! decodes as an error the receiver answers without dropping the connection.
+//!
+//! `Hello`, `Welcome` and `Refused` keep their place and layout in every protocol version,
+//! so that a relay can read the version of any client's hello and refuse it in words that
+//! client can read.
+//!
+//! Error codes are carried as numbers: those of `relay_core::ErrorCode` for failed requests
+//! (`ErrorCode::from_u16`), those of [`crate::codes`] for closes. A number the receiver
+//! does not know still arrives with its message instead of breaking the frame.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -61,7 +69,8 @@ pub enum ServerFrame {
         version: u16,
         client_id: String,
     },
-    /// The hello was refused; the relay closes the connection after this frame.
+    /// The hello was refused; the relay closes the connection after this frame with the
+    /// same code (a [`crate::codes::CloseCode`]).
     Refused {
         code: u32,
         message: String,
@@ -96,10 +105,14 @@ pub enum ServerFrame {
     StreamClosed {
         stream: u64,
     },
+    /// Something this client asked for failed. `code` is the failure's kind (an
+    /// `ErrorCode` number) when it is a request's failure; None for the relay's notices.
     ServerError {
+        code: Option<u16>,
         message: String,
     },
-    /// The relay is closing this connection, and why.
+    /// The relay is closing this connection, and why (`code`: a
+    /// [`crate::codes::CloseCode`], as in the connection close that follows).
     Closing {
         code: u32,
         reason: String,
@@ -115,6 +128,59 @@ pub enum WireReply {
     /// Open a bidirectional stream and start it with this id's header.
     StreamOpened(u64),
     StreamRefused,
-    /// The request failed; the text says why.
-    Failed(String),
+    /// The request failed: `code` is its kind (an `ErrorCode` number), the text says why.
+    Failed {
+        code: u16,
+        message: String,
+    },
+}
+
+// A frame's name, for logs and errors: never its payload. Kept next to the frames so that a
+// new frame cannot be added without it.
+
+impl ClientFrame {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello { .. } => "Hello",
+            ClientFrame::Register { .. } => "Register",
+            ClientFrame::Unregister { .. } => "Unregister",
+            ClientFrame::Emit { .. } => "Emit",
+            ClientFrame::List { .. } => "List",
+            ClientFrame::OpenStream { .. } => "OpenStream",
+            ClientFrame::Answer { .. } => "Answer",
+        }
+    }
+}
+
+impl ServerFrame {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome { .. } => "Welcome",
+            ServerFrame::Refused { .. } => "Refused",
+            ServerFrame::Reply { .. } => "Reply",
+            ServerFrame::RegisterRequest { .. } => "RegisterRequest",
+            ServerFrame::Unregistered { .. } => "Unregistered",
+            ServerFrame::PeerDisconnected => "PeerDisconnected",
+            ServerFrame::Deliver { .. } => "Deliver",
+            ServerFrame::StreamRequest { .. } => "StreamRequest",
+            ServerFrame::StreamAccepted { .. } => "StreamAccepted",
+            ServerFrame::StreamClosed { .. } => "StreamClosed",
+            ServerFrame::ServerError { .. } => "ServerError",
+            ServerFrame::Closing { .. } => "Closing",
+        }
+    }
+}
+
+impl WireReply {
+    pub fn name(&self) -> &'static str {
+        match self {
+            WireReply::Registered(_) => "Registered",
+            WireReply::Unregistered => "Unregistered",
+            WireReply::Clients { .. } => "Clients",
+            WireReply::Ack(_) => "Ack",
+            WireReply::StreamOpened(_) => "StreamOpened",
+            WireReply::StreamRefused => "StreamRefused",
+            WireReply::Failed { .. } => "Failed",
+        }
+    }
 }
