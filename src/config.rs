@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
+use relay_core::directory::{DEFAULT_LIST_PAGE, MAX_LIST_PAGE};
 use relay_core::DuplicatePolicy;
 
 /// p2p-relay: pairs two clients and relays their events, acks and streams, over Socket.IO
@@ -66,6 +67,16 @@ pub struct Settings {
     /// Connected clients the relay accepts.
     #[arg(long, env = "P2P_RELAY_MAX_CLIENTS", default_value_t = 100_000)]
     pub max_clients: usize,
+
+    /// Client ids in one page of a native client's list when it asks for no page size (it
+    /// may ask for up to 4096). A list costs the relay one page at a time.
+    #[arg(
+        long,
+        env = "P2P_RELAY_LIST_PAGE",
+        default_value_t = DEFAULT_LIST_PAGE as u32,
+        value_parser = clap::value_parser!(u32).range(1..=MAX_LIST_PAGE as i64)
+    )]
+    pub list_page: u32,
 }
 
 impl Settings {
@@ -106,5 +117,37 @@ impl Settings {
             ack_timeout: self.ack_timeout(),
             ..Default::default()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("p2p-relay").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_list_page_has_a_default_and_bounds() {
+        assert_eq!(parse(&[]).unwrap().list_page as usize, DEFAULT_LIST_PAGE);
+        assert_eq!(parse(&["--list-page", "7"]).unwrap().list_page, 7);
+        let most = MAX_LIST_PAGE.to_string();
+        assert_eq!(
+            parse(&["--list-page", &most]).unwrap().list_page as usize,
+            MAX_LIST_PAGE
+        );
+        for bad in ["0", "4097"] {
+            let err = parse(&["--list-page", bad]).unwrap_err().to_string();
+            assert!(err.contains("--list-page"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_frame_limit_follows_the_payload_limit() {
+        let settings = parse(&["--max-message-bytes", "1000"]).unwrap();
+        assert_eq!(settings.max_frame_bytes(), 1000 + 64 * 1024);
+        let settings = parse(&["--max-message-bytes", "100000000"]).unwrap();
+        assert_eq!(settings.max_frame_bytes(), p2p_relay_wire::MAX_FRAME_BYTES);
     }
 }

@@ -194,7 +194,8 @@ async fn the_cli_sends_files_through_the_relay_binary() {
 
 #[tokio::test]
 async fn the_cli_lists_and_fails_clearly() {
-    let relay = Relay::start(&[]).await;
+    // Pages of two ids: the listings below take two pages each.
+    let relay = Relay::start(&["--list-page", "2"]).await;
     let (_c, _c_in) = relay.connect("carol").await;
     let out = finish(cli(&relay).args(["list", "--as", "lister"])).await;
     assert!(out.status.success(), "{}", text(&out.stderr));

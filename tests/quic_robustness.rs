@@ -27,8 +27,8 @@ async fn frames_that_do_not_decode_are_answered_and_skipped() {
         &[3, 1],
         // An empty body.
         &[],
-        // A valid List followed by a stray byte.
-        &[4, 1, 0],
+        // A valid List (req 1, no cursor, no limit) followed by a stray byte.
+        &[4, 1, 0, 0, 0],
     ];
     for body in bad_bodies {
         raw.send_body(body).await;
@@ -57,7 +57,12 @@ async fn frames_that_do_not_decode_are_answered_and_skipped() {
         }
     );
     // Any request id is the client's own: the largest one is echoed back unchanged.
-    raw.send(&ClientFrame::List { req: u64::MAX }).await;
+    raw.send(&ClientFrame::List {
+        req: u64::MAX,
+        after: None,
+        limit: None,
+    })
+    .await;
     match raw.next().await {
         ServerFrame::Reply { req, .. } => assert_eq!(req, u64::MAX),
         other => panic!("{other:?}"),
@@ -167,7 +172,12 @@ async fn a_hello_of_another_version_is_refused() {
 #[tokio::test]
 async fn a_first_frame_that_is_not_hello_is_a_protocol_violation() {
     let relay = Relay::start(&[]).await;
-    let list = frame::encode(&ClientFrame::List { req: 1 }).unwrap();
+    let list = frame::encode(&ClientFrame::List {
+        req: 1,
+        after: None,
+        limit: None,
+    })
+    .unwrap();
     let (answer, code) = first_frame(&relay, &list[4..]).await;
     assert_eq!(
         answer,

@@ -15,12 +15,14 @@ use crate::connection::{self, CloseReason};
 use crate::driver::{self, TaskOwner};
 use crate::error::ClientError;
 use crate::incoming::Incoming;
+use crate::list::{ListPage, Walk};
 use crate::options::ConnectOptions;
 use crate::stream::P2pStream;
 use crate::wire::{
-    frame, ClientFrame, CloseCode, FrameError, FrameReader, FrameWriter, ServerFrame, StreamHeader,
-    WireAnswer, WireReply, PROTOCOL_VERSION,
+    frame, list, ClientFrame, CloseCode, FrameError, FrameReader, FrameWriter, ServerFrame,
+    StreamHeader, WireAnswer, WireReply, PROTOCOL_VERSION,
 };
+use relay_core::directory::MAX_LIST_PAGE;
 use relay_core::ErrorCode;
 
 /// Requests queued for the control stream before a verb waits for room. The writer drains
@@ -255,13 +257,48 @@ impl Client {
         }
     }
 
-    /// Every connected client id.
+    /// Every connected client id, sorted, each once: the pages of [`Client::list_page`]
+    /// from the first to the last (at most [`crate::MAX_LIST_PAGES`]). Clients that come or
+    /// go during the walk may or may not be in it, as with any paged listing.
     pub async fn list_clients(&self) -> Result<Vec<String>, ClientError> {
+        let mut walk = Walk::default();
+        loop {
+            let page = self.list_page(walk.after(), None).await?;
+            if !walk.add(page)? {
+                return Ok(walk.into_ids());
+            }
+        }
+    }
+
+    /// One page of the connected client ids, sorted: those after `after` (None: from the
+    /// start), at most `limit` of them (None: the relay's page size, `--list-page`, 1000 by
+    /// default). The next page starts at the returned `next`.
+    ///
+    /// Never asks for more than a reply this client's frame limit can hold
+    /// ([`crate::wire::list::page_limit`]): 4096 ids at the default limit.
+    pub async fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<ListPage, ClientError> {
+        let fits = list::page_limit(self.shared.frame_limit);
+        // Without a size the relay may answer with up to MAX_LIST_PAGE ids: name one when
+        // a page that large would not fit.
+        let limit = match limit {
+            Some(limit) => Some(limit.min(fits)),
+            None if (fits as usize) < MAX_LIST_PAGE => Some(fits),
+            None => None,
+        };
+        let after = after.map(str::to_string);
         let reply = self
-            .request("list", PendingKind::Other, |req| ClientFrame::List { req })
+            .request("list", PendingKind::Other, |req| ClientFrame::List {
+                req,
+                after,
+                limit,
+            })
             .await?;
         match reply {
-            WireReply::Clients(ids) => Ok(ids),
+            WireReply::Clients { ids, next } => Ok(ListPage { ids, next }),
             other => Err(unexpected("list", &other)),
         }
     }

@@ -101,6 +101,13 @@ pub enum ClientError {
     #[error(transparent)]
     Frame(#[from] FrameError),
 
+    /// [`crate::Client::list_clients`] fetched its most pages and the list went on.
+    #[error(
+        "the client list did not end within {pages} pages; walk longer lists with \
+         Client::list_page (or raise ConnectOptions::max_frame_bytes for larger pages)"
+    )]
+    ListTooLong { pages: usize },
+
     /// A granted P2P stream could not be opened or started.
     #[error("cannot open the data stream for P2P stream {stream}: {reason}")]
     OpenStream { stream: u64, reason: String },
@@ -127,8 +134,8 @@ pub enum ErrorKind {
     Timeout,
     /// The peer disconnected before answering.
     PeerGone,
-    /// A limit of the connection was reached (pending requests, streams, chunks): wait
-    /// for some to complete.
+    /// A limit was reached: of the connection (pending requests, streams, chunks: wait for
+    /// some to complete), or the pages one listing may take.
     LimitReached,
     /// The receiver's queue is full: it reads too slowly; try again later.
     QueueFull,
@@ -174,6 +181,7 @@ impl ClientError {
             Closed(_) | OpenStream { .. } => ErrorKind::Closed,
             Request { code, .. } => ErrorKind::from(*code),
             RequestTimeout { .. } => ErrorKind::Timeout,
+            ListTooLong { .. } => ErrorKind::LimitReached,
             NotPaired => ErrorKind::NotPaired,
             AlreadyPaired(_) | RegisterSelf => ErrorKind::PairingConflict,
             EmptyEvent | Args(_) => ErrorKind::Invalid,

@@ -41,6 +41,7 @@ mod connection;
 mod driver;
 mod error;
 mod incoming;
+mod list;
 mod options;
 mod stream;
 
@@ -49,6 +50,7 @@ pub use client::Client;
 pub use connection::CloseReason;
 pub use error::{ClientError, ErrorKind, StreamError};
 pub use incoming::{AckResponder, ClientEvent, Incoming, Request, RequestKind};
+pub use list::{ListPage, MAX_LIST_PAGES};
 pub use options::{ConnectOptions, DEFAULT_ADDR, DEFAULT_INCOMING_CAPACITY, DEFAULT_SERVER_NAME};
 pub use stream::{P2pReadHalf, P2pStream, P2pWriteHalf};
 

@@ -8,6 +8,7 @@ use p2p_relay_wire::{
     self as wire, frame, ClientFrame, CloseCode, FrameError, FrameReader, FrameWriter, ServerFrame,
     WireAnswer, WireReply,
 };
+use relay_core::directory::MAX_LIST_PAGE;
 use relay_core::{
     Addr, Answer, CloseReason, Command, ConnId, ErrorCode, Event, Payload, Reply, ReqId, StreamId,
     StreamKind, Ticket, Transport,
@@ -226,7 +227,7 @@ async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvS
         };
         let command = frame::decode::<ClientFrame>(&body)
             .map_err(|e| e.to_string())
-            .and_then(command_of);
+            .and_then(|frame| command_of(frame, native.shared.config.list_page));
         match command {
             Ok(command) => native.shared.relay.command(native.id, command),
             // Not understood: answered and skipped, the connection lives on.
@@ -238,7 +239,9 @@ async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvS
     }
 }
 
-fn command_of(frame: ClientFrame) -> Result<Command, String> {
+/// The core command a frame asks for; `list_page` is the page size of a List that names
+/// none.
+fn command_of(frame: ClientFrame, list_page: usize) -> Result<Command, String> {
     Ok(match frame {
         ClientFrame::Hello { .. } => return Err("already said hello".to_owned()),
         ClientFrame::Register { req, target } => Command::Register {
@@ -257,10 +260,10 @@ fn command_of(frame: ClientFrame) -> Result<Command, String> {
             args: Payload::MsgPack(args),
             ack: ack.map(ReqId),
         },
-        ClientFrame::List { req } => Command::List {
+        ClientFrame::List { req, after, limit } => Command::List {
             req: ReqId(req),
-            after: None,
-            limit: None,
+            after,
+            limit: Some(page_size(limit, list_page)),
         },
         ClientFrame::OpenStream { req, target } => Command::OpenStream {
             req: ReqId(req),
@@ -275,6 +278,15 @@ fn command_of(frame: ClientFrame) -> Result<Command, String> {
             },
         },
     })
+}
+
+/// The size of a native list page: what the client asked for, or the relay's page size, and
+/// never more than [`MAX_LIST_PAGE`]. Always a page: a native list never costs the whole
+/// directory, and its reply stays within a frame.
+fn page_size(asked: Option<u32>, list_page: usize) -> usize {
+    asked
+        .map_or(list_page, |n| usize::try_from(n).unwrap_or(MAX_LIST_PAGE))
+        .clamp(1, MAX_LIST_PAGE)
 }
 
 /// Core events for the client, written as control frames in order.
@@ -401,9 +413,10 @@ fn wire_reply(reply: Reply) -> WireReply {
     match reply {
         Reply::Registered(ok) => WireReply::Registered(ok),
         Reply::Unregistered => WireReply::Unregistered,
-        Reply::Clients(page) => {
-            WireReply::Clients(page.ids.iter().map(|id| id.to_string()).collect())
-        }
+        Reply::Clients(page) => WireReply::Clients {
+            ids: page.ids.iter().map(|id| id.to_string()).collect(),
+            next: page.next.map(|id| id.to_string()),
+        },
         Reply::Ack(payload) => WireReply::Ack(payload.into_msgpack()),
         Reply::StreamOpened { stream, .. } => WireReply::StreamOpened(stream.0),
         Reply::StreamRefused => WireReply::StreamRefused,
@@ -433,4 +446,37 @@ async fn accept_streams(native: Arc<Native>) {
 /// Builds the header that starts a data stream toward a client.
 pub(crate) fn header(stream: StreamId) -> [u8; wire::header::HEADER_LEN] {
     wire::StreamHeader { stream: stream.0 }.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit_of(frame: ClientFrame, list_page: usize) -> Option<usize> {
+        match command_of(frame, list_page) {
+            Ok(Command::List { limit, .. }) => limit,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn list(limit: Option<u32>) -> ClientFrame {
+        ClientFrame::List {
+            req: 1,
+            after: Some("m".into()),
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_native_list_is_always_a_bounded_page() {
+        assert_eq!(limit_of(list(None), 1000), Some(1000));
+        assert_eq!(limit_of(list(None), 7), Some(7));
+        assert_eq!(limit_of(list(Some(3)), 1000), Some(3));
+        assert_eq!(limit_of(list(Some(u32::MAX)), 1000), Some(MAX_LIST_PAGE));
+        assert_eq!(limit_of(list(Some(0)), 1000), Some(1));
+        match command_of(list(None), 10) {
+            Ok(Command::List { after, .. }) => assert_eq!(after.as_deref(), Some("m")),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -33,6 +33,8 @@ pub struct QuicConfig {
     /// UDP socket buffer size asked of the OS; quinn's default overflowed under load on
     /// loopback (see FIELD-NOTES.md).
     pub udp_buffer_bytes: usize,
+    /// Client ids in a list page when the client asks for no size.
+    pub list_page: usize,
 }
 
 impl Default for QuicConfig {
@@ -43,6 +45,7 @@ impl Default for QuicConfig {
             handshake_timeout: Duration::from_secs(10),
             max_streams_per_connection: 257,
             udp_buffer_bytes: 4 * 1024 * 1024,
+            list_page: relay_core::directory::DEFAULT_LIST_PAGE,
         }
     }
 }

@@ -420,14 +420,19 @@ impl Raw {
         );
     }
 
-    /// Sends a List request and returns the ids in its reply (skipping nothing else: the
-    /// reply must be the next frame).
+    /// Sends a List request for the first page and returns its ids, checking that it is
+    /// the only page (skipping nothing else: the reply must be the next frame).
     pub async fn list(&mut self, req: u64) -> Vec<String> {
-        self.send(&ClientFrame::List { req }).await;
+        self.send(&ClientFrame::List {
+            req,
+            after: None,
+            limit: None,
+        })
+        .await;
         match self.next().await {
             ServerFrame::Reply {
                 req: r,
-                reply: WireReply::Clients(ids),
+                reply: WireReply::Clients { ids, next: None },
             } if r == req => ids,
             other => panic!("expected the list reply {req}, got {other:?}"),
         }

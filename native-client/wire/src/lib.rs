@@ -12,6 +12,7 @@
 pub mod codes;
 pub mod frame;
 pub mod header;
+pub mod list;
 pub mod messages;
 
 pub use codes::{CloseCode, ResetCode};

@@ -38,8 +38,14 @@ pub enum ClientFrame {
         /// Set to ask for the peer's ack, answered by a `Reply` with this id.
         ack: Option<u64>,
     },
+    /// One page of the connected client ids, sorted: those after `after` (exclusive; None
+    /// from the start), at most `limit` of them (None: the relay's page size, `--list-page`;
+    /// capped at `relay_core::directory::MAX_LIST_PAGE`). A client sizes `limit` so that the
+    /// reply fits in its frame limit ([`crate::list::page_limit`]).
     List {
         req: u64,
+        after: Option<String>,
+        limit: Option<u32>,
     },
     OpenStream {
         req: u64,
@@ -123,7 +129,12 @@ pub enum ServerFrame {
 pub enum WireReply {
     Registered(bool),
     Unregistered,
-    Clients(Vec<String>),
+    /// A page of the client list, sorted. `next` is the `after` of the next page; None on
+    /// the last one.
+    Clients {
+        ids: Vec<String>,
+        next: Option<String>,
+    },
     Ack(Bytes),
     /// Open a bidirectional stream and start it with this id's header.
     StreamOpened(u64),
