@@ -2,7 +2,7 @@
 //!
 //! The relay splices the two ends' QUIC streams, so flow control, FIN and resets travel
 //! from peer to peer: a finished send side gives the other side a clean EOF, and a reset
-//! reaches it as a reset with a code ([`crate::wire::codes`]) that the read error names.
+//! reaches it as a reset with a code ([`crate::wire::ResetCode`]) that the read error names.
 
 use std::io;
 use std::pin::Pin;
