@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use relay_core::directory::{DEFAULT_LIST_PAGE, MAX_LIST_PAGE};
 use relay_core::{DuplicatePolicy, IpLimits, RateLimits};
 
 use crate::auth::{mint::TokenCommand, AuthMode};
@@ -143,6 +144,16 @@ pub struct Settings {
     /// applies.
     #[arg(long, env = "P2P_RELAY_CONNECT_BURST_PER_IP", default_value_t = 200)]
     pub connect_burst_per_ip: u32,
+
+    /// Client ids in one page of a native client's list when it asks for no page size (it
+    /// may ask for up to 4096). A list costs the relay one page at a time.
+    #[arg(
+        long,
+        env = "P2P_RELAY_LIST_PAGE",
+        default_value_t = DEFAULT_LIST_PAGE as u32,
+        value_parser = clap::value_parser!(u32).range(1..=MAX_LIST_PAGE as i64)
+    )]
+    pub list_page: u32,
 }
 
 /// What the binary can do besides relaying.
@@ -169,9 +180,7 @@ impl Settings {
 
     /// The largest native control frame: a payload at the limit plus its framing.
     pub fn max_frame_bytes(&self) -> usize {
-        self.max_message_bytes
-            .saturating_add(64 * 1024)
-            .min(native_client::wire::MAX_FRAME_BYTES)
+        p2p_relay_wire::frame_limit_for(self.max_message_bytes)
     }
 
     pub fn auth_timeout(&self) -> Duration {
@@ -259,5 +268,32 @@ mod tests {
         assert_eq!(token.sub, "A");
         assert_eq!(token.peers.unwrap(), vec!["B", "t-*"]);
         assert_eq!(token.ttl, Duration::from_secs(3600));
+    }
+
+    fn parse(args: &[&str]) -> Result<Settings, clap::Error> {
+        Settings::try_parse_from(std::iter::once("p2p-relay").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_list_page_has_a_default_and_bounds() {
+        assert_eq!(parse(&[]).unwrap().list_page as usize, DEFAULT_LIST_PAGE);
+        assert_eq!(parse(&["--list-page", "7"]).unwrap().list_page, 7);
+        let most = MAX_LIST_PAGE.to_string();
+        assert_eq!(
+            parse(&["--list-page", &most]).unwrap().list_page as usize,
+            MAX_LIST_PAGE
+        );
+        for bad in ["0", "4097"] {
+            let err = parse(&["--list-page", bad]).unwrap_err().to_string();
+            assert!(err.contains("--list-page"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_frame_limit_follows_the_payload_limit() {
+        let settings = parse(&["--max-message-bytes", "1000"]).unwrap();
+        assert_eq!(settings.max_frame_bytes(), 1000 + 64 * 1024);
+        let settings = parse(&["--max-message-bytes", "100000000"]).unwrap();
+        assert_eq!(settings.max_frame_bytes(), p2p_relay_wire::MAX_FRAME_BYTES);
     }
 }

@@ -55,6 +55,7 @@ impl Server {
             max_frame_bytes: settings.max_frame_bytes(),
             outbox_messages: settings.outbox_messages,
             max_streams_per_connection: (settings.max_streams as u32).saturating_add(1),
+            list_page: settings.list_page as usize,
             ..QuicConfig::default()
         };
         let quic = QuicFrontEnd::bind(settings.quic_listen, &identity, &quic_config)?;

@@ -38,7 +38,7 @@ use cross::{
     SEED_S1_NATIVE_TO_NODE, SEED_S1_NODE_TO_NATIVE, SEED_S2_NATIVE_TO_NODE, SEED_S2_NODE_TO_NATIVE,
 };
 use native_client::rmpv::Value;
-use native_client::wire::codes;
+use native_client::wire::ResetCode;
 use native_client::{
     Args, Client, ClientEvent, Incoming, P2pReadHalf, P2pWriteHalf, Request, StreamError,
 };
@@ -469,7 +469,7 @@ async fn scenario(
     }
     checks.result(
         "unregister.s1_reset",
-        expect_reset(&mut s1_read, codes::STREAM_CLOSED).await,
+        expect_reset(&mut s1_read, ResetCode::Closed).await,
     );
     let closed = native
         .expect(
@@ -585,7 +585,7 @@ async fn scenario(
             );
             checks.result(
                 "disconnect.s2_reset",
-                expect_reset(&mut s2_read, codes::STREAM_PEER_GONE).await,
+                expect_reset(&mut s2_read, ResetCode::PeerGone).await,
             );
         }
     }
@@ -795,7 +795,7 @@ async fn pump_events(
                     let _ = ack.send(Args::new());
                 }
             }
-            ClientEvent::ServerError(message) => server_errors.lock().unwrap().push(message),
+            ClientEvent::ServerError { message, .. } => server_errors.lock().unwrap().push(message),
             other => {
                 if tx.send(other).is_err() {
                     return;
@@ -908,7 +908,7 @@ async fn joined<T>(task: tokio::task::JoinHandle<Result<T, String>>) -> Result<T
 }
 
 /// The next read must fail with a reset carrying `code`.
-async fn expect_reset(stream: &mut P2pReadHalf, code: u32) -> Result<String, String> {
+async fn expect_reset(stream: &mut P2pReadHalf, code: ResetCode) -> Result<String, String> {
     let mut buf = [0u8; 4096];
     match tokio::time::timeout(STEP, stream.read(&mut buf)).await {
         Err(_) => Err(format!(
@@ -916,15 +916,13 @@ async fn expect_reset(stream: &mut P2pReadHalf, code: u32) -> Result<String, Str
             STEP.as_secs()
         )),
         Ok(Ok(0)) => Err(format!(
-            "a clean end of stream instead of a reset with {code:#x}"
+            "a clean end of stream instead of a reset with {code:?}"
         )),
-        Ok(Ok(n)) => Err(format!("{n} more bytes instead of a reset with {code:#x}")),
-        Ok(Err(e)) => match StreamError::of(&e).and_then(StreamError::code) {
-            Some(got) if got == u64::from(code) => Ok(e.to_string()),
+        Ok(Ok(n)) => Err(format!("{n} more bytes instead of a reset with {code:?}")),
+        Ok(Err(e)) => match StreamError::of(&e).and_then(StreamError::reason) {
+            Some(got) if got == code => Ok(e.to_string()),
             got => Err(format!(
-                "the read failed with \"{e}\" (code {got:?}), expected a reset with {code:#x} \
-                 ({})",
-                codes::describe(u64::from(code))
+                "the read failed with \"{e}\" ({got:?}), expected a reset with {code:?} ({code})"
             )),
         },
     }

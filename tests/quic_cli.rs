@@ -13,16 +13,17 @@ use native_client::rmpv::Value;
 use native_client::{Args, ClientEvent};
 use tokio::process::Command;
 
-/// The `p2p-relay-client` binary of this build. It belongs to the native-client package,
-/// so Cargo gives no `CARGO_BIN_EXE_` for it here; it is built next to the relay binary
-/// whenever native-client's own integration tests are built (`cargo test --workspace`).
+/// The `p2p-relay-client` binary of this build. It belongs to the p2p-relay-client-cli
+/// package (native-client/cli), so Cargo gives no `CARGO_BIN_EXE_` for it here; it is built
+/// next to the relay binary whenever that package's own integration tests are built
+/// (`cargo test --workspace`).
 fn client_bin() -> PathBuf {
     let name = format!("p2p-relay-client{}", std::env::consts::EXE_SUFFIX);
     let bin = Path::new(env!("CARGO_BIN_EXE_p2p-relay")).with_file_name(name);
     assert!(
         bin.is_file(),
         "{} is missing: build it with the relay, e.g. `cargo test --workspace --release` (or \
-         `cargo build --release -p native-client`) before running this test",
+         `cargo build --release -p p2p-relay-client-cli`) before running this test",
         bin.display()
     );
     bin
@@ -193,7 +194,8 @@ async fn the_cli_sends_files_through_the_relay_binary() {
 
 #[tokio::test]
 async fn the_cli_lists_and_fails_clearly() {
-    let relay = Relay::start(&[]).await;
+    // Pages of two ids: the listings below take two pages each.
+    let relay = Relay::start(&["--list-page", "2"]).await;
     let (_c, _c_in) = relay.connect("carol").await;
     let out = finish(cli(&relay).args(["list", "--as", "lister"])).await;
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -8,8 +8,10 @@ mod common;
 use std::time::Duration;
 
 use common::{app_close_code, next, raw_handshake, within, Raw, Relay};
-use native_client::wire::{self, codes, frame, ClientFrame, ServerFrame, StreamHeader, WireReply};
-use native_client::{Client, ClientError, ClientEvent, Trust};
+use native_client::wire::{
+    self, frame, ClientFrame, CloseCode, ResetCode, ServerFrame, StreamHeader, WireReply,
+};
+use native_client::{Client, ClientError, ClientEvent, ErrorCode, Trust};
 use quinn::{ReadError, WriteError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -25,14 +27,15 @@ async fn frames_that_do_not_decode_are_answered_and_skipped() {
         &[3, 1],
         // An empty body.
         &[],
-        // A valid List followed by a stray byte.
-        &[4, 1, 0],
+        // A valid List (req 1, no cursor, no limit) followed by a stray byte.
+        &[4, 1, 0, 0, 0],
     ];
     for body in bad_bodies {
         raw.send_body(body).await;
         match raw.next().await {
-            ServerFrame::ServerError { message } => {
-                assert!(message.starts_with("bad frame:"), "{body:?}: {message}")
+            ServerFrame::ServerError { code, message } => {
+                assert!(message.starts_with("bad frame:"), "{body:?}: {message}");
+                assert_eq!(code, Some(ErrorCode::Invalid.as_u16()), "{body:?}");
             }
             other => panic!("{body:?}: {other:?}"),
         }
@@ -49,11 +52,17 @@ async fn frames_that_do_not_decode_are_answered_and_skipped() {
     assert_eq!(
         raw.next().await,
         ServerFrame::ServerError {
+            code: Some(ErrorCode::Invalid.as_u16()),
             message: "already said hello".into()
         }
     );
     // Any request id is the client's own: the largest one is echoed back unchanged.
-    raw.send(&ClientFrame::List { req: u64::MAX }).await;
+    raw.send(&ClientFrame::List {
+        req: u64::MAX,
+        after: None,
+        limit: None,
+    })
+    .await;
     match raw.next().await {
         ServerFrame::Reply { req, .. } => assert_eq!(req, u64::MAX),
         other => panic!("{other:?}"),
@@ -76,7 +85,7 @@ async fn an_oversized_frame_closes_that_connection_only() {
     let err = raw.closed().await;
     assert_eq!(
         app_close_code(&err),
-        Some(u64::from(codes::FRAME_TOO_LARGE)),
+        Some(u64::from(CloseCode::FrameTooLarge.code())),
         "{err}"
     );
     // Everyone else is unaffected; A is gone from the list.
@@ -91,14 +100,10 @@ async fn an_oversized_frame_closes_that_connection_only() {
     loop {
         match next(&mut a_in).await {
             ClientEvent::Closed(reason) => {
-                assert_eq!(
-                    reason.code,
-                    Some(u64::from(codes::FRAME_TOO_LARGE)),
-                    "{reason}"
-                );
+                assert_eq!(reason.code(), Some(CloseCode::FrameTooLarge), "{reason}");
                 break;
             }
-            ClientEvent::ServerError(_) => {}
+            ClientEvent::ServerError { .. } => {}
             other => panic!("{other:?}"),
         }
     }
@@ -109,7 +114,8 @@ async fn an_oversized_frame_closes_that_connection_only() {
 #[tokio::test]
 async fn a_wrong_alpn_fails_the_handshake_and_the_relay_serves_on() {
     let relay = Relay::start(&[]).await;
-    for alpn in [&b"p2p-relay/2"[..], b"h3"] {
+    // The previous version's ALPN, and another protocol's.
+    for alpn in [&b"p2p-relay/1"[..], b"h3"] {
         let err = match raw_handshake(&relay, alpn).await {
             Ok(_) => panic!("a handshake offering {alpn:?} must fail"),
             Err(e) => e,
@@ -141,8 +147,9 @@ async fn first_frame(relay: &Relay, first: &[u8]) -> (ServerFrame, Option<u64>) 
 #[tokio::test]
 async fn a_hello_of_another_version_is_refused() {
     let relay = Relay::start(&[]).await;
+    // A client of the previous version: its hello has the same layout.
     let hello = frame::encode(&ClientFrame::Hello {
-        version: 2,
+        version: 1,
         client_id: "A".into(),
         credentials: None,
     })
@@ -151,11 +158,11 @@ async fn a_hello_of_another_version_is_refused() {
     assert_eq!(
         answer,
         ServerFrame::Refused {
-            code: codes::VERSION_MISMATCH,
-            message: "protocol version 2 is not supported; this relay speaks version 1".into()
+            code: CloseCode::VersionMismatch.code(),
+            message: "protocol version 1 is not supported; this relay speaks version 2".into()
         }
     );
-    assert_eq!(code, Some(u64::from(codes::VERSION_MISMATCH)));
+    assert_eq!(code, Some(u64::from(CloseCode::VersionMismatch.code())));
     // It was never admitted.
     let (a, _a_in) = relay.connect("A").await;
     assert_eq!(a.list_clients().await.unwrap(), vec!["A"]);
@@ -165,16 +172,21 @@ async fn a_hello_of_another_version_is_refused() {
 #[tokio::test]
 async fn a_first_frame_that_is_not_hello_is_a_protocol_violation() {
     let relay = Relay::start(&[]).await;
-    let list = frame::encode(&ClientFrame::List { req: 1 }).unwrap();
+    let list = frame::encode(&ClientFrame::List {
+        req: 1,
+        after: None,
+        limit: None,
+    })
+    .unwrap();
     let (answer, code) = first_frame(&relay, &list[4..]).await;
     assert_eq!(
         answer,
         ServerFrame::Refused {
-            code: codes::PROTOCOL_VIOLATION,
+            code: CloseCode::ProtocolViolation.code(),
             message: "the first frame must be Hello, got List".into()
         }
     );
-    assert_eq!(code, Some(u64::from(codes::PROTOCOL_VIOLATION)));
+    assert_eq!(code, Some(u64::from(CloseCode::ProtocolViolation.code())));
 
     // A first frame that does not decode at all.
     let (answer, code) = first_frame(&relay, &[200]).await;
@@ -183,7 +195,7 @@ async fn a_first_frame_that_is_not_hello_is_a_protocol_violation() {
             code: refused,
             message,
         } => {
-            assert_eq!(refused, codes::PROTOCOL_VIOLATION);
+            assert_eq!(refused, CloseCode::ProtocolViolation.code());
             assert!(
                 message.starts_with("expected a Hello frame: bad frame:"),
                 "{message}"
@@ -191,7 +203,7 @@ async fn a_first_frame_that_is_not_hello_is_a_protocol_violation() {
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(code, Some(u64::from(codes::PROTOCOL_VIOLATION)));
+    assert_eq!(code, Some(u64::from(CloseCode::ProtocolViolation.code())));
     let (a, _a_in) = relay.connect("A").await;
     assert_eq!(a.list_clients().await.unwrap(), vec!["A"]);
     relay.shutdown().await;
@@ -231,7 +243,7 @@ async fn reset_code(recv: &mut quinn::RecvStream) -> u64 {
 async fn data_streams_with_a_bad_header_are_refused() {
     let relay = Relay::start(&[]).await;
     let mut raw = relay.raw("A").await;
-    let bad = u64::from(codes::STREAM_BAD_HEADER);
+    let bad = u64::from(ResetCode::BadHeader.code());
 
     // Wrong magic.
     let mut header = StreamHeader { stream: 1 }.encode();
@@ -256,7 +268,7 @@ async fn data_streams_with_a_bad_header_are_refused() {
 #[tokio::test]
 async fn data_streams_not_granted_to_the_connection_are_refused() {
     let relay = Relay::start(&[]).await;
-    let not_granted = u64::from(codes::STREAM_NOT_GRANTED);
+    let not_granted = u64::from(ResetCode::NotGranted.code());
     let (b, mut b_in) = relay.connect("B").await;
     // A raw client pairs with B and gets a stream granted.
     let mut raw = relay.raw("A").await;
@@ -420,13 +432,13 @@ async fn silent_connections_block_no_one_and_shutdown_closes_them() {
         let err = within("the shutdown close", conn.closed()).await;
         assert_eq!(
             app_close_code(&err),
-            Some(u64::from(codes::SHUTDOWN)),
+            Some(u64::from(CloseCode::Shutdown.code())),
             "{err}"
         );
     }
     match next(&mut a_in).await {
         ClientEvent::Closed(reason) => {
-            assert_eq!(reason.code, Some(u64::from(codes::SHUTDOWN)), "{reason}")
+            assert_eq!(reason.code(), Some(CloseCode::Shutdown), "{reason}")
         }
         other => panic!("{other:?}"),
     }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 
 use common::{assert_quiet, next, pair, within, Relay, WAIT};
 use native_client::rmpv::Value;
-use native_client::wire::{codes, ClientFrame, ServerFrame, WireAnswer, WireReply};
-use native_client::{Args, Client, ClientError, ClientEvent};
+use native_client::wire::{ClientFrame, CloseCode, ServerFrame, WireAnswer, WireReply};
+use native_client::{Args, Client, ClientError, ClientEvent, CloseReason, ErrorCode, ErrorKind};
 
 const QUIET: Duration = Duration::from_millis(200);
 
@@ -154,26 +154,33 @@ async fn a_busy_target_refuses() {
         target: "C".into(),
     })
     .await;
-    expect_failure(&mut raw, 2, "already paired with 'E'").await;
+    expect_failure(
+        &mut raw,
+        2,
+        ErrorCode::PairingConflict,
+        "already paired with 'E'",
+    )
+    .await;
     assert_quiet(&mut c_in, QUIET).await;
     relay.shutdown().await;
 }
 
 /// The relay reports a failed request twice, as it does to Socket.IO clients: a
-/// `ServerError` and the request's own reply. Either may come first.
-async fn expect_failure(raw: &mut common::Raw, req: u64, message: &str) {
+/// `ServerError` and the request's own reply, both with the failure's code. Either may
+/// come first.
+async fn expect_failure(raw: &mut common::Raw, req: u64, kind: ErrorCode, message: &str) {
     let mut seen = (false, false);
     while seen != (true, true) {
         match raw.next().await {
-            ServerFrame::ServerError { message: m } if !seen.0 => {
-                assert_eq!(m, message);
+            ServerFrame::ServerError { code, message: m } if !seen.0 => {
+                assert_eq!((code, m.as_str()), (Some(kind.as_u16()), message));
                 seen.0 = true;
             }
             ServerFrame::Reply {
                 req: r,
-                reply: WireReply::Failed(m),
+                reply: WireReply::Failed { code, message: m },
             } if r == req && !seen.1 => {
-                assert_eq!(m, message);
+                assert_eq!((code, m.as_str()), (kind.as_u16(), message));
                 seen.1 = true;
             }
             other => panic!("expected the failure '{message}', got {other:?}"),
@@ -197,16 +204,28 @@ async fn self_unknown_and_invalid_targets_fail_with_the_relays_words() {
         target: "R".into(),
     })
     .await;
-    expect_failure(&mut raw, 1, "cannot register to yourself").await;
+    expect_failure(
+        &mut raw,
+        1,
+        ErrorCode::PairingConflict,
+        "cannot register to yourself",
+    )
+    .await;
 
     match a.register("nobody").await {
-        Err(ClientError::Request(message)) => {
-            assert_eq!(message, "target client 'nobody' is not connected")
+        Err(e @ ClientError::Request { .. }) => {
+            assert_eq!(e.kind(), ErrorKind::NotConnected);
+            assert_eq!(e.code(), Some(ErrorCode::NotConnected));
+            assert_eq!(
+                e.to_string(),
+                "request failed: target client 'nobody' is not connected"
+            );
         }
         other => panic!("{other:?}"),
     }
     match next(&mut a_in).await {
-        ClientEvent::ServerError(message) => {
+        ClientEvent::ServerError { code, message } => {
+            assert_eq!(code, Some(ErrorCode::NotConnected));
             assert_eq!(message, "target client 'nobody' is not connected")
         }
         other => panic!("{other:?}"),
@@ -237,6 +256,7 @@ async fn local_checks_mirror_the_js_plugin() {
         err.to_string(),
         "request failed: cannot open a stream: not paired"
     );
+    assert_eq!(err.kind(), ErrorKind::NotPaired);
     drop(a);
 
     let (a, _a_in, _b, _b_in) = relay.paired("A2", "B2").await;
@@ -273,7 +293,13 @@ async fn unregister_reaches_the_other_side() {
     // Unregistering while unpaired, asked of the relay: a failure with its text.
     let mut raw = relay.raw("R").await;
     raw.send(&ClientFrame::Unregister { req: 7 }).await;
-    expect_failure(&mut raw, 7, "cannot unregister: not paired").await;
+    expect_failure(
+        &mut raw,
+        7,
+        ErrorCode::NotPaired,
+        "cannot unregister: not paired",
+    )
+    .await;
     relay.shutdown().await;
 }
 
@@ -343,7 +369,10 @@ async fn emits_reach_only_the_peer() {
     })
     .await;
     match raw.next().await {
-        ServerFrame::ServerError { message } => assert_eq!(message, "not paired with 'C'"),
+        ServerFrame::ServerError { code, message } => {
+            assert_eq!(code, Some(ErrorCode::NotPaired.as_u16()));
+            assert_eq!(message, "not paired with 'C'")
+        }
         other => panic!("{other:?}"),
     }
     raw.send(&ClientFrame::Emit {
@@ -353,7 +382,7 @@ async fn emits_reach_only_the_peer() {
         ack: Some(2),
     })
     .await;
-    expect_failure(&mut raw, 2, "not paired with 'C'").await;
+    expect_failure(&mut raw, 2, ErrorCode::NotPaired, "not paired with 'C'").await;
     // An unpaired client cannot reach B either.
     let mut stranger = relay.raw("D").await;
     stranger
@@ -364,7 +393,13 @@ async fn emits_reach_only_the_peer() {
             ack: Some(1),
         })
         .await;
-    expect_failure(&mut stranger, 1, "not paired with 'B'").await;
+    expect_failure(
+        &mut stranger,
+        1,
+        ErrorCode::NotPaired,
+        "not paired with 'B'",
+    )
+    .await;
     // The peer does get what is sent to it, and nothing before it.
     raw.send(&ClientFrame::Emit {
         target: "B".into(),
@@ -400,15 +435,22 @@ async fn reserved_event_names_are_refused() {
         let expected = format!("event name '{name}' is reserved");
         a.emit(name, Args::one(1)).await.unwrap();
         match next(&mut a_in).await {
-            ClientEvent::ServerError(message) => assert_eq!(message, expected),
+            ClientEvent::ServerError { code, message } => {
+                assert_eq!(
+                    (code, message),
+                    (Some(ErrorCode::Invalid), expected.clone())
+                )
+            }
             other => panic!("{other:?}"),
         }
         match a.emit_with_ack(name, Args::new()).await {
-            Err(ClientError::Request(message)) => assert_eq!(message, expected),
+            Err(ClientError::Request { code, message }) => {
+                assert_eq!((code, message), (ErrorCode::Invalid, expected.clone()))
+            }
             other => panic!("{other:?}"),
         }
         match next(&mut a_in).await {
-            ClientEvent::ServerError(message) => assert_eq!(message, expected),
+            ClientEvent::ServerError { message, .. } => assert_eq!(message, expected),
             other => panic!("{other:?}"),
         }
     }
@@ -433,14 +475,25 @@ async fn oversized_payloads_are_refused() {
     let expected = format!("payload of {size} bytes exceeds the limit of 1000 bytes");
     a.emit("big", big.clone()).await.unwrap();
     match next(&mut a_in).await {
-        ClientEvent::ServerError(message) => assert_eq!(message, expected),
+        ClientEvent::ServerError { code, message } => {
+            assert_eq!(
+                (code, message),
+                (Some(ErrorCode::TooLarge), expected.clone())
+            )
+        }
         other => panic!("{other:?}"),
     }
     match a.emit_with_ack("big", big).await {
-        Err(ClientError::Request(message)) => assert_eq!(message, expected),
+        Err(e @ ClientError::Request { .. }) => {
+            assert_eq!(e.kind(), ErrorKind::TooLarge);
+            assert_eq!(e.to_string(), format!("request failed: {expected}"));
+        }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(next(&mut a_in).await, ClientEvent::ServerError(_)));
+    assert!(matches!(
+        next(&mut a_in).await,
+        ClientEvent::ServerError { .. }
+    ));
 
     // Exactly at the limit passes, byte for byte.
     let at_limit = Args::binary(common::random_bytes(3, 1000 - 4));
@@ -470,7 +523,8 @@ async fn an_unanswered_ack_times_out_with_the_exact_text() {
         other => panic!("{other:?}"),
     };
     match within("the timeout", asking).await.unwrap() {
-        Err(ClientError::Request(message)) => {
+        Err(ClientError::Request { code, message }) => {
+            assert_eq!(code, ErrorCode::Timeout);
             assert_eq!(message, "no ack for event 'slow' from 'B' within 300 ms")
         }
         other => panic!("{other:?}"),
@@ -481,7 +535,8 @@ async fn an_unanswered_ack_times_out_with_the_exact_text() {
         "{waited:?}"
     );
     match next(&mut a_in).await {
-        ClientEvent::ServerError(message) => {
+        ClientEvent::ServerError { code, message } => {
+            assert_eq!(code, Some(ErrorCode::Timeout));
             assert_eq!(message, "no ack for event 'slow' from 'B' within 300 ms")
         }
         other => panic!("{other:?}"),
@@ -511,7 +566,10 @@ async fn undecodable_arguments_from_a_peer_are_answered_not_fatal() {
     let expected = "event 'bad' from the peer was dropped: arguments must be a MessagePack \
                     array, got a string";
     match next(&mut b_in).await {
-        ClientEvent::ServerError(message) => assert_eq!(message, expected),
+        ClientEvent::ServerError { code, message } => {
+            assert_eq!(code, Some(ErrorCode::Invalid));
+            assert_eq!(message, expected)
+        }
         other => panic!("{other:?}"),
     }
     match raw.next().await {
@@ -536,12 +594,22 @@ async fn a_duplicate_id_replaces_the_older_connection() {
     let mut told = false;
     loop {
         match next(&mut old_in).await {
-            ClientEvent::ServerError(message) => {
+            ClientEvent::ServerError { code, message } => {
+                assert_eq!(code, None, "a notice, not a request's failure");
                 assert_eq!(message, "replaced by a newer connection with clientId 'A'");
                 told = true;
             }
             ClientEvent::Closed(reason) => {
-                assert_eq!(reason.code, Some(u64::from(codes::REPLACED)), "{reason}");
+                assert!(
+                    matches!(
+                        &reason,
+                        CloseReason::Relay {
+                            code: CloseCode::Replaced,
+                            detail,
+                        } if detail == "replaced by a newer connection with clientId 'A'"
+                    ),
+                    "{reason:?}"
+                );
                 assert_eq!(
                     reason.to_string(),
                     "the relay closed the connection: replaced by a newer connection with \
@@ -557,7 +625,7 @@ async fn a_duplicate_id_replaces_the_older_connection() {
     assert!(within("incoming end", old_in.next()).await.is_none());
     match old.list_clients().await {
         Err(ClientError::Closed(reason)) => {
-            assert_eq!(reason.code, Some(u64::from(codes::REPLACED)))
+            assert_eq!(reason.code(), Some(CloseCode::Replaced))
         }
         other => panic!("{other:?}"),
     }
@@ -580,7 +648,7 @@ async fn a_duplicate_id_is_refused_under_reject() {
     let (a, mut a_in, _b, _b_in) = relay.paired("A", "B").await;
     match within("connect", Client::connect(relay.options("A"))).await {
         Err(ClientError::Refused { code, message }) => {
-            assert_eq!(code, codes::REFUSED);
+            assert_eq!(code, CloseCode::Refused);
             assert_eq!(message, "clientId 'A' is already connected");
         }
         other => panic!("{other:?}"),
@@ -606,7 +674,7 @@ async fn invalid_client_ids_are_refused() {
     ] {
         match within("connect", Client::connect(relay.options(id))).await {
             Err(ClientError::Refused { code, message }) => {
-                assert_eq!(code, codes::REFUSED);
+                assert_eq!(code, CloseCode::Refused);
                 assert_eq!(message, format!("invalid clientId: {reason}"));
             }
             other => panic!("{id:?}: {other:?}"),
@@ -662,5 +730,46 @@ async fn answers_to_unknown_tickets_are_harmless() {
     })
     .await;
     assert_eq!(raw.list(1).await, vec!["A"]);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_full_receiver_queue_is_a_typed_failure() {
+    // B never reads: its client stops reading the control stream, QUIC's flow control
+    // stops the relay's writer, and B's queue of 4 relayed events fills.
+    let relay = Relay::start(&["--outbox-messages", "4"]).await;
+    let (a, mut a_in) = relay.connect("A").await;
+    let (b, mut b_in) = within(
+        "connecting B",
+        Client::connect(relay.options("B").incoming_capacity(1)),
+    )
+    .await
+    .unwrap();
+    pair(&a, &b, &mut b_in).await;
+    let chunk = Args::binary(vec![0u8; 60_000]);
+    let told = within("the queue filling", async {
+        loop {
+            a.emit("flood", chunk.clone()).await.unwrap();
+            if let Ok(Some(event)) = tokio::time::timeout(Duration::ZERO, a_in.next()).await {
+                break event;
+            }
+        }
+    })
+    .await;
+    match told {
+        ClientEvent::ServerError { code, message } => {
+            assert_eq!(code, Some(ErrorCode::QueueFull));
+            assert_eq!(
+                message,
+                "could not deliver 'flood' to 'B': its queue is full (4 messages)"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    // An emit that asks for an ack is answered with the same kind.
+    match a.emit_with_ack("flood", chunk).await {
+        Err(e) => assert_eq!(e.kind(), ErrorKind::QueueFull, "{e}"),
+        Ok(args) => panic!("delivered to a full queue: {args:?}"),
+    }
     relay.shutdown().await;
 }

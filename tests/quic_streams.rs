@@ -9,7 +9,7 @@ use common::{
     accept_stream, next, open_stream, random_bytes, read_to_eof, sha256_hex, stream_code, within,
     write_and_finish, Relay,
 };
-use native_client::wire::codes;
+use native_client::wire::ResetCode;
 use native_client::{ClientEvent, P2pStream};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -136,7 +136,7 @@ async fn a_reset_reaches_the_peer_with_its_code() {
             .unwrap();
         assert_eq!(&got, b"partial");
         if explicit {
-            mine.reset(codes::STREAM_PEER_RESET);
+            mine.reset(ResetCode::PeerReset.code());
         } else {
             // Dropped without shutdown: a reset, never a clean EOF.
             drop(mine);
@@ -148,7 +148,7 @@ async fn a_reset_reaches_the_peer_with_its_code() {
             err.to_string(),
             "stream reset: the peer reset the stream (code 0x11)"
         );
-        assert_eq!(stream_code(&err), Some(u64::from(codes::STREAM_PEER_RESET)));
+        assert_eq!(stream_code(&err), Some(ResetCode::PeerReset));
 
         // B's writes toward the abandoned side are stopped, with the same cause (an
         // explicit reset also stops A's reading; a dropped stream's read half is gone).
@@ -161,11 +161,7 @@ async fn a_reset_reaches_the_peer_with_its_code() {
             }
         })
         .await;
-        assert_eq!(
-            stream_code(&err),
-            Some(u64::from(codes::STREAM_PEER_RESET)),
-            "{err}"
-        );
+        assert_eq!(stream_code(&err), Some(ResetCode::PeerReset), "{err}");
     }
     // The pairing survives resets.
     assert_eq!(a.target().as_deref(), Some("B"));
@@ -188,11 +184,11 @@ async fn a_reset_by_the_acceptor_reaches_the_opener() {
     theirs.write_all(b"x").await.unwrap();
     let mut one = [0u8; 1];
     within("read", mine.read_exact(&mut one)).await.unwrap();
-    theirs.reset(codes::STREAM_PEER_RESET);
+    theirs.reset(ResetCode::PeerReset.code());
     let err = within("the reset", read_to_eof(&mut mine))
         .await
         .unwrap_err();
-    assert_eq!(stream_code(&err), Some(u64::from(codes::STREAM_PEER_RESET)));
+    assert_eq!(stream_code(&err), Some(ResetCode::PeerReset));
     relay.shutdown().await;
 }
 
@@ -234,7 +230,7 @@ async fn a_peer_lost_mid_stream_is_an_error_never_an_eof() {
         .await;
         assert_eq!(
             stream_code(&err),
-            Some(u64::from(codes::STREAM_PEER_GONE)),
+            Some(ResetCode::PeerGone),
             "replaced: {replaced}: {err}"
         );
         assert_eq!(
@@ -276,7 +272,7 @@ async fn the_end_of_the_pairing_resets_its_streams_on_both_ends() {
             err.to_string(),
             "stream reset: the pairing ended (code 0x13)"
         );
-        assert_eq!(stream_code(&err), Some(u64::from(codes::STREAM_CLOSED)));
+        assert_eq!(stream_code(&err), Some(ResetCode::Closed));
     }
     let mut ids = vec![mine.id(), other_mine.id()];
     ids.sort();

@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::http::StatusCode;
 use common::{within, Raw, Relay};
-use native_client::wire::{self, codes, ClientFrame, ServerFrame, WireLimits};
+use native_client::wire::{self, ClientFrame, CloseCode, ServerFrame, WireLimits};
 use native_client::{Args, ClientError, ClientEvent, Incoming};
 use relay_core::auth::token::{mint, TokenClaims};
 use relay_core::auth::unix_seconds;
@@ -63,7 +63,7 @@ async fn hello(relay: &Relay, id: &str, credentials: Option<&str>) -> ServerFram
 fn refused(frame: ServerFrame) -> String {
     match frame {
         ServerFrame::Refused { code, message } => {
-            assert_eq!(code, codes::REFUSED);
+            assert_eq!(code, CloseCode::Refused.code());
             message
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -151,7 +151,7 @@ async fn connect_with(
 async fn server_error(incoming: &mut Incoming) -> String {
     loop {
         match common::next(incoming).await {
-            ClientEvent::ServerError(message) => return message,
+            ClientEvent::ServerError { message, .. } => return message,
             _ => continue,
         }
     }
@@ -165,7 +165,7 @@ async fn quic_peers_claim_refuses_both_ways() {
     let (b, b_in) = connect_with(&relay, "B", None).await;
     // A's own claim does not name C.
     let e = a.register("C").await.unwrap_err();
-    assert!(matches!(e, ClientError::Request(_)), "{e}");
+    assert!(matches!(e, ClientError::Request { .. }), "{e}");
     assert_eq!(
         server_error(&mut a_in).await,
         "pairing with 'C' is not allowed: it is not among your token's peers"

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use relay_core::rmpv::Value;
-use relay_core::{Command, Event, Payload, Reply, RequestError};
+use relay_core::{Command, ErrorCode, Event, Payload, Reply, RequestError};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::TryData;
 use socketioxide::handler::FromMessageParts;
@@ -80,6 +80,7 @@ fn handle_event(conn: &Conn, event: &str, args: Vec<Value>, ack_id: Option<i64>)
         Ok(command) => conn.handle.command(conn.id, command),
         Err(message) => {
             conn.outbox.push(Event::ServerError {
+                code: Some(ErrorCode::Invalid),
                 message: message.clone(),
             });
             if let Some(req) = req {

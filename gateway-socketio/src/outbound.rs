@@ -118,7 +118,7 @@ async fn send(
         Event::PeerDisconnected => {
             retry(|| socket.emit(events::P2P_DISCONNECT, &Args::default())).await
         }
-        Event::ServerError { message } => {
+        Event::ServerError { message, .. } => {
             retry(|| socket.emit(events::SERVER_ERROR, &(message.as_str(),))).await
         }
         Event::Close { reason } => {

@@ -97,7 +97,7 @@ async fn main() -> Result<()> {
                 eprintln!("the pairing ended");
                 opened.lock().expect("lock").clear();
             }
-            ClientEvent::ServerError(message) => eprintln!("relay: {message}"),
+            ClientEvent::ServerError { message, .. } => eprintln!("relay: {message}"),
             ClientEvent::Closed(reason) => {
                 eprintln!("closed: {reason}");
                 break;

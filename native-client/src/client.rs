@@ -15,12 +15,15 @@ use crate::connection::{self, CloseReason};
 use crate::driver::{self, TaskOwner};
 use crate::error::ClientError;
 use crate::incoming::Incoming;
+use crate::list::{ListPage, Walk};
 use crate::options::ConnectOptions;
 use crate::stream::P2pStream;
 use crate::wire::{
-    codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame, StreamHeader,
-    WireAnswer, WireReply, PROTOCOL_VERSION,
+    frame, list, ClientFrame, CloseCode, FrameError, FrameReader, FrameWriter, ServerFrame,
+    StreamHeader, WireAnswer, WireReply, PROTOCOL_VERSION,
 };
+use relay_core::directory::MAX_LIST_PAGE;
+use relay_core::ErrorCode;
 
 /// Requests queued for the control stream before a verb waits for room. The writer drains
 /// it as fast as QUIC takes the bytes, so this only smooths bursts.
@@ -120,11 +123,14 @@ impl Client {
                     }
                     _ => e,
                 };
-                conn.close(VarInt::from_u32(codes::NORMAL), b"hello failed");
+                conn.close(VarInt::from_u32(CloseCode::Normal.code()), b"hello failed");
                 return Err(e);
             }
             Err(_) => {
-                conn.close(VarInt::from_u32(codes::NORMAL), b"no welcome in time");
+                conn.close(
+                    VarInt::from_u32(CloseCode::Normal.code()),
+                    b"no welcome in time",
+                );
                 return Err(timed_out());
             }
         };
@@ -172,7 +178,7 @@ impl Client {
 
     /// Asks to pair with `target`. `Ok(false)` when the target refused (it is paired with
     /// someone else); `Err(ClientError::Request)` when the relay could not ask it (e.g.
-    /// "target client 'X' is not connected").
+    /// [`crate::ErrorKind::NotConnected`]: "target client 'X' is not connected").
     ///
     /// Like the JavaScript plugin, refuses locally to register to itself or while paired.
     pub async fn register(&self, target: &str) -> Result<bool, ClientError> {
@@ -230,8 +236,9 @@ impl Client {
     }
 
     /// Delivers `event(args...)` to the peer and returns the arguments of its ack.
-    /// `Err(ClientError::Request)` when the relay could not deliver it or the peer did not
-    /// ack in time (the relay's `--ack-timeout-ms`).
+    /// `Err(ClientError::Request)` when the relay could not deliver it (e.g.
+    /// [`crate::ErrorKind::QueueFull`]) or the peer did not ack in time
+    /// ([`crate::ErrorKind::Timeout`], the relay's `--ack-timeout-ms`).
     pub async fn emit_with_ack(&self, event: &str, args: Args) -> Result<Args, ClientError> {
         let target = self.emit_target(event)?;
         let event = event.to_string();
@@ -250,13 +257,48 @@ impl Client {
         }
     }
 
-    /// Every connected client id.
+    /// Every connected client id, sorted, each once: the pages of [`Client::list_page`]
+    /// from the first to the last (at most [`crate::MAX_LIST_PAGES`]). Clients that come or
+    /// go during the walk may or may not be in it, as with any paged listing.
     pub async fn list_clients(&self) -> Result<Vec<String>, ClientError> {
+        let mut walk = Walk::default();
+        loop {
+            let page = self.list_page(walk.after(), None).await?;
+            if !walk.add(page)? {
+                return Ok(walk.into_ids());
+            }
+        }
+    }
+
+    /// One page of the connected client ids, sorted: those after `after` (None: from the
+    /// start), at most `limit` of them (None: the relay's page size, `--list-page`, 1000 by
+    /// default). The next page starts at the returned `next`.
+    ///
+    /// Never asks for more than a reply this client's frame limit can hold
+    /// ([`crate::wire::list::page_limit`]): 4096 ids at the default limit.
+    pub async fn list_page(
+        &self,
+        after: Option<&str>,
+        limit: Option<u32>,
+    ) -> Result<ListPage, ClientError> {
+        let fits = list::page_limit(self.shared.frame_limit);
+        // Without a size the relay may answer with up to MAX_LIST_PAGE ids: name one when
+        // a page that large would not fit.
+        let limit = match limit {
+            Some(limit) => Some(limit.min(fits)),
+            None if (fits as usize) < MAX_LIST_PAGE => Some(fits),
+            None => None,
+        };
+        let after = after.map(str::to_string);
         let reply = self
-            .request("list", PendingKind::Other, |req| ClientFrame::List { req })
+            .request("list", PendingKind::Other, |req| ClientFrame::List {
+                req,
+                after,
+                limit,
+            })
             .await?;
         match reply {
-            WireReply::Clients(ids) => Ok(ids),
+            WireReply::Clients { ids, next } => Ok(ListPage { ids, next }),
             other => Err(unexpected("list", &other)),
         }
     }
@@ -284,7 +326,7 @@ impl Client {
             .conn
             .open_bi()
             .await
-            .map_err(|e| failed(CloseReason::from_connection_error(&e).message))?;
+            .map_err(|e| failed(CloseReason::from_connection_error(&e).to_string()))?;
         send.write_all(&StreamHeader { stream: id }.encode())
             .await
             .map_err(|e| failed(e.to_string()))?;
@@ -298,9 +340,8 @@ impl Client {
     pub async fn close(&self) {
         self.shared
             .conn
-            .close(VarInt::from_u32(codes::NORMAL), b"client closed");
-        self.shared
-            .mark_closed(CloseReason::new(None, "closed by this client"));
+            .close(VarInt::from_u32(CloseCode::Normal.code()), b"client closed");
+        self.shared.mark_closed(CloseReason::Local);
         let _ = tokio::time::timeout(CLOSE_GRACE, self.shared.endpoint.wait_idle()).await;
         self.task.abort();
     }
@@ -314,7 +355,7 @@ impl Client {
     }
 
     /// Sends a request and waits for its reply. A `Failed` reply becomes
-    /// [`ClientError::Request`].
+    /// [`ClientError::Request`] with the relay's code.
     async fn request(
         &self,
         what: &'static str,
@@ -339,7 +380,7 @@ impl Client {
             return Err(shared.closed_error());
         }
         match tokio::time::timeout(shared.request_timeout, rx).await {
-            Ok(Ok(WireReply::Failed(message))) => Err(ClientError::Request(message)),
+            Ok(Ok(WireReply::Failed { code, message })) => Err(failure(code, message)),
             Ok(Ok(reply)) => Ok(reply),
             Ok(Err(_)) => Err(shared.closed_error()),
             Err(_) => {
@@ -413,7 +454,7 @@ impl Shared {
             self.lock()
                 .closed
                 .clone()
-                .unwrap_or_else(|| CloseReason::new(None, "the connection is closing")),
+                .unwrap_or_else(|| CloseReason::other("the connection is closing")),
         )
     }
 
@@ -438,7 +479,7 @@ async fn hello(
 ) -> Result<(FrameWriter<SendStream>, FrameReader<RecvStream>, String), ClientError> {
     let lost = |e: quinn::ConnectionError| ClientError::Connect {
         addr: options.addr,
-        reason: CloseReason::from_connection_error(&e).message,
+        reason: CloseReason::from_connection_error(&e).to_string(),
     };
     let (send, recv) = conn.open_bi().await.map_err(lost)?;
     let mut writer = FrameWriter::new(send);
@@ -465,23 +506,29 @@ async fn hello(
             }
             Ok((writer, reader, client_id))
         }
-        ServerFrame::Refused { code, message } => Err(ClientError::Refused { code, message }),
+        ServerFrame::Refused { code, message } => Err(connection::refused(code.into(), message)),
         other => Err(ClientError::Protocol(format!(
             "expected a welcome, got {}",
-            driver::frame_name(&other)
+            other.name()
         ))),
     }
 }
 
+/// A request the relay failed, with its kind. A relay of this protocol version sends only
+/// codes this client knows; an unknown one is a broken promise, said with the relay's words.
+fn failure(code: u16, message: String) -> ClientError {
+    match ErrorCode::from_u16(code) {
+        Some(code) => ClientError::Request { code, message },
+        None => ClientError::Protocol(format!(
+            "the relay failed a request with error code {code}, unknown to this client: \
+             {message}"
+        )),
+    }
+}
+
 fn unexpected(what: &str, reply: &WireReply) -> ClientError {
-    let name = match reply {
-        WireReply::Registered(_) => "Registered",
-        WireReply::Unregistered => "Unregistered",
-        WireReply::Clients(_) => "Clients",
-        WireReply::Ack(_) => "Ack",
-        WireReply::StreamOpened(_) => "StreamOpened",
-        WireReply::StreamRefused => "StreamRefused",
-        WireReply::Failed(_) => "Failed",
-    };
-    ClientError::Protocol(format!("the relay answered a {what} request with {name}"))
+    ClientError::Protocol(format!(
+        "the relay answered a {what} request with {}",
+        reply.name()
+    ))
 }

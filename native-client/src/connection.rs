@@ -11,7 +11,7 @@ use quinn::{ConnectionError, TransportErrorCode};
 
 use crate::error::ClientError;
 use crate::options::ConnectOptions;
-use crate::wire::{self, codes};
+use crate::wire::{self, CloseCode};
 
 /// Socket buffer size asked for: with the kernel's default, quinn's receive buffer
 /// overflowed at full speed on loopback and lost ~0.8% of packets (shared/FIELD-NOTES.md).
@@ -21,67 +21,100 @@ const KEEP_ALIVE: Duration = Duration::from_secs(10);
 /// TLS alert `no_application_protocol` (RFC 7301), carried in a QUIC CRYPTO_ERROR.
 const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
 
-/// Why a connection ended, as the application sees it.
+/// Why a connection ended, as the application sees it. Match on it (or on
+/// [`CloseReason::code`]) to tell a replaced connection from a relay shutting down; its
+/// `Display` is a sentence for a person.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CloseReason {
-    /// The application code ([`codes`]) when the relay closed the connection with one.
-    pub code: Option<u64>,
-    /// A sentence for a person, naming the code's meaning when there is one.
-    pub message: String,
+#[non_exhaustive]
+pub enum CloseReason {
+    /// The relay closed the connection with `code`, saying `detail` (may be empty).
+    Relay { code: CloseCode, detail: String },
+    /// This client closed it with `code` because it could not go on; `detail` says why
+    /// (the relay ended the control stream, sent a frame over the limit, ...).
+    Client { code: CloseCode, detail: String },
+    /// Closed on purpose by this client ([`crate::Client::close`]).
+    Local,
+    /// Ended without a code of this protocol: lost (idle timeout, reset), a transport
+    /// error, or a code this client does not know. The text says which.
+    Other(String),
 }
 
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.message)
+        match self {
+            CloseReason::Relay { code, detail } => {
+                write!(
+                    f,
+                    "the relay closed the connection: {code} (code {:#x})",
+                    code.code()
+                )?;
+                if !detail.is_empty() {
+                    write!(f, ": {detail}")?;
+                }
+                Ok(())
+            }
+            CloseReason::Client { detail, .. } => f.write_str(detail),
+            CloseReason::Local => f.write_str("closed by this client"),
+            CloseReason::Other(text) => f.write_str(text),
+        }
     }
 }
 
 impl CloseReason {
-    pub(crate) fn new(code: Option<u64>, message: impl Into<String>) -> Self {
-        CloseReason {
-            code,
-            message: message.into(),
+    /// The protocol's code, when the connection was closed with one.
+    pub fn code(&self) -> Option<CloseCode> {
+        match self {
+            CloseReason::Relay { code, .. } | CloseReason::Client { code, .. } => Some(*code),
+            CloseReason::Local | CloseReason::Other(_) => None,
         }
     }
 
-    /// Told by the relay in a `Closing` frame (or a `Refused` frame) before it closed.
-    pub(crate) fn announced(code: u32, reason: &str) -> Self {
-        let code = u64::from(code);
-        let mut message = format!(
-            "the relay closed the connection: {} (code {code:#x})",
-            codes::describe(code)
-        );
-        if !reason.is_empty() {
-            message.push_str(": ");
-            message.push_str(reason);
+    pub(crate) fn other(text: impl Into<String>) -> Self {
+        CloseReason::Other(text.into())
+    }
+
+    /// Told by the relay: in a `Closing` frame, or its connection close, with this code.
+    pub(crate) fn by_relay(code: u64, detail: &str) -> Self {
+        match CloseCode::from_code(code) {
+            Some(code) => CloseReason::Relay {
+                code,
+                detail: detail.to_string(),
+            },
+            None => {
+                let mut text =
+                    format!("the relay closed the connection: unknown error code (code {code:#x})");
+                if !detail.is_empty() {
+                    text.push_str(": ");
+                    text.push_str(detail);
+                }
+                CloseReason::Other(text)
+            }
         }
-        CloseReason::new(Some(code), message)
     }
 
     pub(crate) fn from_connection_error(err: &ConnectionError) -> Self {
         match err {
-            ConnectionError::ApplicationClosed(close) => CloseReason::announced(
-                u32::try_from(close.error_code.into_inner()).unwrap_or(u32::MAX),
+            ConnectionError::ApplicationClosed(close) => CloseReason::by_relay(
+                close.error_code.into_inner(),
                 &String::from_utf8_lossy(&close.reason),
             ),
             ConnectionError::ConnectionClosed(close) => {
-                CloseReason::new(None, format!("the relay aborted the connection: {close}"))
+                CloseReason::other(format!("the relay aborted the connection: {close}"))
             }
             ConnectionError::TransportError(e) => {
-                CloseReason::new(None, format!("QUIC transport error: {e}"))
+                CloseReason::other(format!("QUIC transport error: {e}"))
             }
-            ConnectionError::Reset => CloseReason::new(
-                None,
-                "the relay reset the connection (it may have restarted)",
-            ),
+            ConnectionError::Reset => {
+                CloseReason::other("the relay reset the connection (it may have restarted)")
+            }
             ConnectionError::TimedOut => {
-                CloseReason::new(None, "the relay stopped answering (QUIC idle timeout)")
+                CloseReason::other("the relay stopped answering (QUIC idle timeout)")
             }
-            ConnectionError::LocallyClosed => CloseReason::new(None, "closed by this client"),
+            ConnectionError::LocallyClosed => CloseReason::Local,
             ConnectionError::VersionMismatch => {
-                CloseReason::new(None, "the relay does not speak this QUIC version")
+                CloseReason::other("the relay does not speak this QUIC version")
             }
-            other => CloseReason::new(None, other.to_string()),
+            other => CloseReason::other(other.to_string()),
         }
     }
 }
@@ -155,14 +188,25 @@ pub(crate) fn handshake_error(addr: SocketAddr, err: ConnectionError) -> ClientE
                 reason: format!("the relay aborted the handshake: {close}"),
             },
         },
-        ConnectionError::ApplicationClosed(close) => ClientError::Refused {
-            code: u32::try_from(close.error_code.into_inner()).unwrap_or(u32::MAX),
-            message: String::from_utf8_lossy(&close.reason).into_owned(),
-        },
+        ConnectionError::ApplicationClosed(close) => refused(
+            close.error_code.into_inner(),
+            String::from_utf8_lossy(&close.reason).into_owned(),
+        ),
         other => ClientError::Connect {
             addr,
-            reason: CloseReason::from_connection_error(&other).message,
+            reason: CloseReason::from_connection_error(&other).to_string(),
         },
+    }
+}
+
+/// The relay refused this client, with `code` (from its `Refused` frame or its close).
+pub(crate) fn refused(code: u64, message: String) -> ClientError {
+    match CloseCode::from_code(code) {
+        Some(code) => ClientError::Refused { code, message },
+        None => ClientError::Protocol(format!(
+            "the relay refused the connection with code {code:#x}, unknown to this client: \
+             {message}"
+        )),
     }
 }
 
@@ -225,11 +269,18 @@ mod tests {
     #[test]
     fn application_close_names_the_code() {
         let err = ConnectionError::ApplicationClosed(quinn::ApplicationClose {
-            error_code: VarInt::from_u32(codes::REPLACED),
+            error_code: VarInt::from_u32(CloseCode::Replaced.code()),
             reason: Bytes::from_static(b"replaced by a newer connection with clientId 'A'"),
         });
         let reason = CloseReason::from_connection_error(&err);
-        assert_eq!(reason.code, Some(0x5));
+        assert_eq!(reason.code(), Some(CloseCode::Replaced));
+        assert!(matches!(
+            reason,
+            CloseReason::Relay {
+                code: CloseCode::Replaced,
+                ..
+            }
+        ));
         assert_eq!(
             reason.to_string(),
             "the relay closed the connection: replaced by a newer connection with the same \
@@ -239,17 +290,23 @@ mod tests {
             CloseReason::from_connection_error(&ConnectionError::LocallyClosed).to_string(),
             "closed by this client"
         );
+        let unknown = CloseReason::by_relay(0x99, "why");
+        assert_eq!(unknown.code(), None);
+        assert_eq!(
+            unknown.to_string(),
+            "the relay closed the connection: unknown error code (code 0x99): why"
+        );
     }
 
     #[test]
     fn handshake_close_by_the_relay_is_a_refusal() {
         let err = ConnectionError::ApplicationClosed(quinn::ApplicationClose {
-            error_code: VarInt::from_u32(codes::VERSION_MISMATCH),
+            error_code: VarInt::from_u32(CloseCode::VersionMismatch.code()),
             reason: Bytes::from_static(b"version 9 is not supported"),
         });
         match handshake_error(addr(), err) {
             ClientError::Refused { code, message } => {
-                assert_eq!(code, codes::VERSION_MISMATCH);
+                assert_eq!(code, CloseCode::VersionMismatch);
                 assert_eq!(message, "version 9 is not supported");
             }
             other => panic!("{other:?}"),

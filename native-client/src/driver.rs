@@ -14,7 +14,8 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use quinn::{RecvStream, SendStream, VarInt};
-use rmpv::Value;
+use relay_core::payload::error_value;
+use relay_core::ErrorCode;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -25,8 +26,8 @@ use crate::incoming::{AckResponder, ClientEvent, Request, RequestKind};
 use crate::stream::P2pStream;
 use crate::wire::header::HEADER_LEN;
 use crate::wire::{
-    codes, frame, FrameError, FrameReader, FrameWriter, ServerFrame, StreamHeader, WireAnswer,
-    WireReply,
+    frame, CloseCode, FrameError, FrameReader, FrameWriter, ResetCode, ServerFrame, StreamHeader,
+    WireAnswer, WireReply,
 };
 
 /// How long the relay may take to send a data stream's header once it opened the stream.
@@ -57,14 +58,14 @@ impl Drop for TaskOwner {
 
 /// Why a loop ended, when the connection itself does not say.
 struct Ended {
-    code: u32,
+    code: CloseCode,
     message: String,
     /// The relay ended the control stream: its connection close may be on its way.
     relay_closing: bool,
 }
 
 impl Ended {
-    fn new(code: u32, message: impl Into<String>) -> Self {
+    fn new(code: CloseCode, message: impl Into<String>) -> Self {
         Ended {
             code,
             message: message.into(),
@@ -108,19 +109,20 @@ async fn run(
     }
     let announced = shared.lock().closing.clone();
     let reason = match error {
-        Some(quinn::ConnectionError::LocallyClosed) => {
-            CloseReason::new(None, "closed by this client")
-        }
+        Some(quinn::ConnectionError::LocallyClosed) => CloseReason::Local,
         Some(error) => announced.unwrap_or_else(|| CloseReason::from_connection_error(&error)),
         None => {
             // The connection is up but this side cannot go on (the relay ended the control
             // stream without closing, or broke the framing): close it, saying why.
             tracing::warn!(reason = %ended.message, "closing the connection");
-            shared
-                .conn
-                .close(VarInt::from_u32(ended.code), ended.message.as_bytes());
-            announced
-                .unwrap_or_else(|| CloseReason::new(Some(u64::from(ended.code)), ended.message))
+            shared.conn.close(
+                VarInt::from_u32(ended.code.code()),
+                ended.message.as_bytes(),
+            );
+            announced.unwrap_or(CloseReason::Client {
+                code: ended.code,
+                detail: ended.message,
+            })
         }
     };
     tracing::info!(%reason, "connection to the relay ended");
@@ -140,15 +142,15 @@ async fn read_loop(
                 return Ended {
                     relay_closing: true,
                     ..Ended::new(
-                        codes::PROTOCOL_VIOLATION,
+                        CloseCode::ProtocolViolation,
                         "the relay ended the control stream",
                     )
                 }
             }
             Err(e @ FrameError::TooLarge { .. }) => {
-                return Ended::new(codes::FRAME_TOO_LARGE, format!("from the relay: {e}"))
+                return Ended::new(CloseCode::FrameTooLarge, format!("from the relay: {e}"))
             }
-            Err(e) => return Ended::new(codes::PROTOCOL_VIOLATION, e.to_string()),
+            Err(e) => return Ended::new(CloseCode::ProtocolViolation, e.to_string()),
         };
         match frame::decode::<ServerFrame>(&body) {
             Ok(frame) => handle_frame(shared, frame, events).await,
@@ -163,7 +165,7 @@ async fn handle_frame(
     frame: ServerFrame,
     events: &mpsc::Sender<ClientEvent>,
 ) {
-    tracing::trace!(frame = frame_name(&frame), "frame from the relay");
+    tracing::trace!(frame = frame.name(), "frame from the relay");
     let event = match frame {
         ServerFrame::Reply { req, reply } => {
             resolve(shared, req, reply);
@@ -208,10 +210,13 @@ async fn handle_frame(
                 tracing::warn!("{message}");
                 if let Some(ticket) = ticket {
                     // Answer the way a failed emit-ack is answered to Socket.IO clients.
-                    let error = Value::Map(vec![(Value::from("error"), Value::from(&*message))]);
+                    let error = error_value(&message);
                     shared.answer(ticket, WireAnswer::Ack(Args::one(error).encode()));
                 }
-                ClientEvent::ServerError(message)
+                ClientEvent::ServerError {
+                    code: Some(ErrorCode::Invalid),
+                    message,
+                }
             }
         },
         ServerFrame::StreamAccepted { stream, from } => {
@@ -236,18 +241,22 @@ async fn handle_frame(
             let mut state = shared.lock();
             state.grants.remove(&stream);
             if let Some((mut send, mut recv)) = state.early.remove(&stream) {
-                let _ = send.reset(VarInt::from_u32(codes::STREAM_CLOSED));
-                let _ = recv.stop(VarInt::from_u32(codes::STREAM_CLOSED));
+                let _ = send.reset(reset(ResetCode::Closed));
+                let _ = recv.stop(reset(ResetCode::Closed));
             }
             ClientEvent::StreamClosed(stream)
         }
-        ServerFrame::ServerError { message } => {
-            tracing::debug!(%message, "server error");
-            ClientEvent::ServerError(message)
+        ServerFrame::ServerError { code, message } => {
+            tracing::debug!(?code, %message, "server error");
+            ClientEvent::ServerError {
+                // A code of a newer relay is unknown here; its message still says it all.
+                code: code.and_then(ErrorCode::from_u16),
+                message,
+            }
         }
         ServerFrame::Closing { code, reason } => {
             tracing::info!(code, %reason, "the relay is closing the connection");
-            shared.lock().closing = Some(CloseReason::announced(code, &reason));
+            shared.lock().closing = Some(CloseReason::by_relay(code.into(), &reason));
             return;
         }
         ServerFrame::Welcome { .. } | ServerFrame::Refused { .. } => {
@@ -294,8 +303,8 @@ fn forget_pairing(shared: &Shared) {
     state.target = None;
     state.grants.clear();
     for (_, (mut send, mut recv)) in state.early.drain() {
-        let _ = send.reset(VarInt::from_u32(codes::STREAM_CLOSED));
-        let _ = recv.stop(VarInt::from_u32(codes::STREAM_CLOSED));
+        let _ = send.reset(reset(ResetCode::Closed));
+        let _ = recv.stop(reset(ResetCode::Closed));
     }
 }
 
@@ -310,10 +319,10 @@ async fn write_loop(
             biased;
             Some(bytes) = answers.recv() => bytes,
             Some(bytes) = requests.recv() => bytes,
-            else => return Ended::new(codes::NORMAL, "the client was dropped"),
+            else => return Ended::new(CloseCode::Normal, "the client was dropped"),
         };
         if let Err(e) = writer.send_encoded(&bytes).await {
-            return Ended::new(codes::NORMAL, format!("cannot write to the relay: {e}"));
+            return Ended::new(CloseCode::Normal, format!("cannot write to the relay: {e}"));
         }
     }
 }
@@ -326,8 +335,8 @@ async fn accept_loop(shared: &Arc<Shared>, events: &mpsc::Sender<ClientEvent>) -
                 Ok((send, recv)) => headers.push(read_header(send, recv)),
                 Err(e) => {
                     return Ended::new(
-                        codes::NORMAL,
-                        CloseReason::from_connection_error(&e).message,
+                        CloseCode::Normal,
+                        CloseReason::from_connection_error(&e).to_string(),
                     )
                 }
             },
@@ -355,8 +364,8 @@ async fn read_header(
         Err(_) => format!("no header within {}s", HEADER_TIMEOUT.as_secs()),
     };
     tracing::warn!(%problem, "refusing a data stream from the relay");
-    let _ = send.reset(VarInt::from_u32(codes::STREAM_BAD_HEADER));
-    let _ = recv.stop(VarInt::from_u32(codes::STREAM_BAD_HEADER));
+    let _ = send.reset(reset(ResetCode::BadHeader));
+    let _ = recv.stop(reset(ResetCode::BadHeader));
     None
 }
 
@@ -379,8 +388,8 @@ async fn place_stream(
             }
             None => {
                 tracing::warn!(stream = id, "refusing a data stream that was not granted");
-                let _ = send.reset(VarInt::from_u32(codes::STREAM_NOT_GRANTED));
-                let _ = recv.stop(VarInt::from_u32(codes::STREAM_NOT_GRANTED));
+                let _ = send.reset(reset(ResetCode::NotGranted));
+                let _ = recv.stop(reset(ResetCode::NotGranted));
                 return;
             }
         }
@@ -389,20 +398,7 @@ async fn place_stream(
     let _ = events.send(ClientEvent::Stream(stream)).await;
 }
 
-/// A frame's name for logs and errors (never its payload).
-pub(crate) fn frame_name(frame: &ServerFrame) -> &'static str {
-    match frame {
-        ServerFrame::Welcome { .. } => "Welcome",
-        ServerFrame::Refused { .. } => "Refused",
-        ServerFrame::Reply { .. } => "Reply",
-        ServerFrame::RegisterRequest { .. } => "RegisterRequest",
-        ServerFrame::Unregistered { .. } => "Unregistered",
-        ServerFrame::PeerDisconnected => "PeerDisconnected",
-        ServerFrame::Deliver { .. } => "Deliver",
-        ServerFrame::StreamRequest { .. } => "StreamRequest",
-        ServerFrame::StreamAccepted { .. } => "StreamAccepted",
-        ServerFrame::StreamClosed { .. } => "StreamClosed",
-        ServerFrame::ServerError { .. } => "ServerError",
-        ServerFrame::Closing { .. } => "Closing",
-    }
+/// A stream code as QUIC carries it.
+fn reset(code: ResetCode) -> VarInt {
+    VarInt::from_u32(code.code())
 }

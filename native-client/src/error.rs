@@ -3,10 +3,13 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use crate::args::ArgsError;
-use crate::wire::{codes, FrameError};
+use relay_core::ErrorCode;
 
-/// Errors of [`crate::Client`] and its verbs.
+use crate::args::ArgsError;
+use crate::wire::{CloseCode, FrameError, ResetCode};
+
+/// Errors of [`crate::Client`] and its verbs. Branch on [`ClientError::kind`] rather than
+/// on the variants or the text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ClientError {
@@ -44,9 +47,10 @@ pub enum ClientError {
     #[error("cannot connect to the relay at {addr}: {reason}")]
     Connect { addr: SocketAddr, reason: String },
 
-    /// The relay answered the hello with a refusal.
-    #[error("the relay refused the connection: {message} ({}, code {code:#x})", codes::describe(u64::from(*.code)))]
-    Refused { code: u32, message: String },
+    /// The relay answered the hello with a refusal (`code` says the kind: refused,
+    /// version mismatch, protocol violation).
+    #[error("the relay refused the connection: {message} ({code}, code {:#x})", .code.code())]
+    Refused { code: CloseCode, message: String },
 
     /// The relay sent something this client cannot make sense of.
     #[error("the relay broke the protocol: {0}")]
@@ -56,9 +60,10 @@ pub enum ClientError {
     #[error("the connection to the relay is closed: {0}")]
     Closed(crate::CloseReason),
 
-    /// The relay answered the request with a failure; the text is the relay's.
-    #[error("request failed: {0}")]
-    Request(String),
+    /// The relay answered the request with a failure: `code` is its kind, `message` the
+    /// relay's words (the same Socket.IO clients get).
+    #[error("request failed: {message}")]
+    Request { code: ErrorCode, message: String },
 
     /// The relay did not answer a request in time (it always should: this is a safety net).
     #[error("the relay did not answer the {what} request within {}s", .after.as_secs_f32())]
@@ -96,9 +101,109 @@ pub enum ClientError {
     #[error(transparent)]
     Frame(#[from] FrameError),
 
+    /// [`crate::Client::list_clients`] fetched its most pages and the list went on.
+    #[error(
+        "the client list did not end within {pages} pages; walk longer lists with \
+         Client::list_page (or raise ConnectOptions::max_frame_bytes for larger pages)"
+    )]
+    ListTooLong { pages: usize },
+
     /// A granted P2P stream could not be opened or started.
     #[error("cannot open the data stream for P2P stream {stream}: {reason}")]
     OpenStream { stream: u64, reason: String },
+}
+
+/// What kind of failure a [`ClientError`] is, to branch on without reading its text. A rule
+/// the relay applies and the same rule checked by this client before sending are the same
+/// kind: [`ClientError::NotPaired`] and a relay's "not paired with 'B'" are both
+/// [`ErrorKind::NotPaired`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// Not understood: bad arguments, an empty or reserved event name, an invalid target.
+    Invalid,
+    /// The target is not connected to the relay (it may connect later).
+    NotConnected,
+    /// The request needs a pairing (with that target) that does not exist.
+    NotPaired,
+    /// Refused by the pairing rules: to oneself, already paired, already registering.
+    PairingConflict,
+    /// Over a size limit: the relay's payload limit or this client's frame limit.
+    TooLarge,
+    /// No answer in time: the peer's ack (the relay's `--ack-timeout-ms`), or the relay's.
+    Timeout,
+    /// The peer disconnected before answering.
+    PeerGone,
+    /// A limit was reached: of the connection (pending requests, streams, chunks: wait for
+    /// some to complete), or the pages one listing may take.
+    LimitReached,
+    /// The receiver's queue is full: it reads too slowly; try again later.
+    QueueFull,
+    /// Over the relay's rate limit for this client: slow down (the limits are in the
+    /// relay's `Welcome`).
+    RateLimited,
+    /// The pairing is forbidden by a token's `peers` claim (this client's or the target's).
+    Forbidden,
+    /// The relay refused the connection: see [`ClientError::Refused`]'s code.
+    Refused,
+    /// The connection is closed (or went away while a stream was being opened).
+    Closed,
+    /// No connection could be set up: trust, TLS, ALPN, an address that does not answer.
+    Connect,
+    /// The relay broke the protocol, or the control stream failed.
+    Protocol,
+}
+
+impl From<ErrorCode> for ErrorKind {
+    fn from(code: ErrorCode) -> Self {
+        match code {
+            ErrorCode::Invalid => ErrorKind::Invalid,
+            ErrorCode::NotConnected => ErrorKind::NotConnected,
+            ErrorCode::NotPaired => ErrorKind::NotPaired,
+            ErrorCode::PairingConflict => ErrorKind::PairingConflict,
+            ErrorCode::TooLarge => ErrorKind::TooLarge,
+            ErrorCode::Timeout => ErrorKind::Timeout,
+            ErrorCode::PeerGone => ErrorKind::PeerGone,
+            ErrorCode::LimitReached => ErrorKind::LimitReached,
+            ErrorCode::QueueFull => ErrorKind::QueueFull,
+            ErrorCode::RateLimited => ErrorKind::RateLimited,
+            ErrorCode::Forbidden => ErrorKind::Forbidden,
+        }
+    }
+}
+
+impl ClientError {
+    /// The kind of this failure, wherever it was found (the relay or this client).
+    pub fn kind(&self) -> ErrorKind {
+        use ClientError::*;
+        match self {
+            Trust(_)
+            | Endpoint(_)
+            | Tls { .. }
+            | AlpnMismatch { .. }
+            | ConnectTimeout { .. }
+            | Connect { .. } => ErrorKind::Connect,
+            Refused { .. } => ErrorKind::Refused,
+            Protocol(_) => ErrorKind::Protocol,
+            Closed(_) | OpenStream { .. } => ErrorKind::Closed,
+            Request { code, .. } => ErrorKind::from(*code),
+            RequestTimeout { .. } => ErrorKind::Timeout,
+            ListTooLong { .. } => ErrorKind::LimitReached,
+            NotPaired => ErrorKind::NotPaired,
+            AlreadyPaired(_) | RegisterSelf => ErrorKind::PairingConflict,
+            EmptyEvent | Args(_) => ErrorKind::Invalid,
+            TooLarge { .. } | Frame(FrameError::TooLarge { .. }) => ErrorKind::TooLarge,
+            Frame(_) => ErrorKind::Protocol,
+        }
+    }
+
+    /// The relay's code, when the relay failed the request.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            ClientError::Request { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
 }
 
 // The messages above include their cause's text, so the causes are not also exposed as
@@ -111,15 +216,15 @@ impl From<certs::CertError> for ClientError {
 
 /// Why a P2P stream failed, inside the `std::io::Error` that its reads and writes return.
 ///
-/// Get it back with [`StreamError::of`] to branch on the code.
+/// Get it back with [`StreamError::of`] to branch on [`StreamError::reason`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum StreamError {
     /// The read side was reset: by the peer (through the relay) or by the relay itself.
-    #[error("stream reset: {} (code {code:#x})", codes::describe(*.code))]
+    #[error("stream reset: {} (code {code:#x})", reset_text(*.code))]
     Reset { code: u64 },
     /// The other end no longer reads what this side writes.
-    #[error("stream stopped: {} (code {code:#x})", codes::describe(*.code))]
+    #[error("stream stopped: {} (code {code:#x})", reset_text(*.code))]
     Stopped { code: u64 },
     /// The whole connection to the relay is gone.
     #[error("connection to the relay lost: {0}")]
@@ -135,12 +240,18 @@ impl StreamError {
         err.get_ref()?.downcast_ref::<StreamError>()
     }
 
-    /// The application code of a reset or stop, e.g. [`codes::STREAM_PEER_GONE`].
+    /// The application code of a reset or stop, as it came.
     pub fn code(&self) -> Option<u64> {
         match self {
             StreamError::Reset { code } | StreamError::Stopped { code } => Some(*code),
             _ => None,
         }
+    }
+
+    /// Why the relay reset or stopped the stream, e.g. [`ResetCode::PeerGone`]; None for
+    /// other failures and for codes this protocol version does not define.
+    pub fn reason(&self) -> Option<ResetCode> {
+        self.code().and_then(ResetCode::from_code)
     }
 
     pub(crate) fn from_read(err: quinn::ReadError) -> std::io::Error {
@@ -186,6 +297,10 @@ impl StreamError {
     }
 }
 
+fn reset_text(code: u64) -> &'static str {
+    ResetCode::from_code(code).map_or("unknown error code", ResetCode::text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,7 +309,7 @@ mod tests {
     #[test]
     fn a_reset_names_its_cause() {
         let err = StreamError::from_read(quinn::ReadError::Reset(VarInt::from_u32(
-            codes::STREAM_PEER_GONE,
+            ResetCode::PeerGone.code(),
         )));
         assert_eq!(err.kind(), std::io::ErrorKind::ConnectionReset);
         assert_eq!(
@@ -205,8 +320,12 @@ mod tests {
             StreamError::of(&err).and_then(StreamError::code),
             Some(0x12)
         );
+        assert_eq!(
+            StreamError::of(&err).and_then(StreamError::reason),
+            Some(ResetCode::PeerGone)
+        );
         let err = StreamError::from_read(quinn::ReadError::Reset(VarInt::from_u32(
-            codes::STREAM_CLOSED,
+            ResetCode::Closed.code(),
         )));
         assert_eq!(
             err.to_string(),
@@ -217,7 +336,7 @@ mod tests {
     #[test]
     fn a_stop_names_its_cause() {
         let err = StreamError::from_write(quinn::WriteError::Stopped(VarInt::from_u32(
-            codes::STREAM_PEER_RESET,
+            ResetCode::PeerReset.code(),
         )));
         assert_eq!(err.kind(), std::io::ErrorKind::BrokenPipe);
         assert_eq!(
@@ -248,7 +367,7 @@ mod tests {
     #[test]
     fn refusals_name_the_code() {
         let err = ClientError::Refused {
-            code: codes::REFUSED,
+            code: CloseCode::Refused,
             message: "clientId 'A' is already connected".into(),
         };
         assert_eq!(
@@ -256,5 +375,31 @@ mod tests {
             "the relay refused the connection: clientId 'A' is already connected \
              (connection refused, code 0x4)"
         );
+        assert_eq!(err.kind(), ErrorKind::Refused);
+    }
+
+    #[test]
+    fn local_checks_and_relay_failures_of_one_rule_are_one_kind() {
+        let relay = ClientError::Request {
+            code: ErrorCode::NotPaired,
+            message: "not paired with 'B'".into(),
+        };
+        assert_eq!(relay.to_string(), "request failed: not paired with 'B'");
+        assert_eq!(relay.kind(), ErrorKind::NotPaired);
+        assert_eq!(relay.code(), Some(ErrorCode::NotPaired));
+        assert_eq!(ClientError::NotPaired.kind(), ErrorKind::NotPaired);
+        assert_eq!(ClientError::NotPaired.code(), None);
+        assert_eq!(ClientError::RegisterSelf.kind(), ErrorKind::PairingConflict);
+        let too_large = ClientError::TooLarge {
+            what: "event arguments",
+            len: 2,
+            max: 1,
+        };
+        assert_eq!(too_large.kind(), ErrorKind::TooLarge);
+        let timeout = ClientError::Request {
+            code: ErrorCode::Timeout,
+            message: "no ack".into(),
+        };
+        assert_eq!(timeout.kind(), ErrorKind::Timeout);
     }
 }

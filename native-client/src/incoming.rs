@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use relay_core::ErrorCode;
 use tokio::sync::mpsc;
 
 use crate::args::Args;
@@ -43,8 +44,13 @@ pub enum ClientEvent {
     Stream(P2pStream),
     /// The pairing ended and with it this stream; its QUIC stream is reset as well.
     StreamClosed(u64),
-    /// The relay reports a failure (the same texts Socket.IO clients get).
-    ServerError(String),
+    /// The relay reports a failure, in the same words Socket.IO clients get. `code` is its
+    /// kind when it is a request's failure (a plain [`crate::Client::emit`] learns of its
+    /// failures only this way); None for notices.
+    ServerError {
+        code: Option<ErrorCode>,
+        message: String,
+    },
     /// The connection ended. The last event: [`Incoming::next`] returns `None` after it.
     Closed(CloseReason),
 }

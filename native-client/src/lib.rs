@@ -1,4 +1,4 @@
-//! Native QUIC client of the p2p relay, and the wire protocol it shares with the relay.
+//! Native QUIC client of the p2p relay.
 //!
 //! The client has the verbs of the JavaScript client plugin (pair, emit, emit with ack,
 //! list, open streams), over one QUIC connection (docs/NATIVE-PROTOCOL.md): control
@@ -41,18 +41,24 @@ mod connection;
 mod driver;
 mod error;
 mod incoming;
+mod list;
 mod options;
 mod stream;
-pub mod wire;
 
 pub use args::{Args, ArgsError};
 pub use client::Client;
 pub use connection::CloseReason;
-pub use error::{ClientError, StreamError};
+pub use error::{ClientError, ErrorKind, StreamError};
 pub use incoming::{AckResponder, ClientEvent, Incoming, Request, RequestKind};
+pub use list::{ListPage, MAX_LIST_PAGES};
 pub use options::{ConnectOptions, DEFAULT_ADDR, DEFAULT_INCOMING_CAPACITY, DEFAULT_SERVER_NAME};
 pub use stream::{P2pReadHalf, P2pStream, P2pWriteHalf};
 
+/// The wire protocol, shared with the relay: its own crate (`p2p-relay-wire`), so that the
+/// relay links it without this client's dependencies. Re-exported for raw protocol access.
+pub use p2p_relay_wire as wire;
+
 /// Re-exported so that users need no direct dependency to build arguments or choose trust.
 pub use certs::Trust;
+pub use relay_core::ErrorCode;
 pub use rmpv;

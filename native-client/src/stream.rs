@@ -2,7 +2,7 @@
 //!
 //! The relay splices the two ends' QUIC streams, so flow control, FIN and resets travel
 //! from peer to peer: a finished send side gives the other side a clean EOF, and a reset
-//! reaches it as a reset with a code ([`crate::wire::codes`]) that the read error names.
+//! reaches it as a reset with a code ([`crate::wire::ResetCode`]) that the read error names.
 
 use std::io;
 use std::pin::Pin;
@@ -13,7 +13,7 @@ use quinn::{RecvStream, SendStream, VarInt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::error::StreamError;
-use crate::wire::codes;
+use crate::wire::ResetCode;
 
 /// A byte stream with the peer: `AsyncRead + AsyncWrite`.
 ///
@@ -95,7 +95,7 @@ impl P2pStream {
 
     /// Abandons the stream both ways with an application `code`: unsent data is dropped, the
     /// peer's reads fail with a reset and its writes with a stop (the relay reports any
-    /// client reset to the peer as [`codes::STREAM_PEER_RESET`]).
+    /// client reset to the peer as [`ResetCode::PeerReset`]).
     pub fn reset(&mut self, code: u32) {
         self.write.reset(code);
         self.read.stop(code);
@@ -165,7 +165,7 @@ impl Drop for P2pWriteHalf {
                 "P2P stream dropped without shutdown: resetting it"
             );
             if let Some(send) = self.send.as_mut() {
-                let _ = send.reset(VarInt::from_u32(codes::STREAM_PEER_RESET));
+                let _ = send.reset(VarInt::from_u32(ResetCode::PeerReset.code()));
             }
         }
     }

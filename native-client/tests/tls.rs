@@ -17,7 +17,8 @@ const WAIT: Duration = Duration::from_secs(10);
 async fn a_server_of_another_protocol_is_an_alpn_mismatch() {
     let dir = tempfile::tempdir().unwrap();
     let dev = certs::DevCerts::load_or_create(dir.path()).unwrap();
-    let tls = certs::server_config(&dev.server_identity(), &[b"p2p-relay/2"]).unwrap();
+    // A server of the previous protocol version.
+    let tls = certs::server_config(&dev.server_identity(), &[b"p2p-relay/1"]).unwrap();
     let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls).unwrap();
     let server = quinn::Endpoint::server(
         quinn::ServerConfig::with_crypto(Arc::new(quic)),
@@ -44,7 +45,7 @@ async fn a_server_of_another_protocol_is_an_alpn_mismatch() {
     assert_eq!(
         err.to_string(),
         format!(
-            "the server at {addr} does not speak p2p-relay/1 (ALPN mismatch): it is not a \
+            "the server at {addr} does not speak p2p-relay/2 (ALPN mismatch): it is not a \
              p2p-relay, or one of another protocol version"
         )
     );

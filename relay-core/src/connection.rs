@@ -469,6 +469,7 @@ impl Connection {
     /// part of ends as on a disconnect.
     pub fn close(&mut self, reason: CloseReason) {
         self.events.push_back(Event::ServerError {
+            code: None,
             message: reason.to_string(),
         });
         self.events.push_back(Event::Close { reason });
@@ -1220,6 +1221,7 @@ impl Connection {
 
     fn server_error(&mut self, error: &RequestError) {
         self.events.push_back(Event::ServerError {
+            code: Some(error.code()),
             message: error.to_string(),
         });
     }

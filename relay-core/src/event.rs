@@ -6,7 +6,7 @@ use bytes::Bytes;
 use crate::addr::Addr;
 use crate::client_id::ClientId;
 use crate::directory::ClientPage;
-use crate::error::{CloseReason, RequestError};
+use crate::error::{CloseReason, ErrorCode, RequestError};
 use crate::payload::Payload;
 use crate::transport::StreamKind;
 
@@ -123,8 +123,13 @@ pub enum Event {
     StreamChunkTaken { stream: StreamId },
     /// A granted stream must end now: its pairing is over.
     StreamClosed { stream: StreamId, why: StreamEnd },
-    /// A request of this connection failed or something it should know went wrong.
-    ServerError { message: String },
+    /// A request of this connection failed or something it should know went wrong. `code`
+    /// is the kind of a failed request (what a native client matches on); None for notices
+    /// that are not a request's failure (the reason of a close).
+    ServerError {
+        code: Option<ErrorCode>,
+        message: String,
+    },
     /// The connection must be closed by its front end; the core has forgotten it already.
     Close { reason: CloseReason },
 }

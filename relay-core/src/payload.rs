@@ -60,12 +60,6 @@ impl Payload {
     }
 }
 
-/// The one argument an ack carries when the relay answers it with a failure: the legacy
-/// plugin's `{error: message}` shape, which every front end and client uses.
-pub fn error_value(message: &str) -> Value {
-    Value::Map(vec![(Value::from("error"), Value::from(message))])
-}
-
 /// Encodes arguments as one MessagePack array, without first cloning them into a
 /// `Value::Array` (arguments may hold megabytes of binary).
 pub fn encode_args(values: &[Value]) -> Bytes {
@@ -85,6 +79,13 @@ pub fn encode_args(values: &[Value]) -> Bytes {
             .expect("writing MessagePack into a Vec cannot fail");
     }
     Bytes::from(out)
+}
+
+/// The argument an emit-ack is answered with when it could not be delivered or taken:
+/// `{error: message}`, the shape callers of the Socket.IO plugin test for. Every front end
+/// and the native client answer failed acks with it, so it is written once, here.
+pub fn error_value(message: &str) -> Value {
+    Value::Map(vec![(Value::from("error"), Value::from(message))])
 }
 
 /// Decodes one MessagePack array of arguments. Anything else (another type, trailing

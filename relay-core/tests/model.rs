@@ -1042,7 +1042,7 @@ impl Model {
                 "Close",
                 |e| matches!(e, Expect::Close { to } if *to == conn),
             ),
-            Event::ServerError { message } => self.saw_server_error(step, conn, &message),
+            Event::ServerError { message, .. } => self.saw_server_error(step, conn, &message),
             other => self.unexpected(step, conn, &format!("{other:?}")),
         }
     }

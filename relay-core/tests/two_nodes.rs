@@ -442,7 +442,7 @@ impl Out {
         self.to(at)
             .into_iter()
             .filter_map(|e| match e {
-                Event::ServerError { message } => Some(message.clone()),
+                Event::ServerError { message, .. } => Some(message.clone()),
                 _ => None,
             })
             .collect()
@@ -1408,7 +1408,7 @@ fn replace_across_nodes_closes_the_old_connection_and_frees_its_peer() {
     assert_eq!(to_old.len(), 2, "{to_old:?}");
     assert!(matches!(
         to_old[0],
-        Event::ServerError { message }
+        Event::ServerError { message, .. }
             if message == "replaced by a newer connection with clientId 'X'"
     ));
     assert!(matches!(

@@ -8,8 +8,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use native_client::wire::codes;
+use p2p_relay_wire::ResetCode;
 use quinn::{RecvStream, SendStream};
+use relay_core::payload::error_value;
 use relay_core::{Answer, Command, Payload, StreamId, Ticket, MAX_INBOUND_CHUNKS};
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -74,7 +75,11 @@ pub(crate) fn chunk_taken(native: &Native, stream: StreamId) {
 /// the native stream itself. Called in event order, so the bridge is in place before the
 /// legacy sender's first chunk is routed to it.
 pub(crate) fn accept_from_legacy(native: &Arc<Native>, stream: StreamId) {
-    native.streams.lock().expect("streams lock").insert(stream, slot());
+    native
+        .streams
+        .lock()
+        .expect("streams lock")
+        .insert(stream, slot());
     let Some((inbound, cut)) = take_waiting(native, stream) else {
         return;
     };
@@ -95,7 +100,7 @@ pub(crate) fn accept_from_legacy(native: &Arc<Native>, stream: StreamId) {
 }
 
 fn error_ack(message: &str) -> Answer {
-    Answer::Ack(Payload::Values(vec![relay_core::payload::error_value(message)]))
+    Answer::Ack(Payload::Values(vec![error_value(message)]))
 }
 
 /// Moves bytes both ways until both directions are done, or the core cuts the stream.
@@ -138,7 +143,10 @@ pub(crate) async fn run(
     let inbound = async {
         while let Some((chunk, ticket)) = chunks.recv().await {
             if let Err(e) = send.write_chunk(chunk).await {
-                native.answer(ticket, error_ack(&format!("stream {} failed: {e}", stream.0)));
+                native.answer(
+                    ticket,
+                    error_ack(&format!("stream {} failed: {e}", stream.0)),
+                );
                 return;
             }
             native.answer(ticket, Answer::Done);
@@ -152,6 +160,6 @@ pub(crate) async fn run(
         send.reset(error);
         let _ = recv.stop(code(error));
     } else {
-        let _ = recv.stop(code(codes::STREAM_CLOSED));
+        let _ = recv.stop(code(ResetCode::Closed));
     }
 }

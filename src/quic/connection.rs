@@ -4,12 +4,13 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use native_client::wire::{
-    self, codes, frame, ClientFrame, FrameError, FrameReader, FrameWriter, ServerFrame, WireAnswer,
-    WireReply,
+use p2p_relay_wire::{
+    self as wire, frame, ClientFrame, CloseCode, FrameError, FrameReader, FrameWriter, ServerFrame,
+    WireAnswer, WireReply,
 };
+use relay_core::directory::MAX_LIST_PAGE;
 use relay_core::{
-    Addr, Answer, CloseReason, Command, ConnId, Event, Payload, Reply, ReqId, StreamId,
+    Addr, Answer, CloseReason, Command, ConnId, ErrorCode, Event, Payload, Reply, ReqId, StreamId,
     StreamKind, Ticket, Transport,
 };
 use relay_runtime::Outbox;
@@ -17,7 +18,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, trace};
 
-use super::{bridge, end_code, splice, Cut, Shared};
+use super::{bridge, code, end_code, splice, Cut, Shared};
 
 /// Per-connection state shared by its reader, writer and stream tasks.
 pub(crate) struct Native {
@@ -100,7 +101,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         Ok(Err(e)) => return debug!(%remote, "connection ended before its control stream: {e}"),
         Err(_) => {
             return quic.close(
-                codes::PROTOCOL_VIOLATION.into(),
+                code(CloseCode::ProtocolViolation),
                 b"no control stream opened in time",
             )
         }
@@ -124,17 +125,17 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
                     "protocol version {version} is not supported; this relay speaks version {}",
                     wire::PROTOCOL_VERSION
                 );
-                return refuse(&quic, &mut writer, codes::VERSION_MISMATCH, message).await;
+                return refuse(&quic, &mut writer, CloseCode::VersionMismatch, message).await;
             }
             (client_id, credentials)
         }
         Ok(other) => {
-            let message = format!("the first frame must be Hello, got {}", frame_name(&other));
-            return refuse(&quic, &mut writer, codes::PROTOCOL_VIOLATION, message).await;
+            let message = format!("the first frame must be Hello, got {}", other.name());
+            return refuse(&quic, &mut writer, CloseCode::ProtocolViolation, message).await;
         }
         Err(message) => {
             let message = format!("expected a Hello frame: {message}");
-            return refuse(&quic, &mut writer, codes::PROTOCOL_VIOLATION, message).await;
+            return refuse(&quic, &mut writer, CloseCode::ProtocolViolation, message).await;
         }
     };
 
@@ -150,7 +151,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         Ok(admitted) => admitted,
         Err(_) => {
             let message = "admission did not complete in time".to_owned();
-            return refuse(&quic, &mut writer, codes::REFUSED, message).await;
+            return refuse(&quic, &mut writer, CloseCode::Refused, message).await;
         }
     };
     let (outbox, events) = Outbox::new(shared.config.outbox_messages);
@@ -161,7 +162,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     });
     let id = match connected {
         Ok(id) => id,
-        Err(e) => return refuse(&quic, &mut writer, codes::REFUSED, e.to_string()).await,
+        Err(e) => return refuse(&quic, &mut writer, CloseCode::Refused, e.to_string()).await,
     };
     debug!(%remote, client = %client_id, ?id, "native client connected");
     let welcome = ServerFrame::Welcome {
@@ -194,25 +195,25 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     shared.relay.disconnect(id);
     tasks.shutdown().await;
     native.tasks.lock().expect("tasks lock").abort_all();
-    quic.close(codes::NORMAL.into(), b"");
+    quic.close(code(CloseCode::Normal), b"");
     debug!(%remote, ?id, "native client gone");
 }
 
 async fn refuse(
     quic: &quinn::Connection,
     writer: &mut FrameWriter<quinn::SendStream>,
-    code: u32,
+    why: CloseCode,
     message: String,
 ) {
     debug!(remote = %quic.remote_address(), %message, "refusing native client");
     let _ = writer
         .send(&ServerFrame::Refused {
-            code,
+            code: why.code(),
             message: message.clone(),
         })
         .await;
     finish_before_close(writer.get_mut()).await;
-    quic.close(code.into(), message.as_bytes());
+    quic.close(code(why), message.as_bytes());
 }
 
 /// Finishes the control stream and gives its last frame a moment to reach the client:
@@ -220,18 +221,6 @@ async fn refuse(
 async fn finish_before_close(send: &mut quinn::SendStream) {
     let _ = send.finish();
     let _ = tokio::time::timeout(std::time::Duration::from_millis(500), send.stopped()).await;
-}
-
-fn frame_name(frame: &ClientFrame) -> &'static str {
-    match frame {
-        ClientFrame::Hello { .. } => "Hello",
-        ClientFrame::Register { .. } => "Register",
-        ClientFrame::Unregister { .. } => "Unregister",
-        ClientFrame::Emit { .. } => "Emit",
-        ClientFrame::List { .. } => "List",
-        ClientFrame::OpenStream { .. } => "OpenStream",
-        ClientFrame::Answer { .. } => "Answer",
-    }
 }
 
 /// Control frames from the client, turned into core commands.
@@ -247,33 +236,35 @@ async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvS
                 debug!(id = ?native.id, %reason, "closing");
                 native
                     .quic
-                    .close(codes::FRAME_TOO_LARGE.into(), reason.as_bytes());
+                    .close(code(CloseCode::FrameTooLarge), reason.as_bytes());
                 return;
             }
             Err(e) => return debug!(id = ?native.id, "control stream failed: {e}"),
         };
-        match frame::decode::<ClientFrame>(&body) {
-            Ok(frame) => match command_of(frame) {
-                Ok(command) => native.shared.relay.command(native.id, command),
-                Err(message) => native.outbox.push(Event::ServerError { message }),
-            },
-            Err(e) => native.outbox.push(Event::ServerError {
-                message: e.to_string(),
+        let command = frame::decode::<ClientFrame>(&body)
+            .map_err(|e| e.to_string())
+            .and_then(|frame| command_of(frame, native.shared.config.list_page));
+        match command {
+            Ok(command) => native.shared.relay.command(native.id, command),
+            // Not understood: answered and skipped, the connection lives on.
+            Err(message) => native.outbox.push(Event::ServerError {
+                code: Some(ErrorCode::Invalid),
+                message,
             }),
         }
     }
 }
 
-fn command_of(frame: ClientFrame) -> Result<Command, String> {
+/// The core command a frame asks for; `list_page` is the page size of a List that names
+/// none.
+fn command_of(frame: ClientFrame, list_page: usize) -> Result<Command, String> {
     Ok(match frame {
         ClientFrame::Hello { .. } => return Err("already said hello".to_owned()),
         ClientFrame::Register { req, target } => Command::Register {
             req: ReqId(req),
             target,
         },
-        ClientFrame::Unregister { req } => Command::Unregister {
-            req: ReqId(req),
-        },
+        ClientFrame::Unregister { req } => Command::Unregister { req: ReqId(req) },
         ClientFrame::Emit {
             target,
             event,
@@ -285,10 +276,10 @@ fn command_of(frame: ClientFrame) -> Result<Command, String> {
             args: Payload::MsgPack(args),
             ack: ack.map(ReqId),
         },
-        ClientFrame::List { req } => Command::List {
+        ClientFrame::List { req, after, limit } => Command::List {
             req: ReqId(req),
-            after: None,
-            limit: None,
+            after,
+            limit: Some(page_size(limit, list_page)),
         },
         ClientFrame::OpenStream { req, target } => Command::OpenStream {
             req: ReqId(req),
@@ -303,6 +294,15 @@ fn command_of(frame: ClientFrame) -> Result<Command, String> {
             },
         },
     })
+}
+
+/// The size of a native list page: what the client asked for, or the relay's page size, and
+/// never more than [`MAX_LIST_PAGE`]. Always a page: a native list never costs the whole
+/// directory, and its reply stays within a frame.
+fn page_size(asked: Option<u32>, list_page: usize) -> usize {
+    asked
+        .map_or(list_page, |n| usize::try_from(n).unwrap_or(MAX_LIST_PAGE))
+        .clamp(1, MAX_LIST_PAGE)
 }
 
 /// Core events for the client, written as control frames in order.
@@ -325,9 +325,9 @@ async fn write_events(
         if let Err(e) = writer.send(&frame).await {
             return debug!(id = ?native.id, "control stream write failed: {e}");
         }
-        if let Some((code, reason)) = closing {
+        if let Some((why, reason)) = closing {
             finish_before_close(writer.get_mut()).await;
-            native.quic.close(code.into(), reason.as_bytes());
+            native.quic.close(why.into(), reason.as_bytes());
             return;
         }
     }
@@ -394,9 +394,12 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
             }
             ServerFrame::StreamClosed { stream: stream.0 }
         }
-        Event::ServerError { message } => ServerFrame::ServerError { message },
+        Event::ServerError { code, message } => ServerFrame::ServerError {
+            code: code.map(ErrorCode::as_u16),
+            message,
+        },
         Event::Close { reason } => ServerFrame::Closing {
-            code: close_code(&reason),
+            code: close_code(&reason).code(),
             reason: reason.to_string(),
         },
     })
@@ -417,10 +420,10 @@ fn wire_limits(limits: &relay_core::ClientLimits) -> wire::WireLimits {
     }
 }
 
-fn close_code(reason: &CloseReason) -> u32 {
+fn close_code(reason: &CloseReason) -> CloseCode {
     match reason {
-        CloseReason::Replaced(_) => codes::REPLACED,
-        CloseReason::Shutdown => codes::SHUTDOWN,
+        CloseReason::Replaced(_) => CloseCode::Replaced,
+        CloseReason::Shutdown => CloseCode::Shutdown,
     }
 }
 
@@ -441,13 +444,17 @@ fn wire_reply(reply: Reply) -> WireReply {
     match reply {
         Reply::Registered(ok) => WireReply::Registered(ok),
         Reply::Unregistered => WireReply::Unregistered,
-        Reply::Clients(page) => {
-            WireReply::Clients(page.ids.iter().map(|id| id.to_string()).collect())
-        }
+        Reply::Clients(page) => WireReply::Clients {
+            ids: page.ids.iter().map(|id| id.to_string()).collect(),
+            next: page.next.map(|id| id.to_string()),
+        },
         Reply::Ack(payload) => WireReply::Ack(payload.into_msgpack()),
         Reply::StreamOpened { stream, .. } => WireReply::StreamOpened(stream.0),
         Reply::StreamRefused => WireReply::StreamRefused,
-        Reply::Failed(error) => WireReply::Failed(error.to_string()),
+        Reply::Failed(error) => WireReply::Failed {
+            code: error.code().as_u16(),
+            message: error.to_string(),
+        },
     }
 }
 
@@ -470,4 +477,37 @@ async fn accept_streams(native: Arc<Native>) {
 /// Builds the header that starts a data stream toward a client.
 pub(crate) fn header(stream: StreamId) -> [u8; wire::header::HEADER_LEN] {
     wire::StreamHeader { stream: stream.0 }.encode()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit_of(frame: ClientFrame, list_page: usize) -> Option<usize> {
+        match command_of(frame, list_page) {
+            Ok(Command::List { limit, .. }) => limit,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    fn list(limit: Option<u32>) -> ClientFrame {
+        ClientFrame::List {
+            req: 1,
+            after: Some("m".into()),
+            limit,
+        }
+    }
+
+    #[test]
+    fn a_native_list_is_always_a_bounded_page() {
+        assert_eq!(limit_of(list(None), 1000), Some(1000));
+        assert_eq!(limit_of(list(None), 7), Some(7));
+        assert_eq!(limit_of(list(Some(3)), 1000), Some(3));
+        assert_eq!(limit_of(list(Some(u32::MAX)), 1000), Some(MAX_LIST_PAGE));
+        assert_eq!(limit_of(list(Some(0)), 1000), Some(1));
+        match command_of(list(None), 10) {
+            Ok(Command::List { after, .. }) => assert_eq!(after.as_deref(), Some("m")),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The QUIC front end: native clients, one QUIC connection each, every P2P stream a native
-//! QUIC bidirectional stream. The wire format is `native_client::wire`; the rules are the
+//! QUIC bidirectional stream. The wire format is `p2p_relay_wire`; the rules are the
 //! relay core's, exactly as Socket.IO clients get them.
 
 mod bridge;
@@ -7,12 +7,11 @@ mod connection;
 mod splice;
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
-use native_client::wire;
+use p2p_relay_wire::{self as wire, CloseCode, ResetCode};
 use relay_core::{ConnId, StreamEnd};
 use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;
@@ -34,6 +33,8 @@ pub struct QuicConfig {
     /// UDP socket buffer size asked of the OS; quinn's default overflowed under load on
     /// loopback (see FIELD-NOTES.md).
     pub udp_buffer_bytes: usize,
+    /// Client ids in a list page when the client asks for no size.
+    pub list_page: usize,
 }
 
 impl Default for QuicConfig {
@@ -44,13 +45,14 @@ impl Default for QuicConfig {
             handshake_timeout: Duration::from_secs(10),
             max_streams_per_connection: 257,
             udp_buffer_bytes: 4 * 1024 * 1024,
+            list_page: relay_core::directory::DEFAULT_LIST_PAGE,
         }
     }
 }
 
-/// A wire error code as QUIC carries it.
-pub(crate) fn code(value: u32) -> quinn::VarInt {
-    quinn::VarInt::from_u32(value)
+/// A wire code ([`CloseCode`], [`ResetCode`]) as QUIC carries it.
+pub(crate) fn code(value: impl Into<u32>) -> quinn::VarInt {
+    quinn::VarInt::from_u32(value.into())
 }
 
 /// State every native connection shares: the core's handle and, to splice a stream to its
@@ -66,27 +68,29 @@ pub(crate) struct Shared {
 #[derive(Clone, Default)]
 pub(crate) struct Cut {
     token: CancellationToken,
-    code: Arc<AtomicU32>,
+    /// The first cause wins; set before the token is cancelled.
+    code: Arc<OnceLock<ResetCode>>,
 }
 
 impl Cut {
-    pub fn cut(&self, code: u32) {
-        self.code.store(code, Ordering::Relaxed);
+    pub fn cut(&self, code: ResetCode) {
+        let _ = self.code.set(code);
         self.token.cancel();
     }
 
     /// Resolves with the reset code once the stream is cut.
-    pub async fn cancelled(&self) -> u32 {
+    pub async fn cancelled(&self) -> ResetCode {
         self.token.cancelled().await;
-        self.code.load(Ordering::Relaxed)
+        // Always set by `cut` before cancelling; the pairing's end is the fallback meaning.
+        self.code.get().copied().unwrap_or(ResetCode::Closed)
     }
 }
 
 /// The reset code that tells a native client why the core ended its stream.
-pub(crate) fn end_code(why: StreamEnd) -> u32 {
+pub(crate) fn end_code(why: StreamEnd) -> ResetCode {
     match why {
-        StreamEnd::Unpaired | StreamEnd::Failed => wire::codes::STREAM_CLOSED,
-        StreamEnd::PeerGone => wire::codes::STREAM_PEER_GONE,
+        StreamEnd::Unpaired | StreamEnd::Failed => ResetCode::Closed,
+        StreamEnd::PeerGone => ResetCode::PeerGone,
     }
 }
 
@@ -171,6 +175,6 @@ struct CloseOnDrop(quinn::Endpoint);
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
         self.0
-            .close(wire::codes::SHUTDOWN.into(), b"relay shutting down");
+            .close(code(CloseCode::Shutdown), b"relay shutting down");
     }
 }

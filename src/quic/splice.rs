@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use native_client::wire::{codes, header::HEADER_LEN, StreamHeader};
+use p2p_relay_wire::{header::HEADER_LEN, ResetCode, StreamHeader};
 use quinn::{ReadError, RecvStream, SendStream, WriteError};
 use relay_core::StreamId;
 use tracing::debug;
@@ -32,7 +32,7 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
         Ok(header) => StreamId(header.stream),
         Err(reason) => {
             debug!(id = ?native.id, %reason, "bad data stream");
-            return refuse(&mut send, &mut recv, codes::STREAM_BAD_HEADER);
+            return refuse(&mut send, &mut recv, ResetCode::BadHeader);
         }
     };
     if let Some((inbound, cut)) = bridge::take_waiting(&native, stream) {
@@ -57,7 +57,7 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
     };
     let Some((peer, cut)) = claimed else {
         debug!(id = ?native.id, ?stream, "data stream for a stream not granted to it");
-        return refuse(&mut send, &mut recv, codes::STREAM_NOT_GRANTED);
+        return refuse(&mut send, &mut recv, ResetCode::NotGranted);
     };
     let acceptor = native.shared.conns.get(&peer.conn).map(|c| c.clone());
     match acceptor {
@@ -73,17 +73,17 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
                 }
                 Err(e) => {
                     debug!(?stream, "could not open the stream to the acceptor: {e}");
-                    refuse(&mut send, &mut recv, codes::STREAM_PEER_GONE);
+                    refuse(&mut send, &mut recv, ResetCode::PeerGone);
                 }
             }
         }
         // The acceptor's connection is already gone; the core will say so too.
-        None => refuse(&mut send, &mut recv, codes::STREAM_PEER_GONE),
+        None => refuse(&mut send, &mut recv, ResetCode::PeerGone),
     }
     native.release_stream(stream);
 }
 
-fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: u32) {
+fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: ResetCode) {
     let _ = send.reset(code(error));
     let _ = recv.stop(code(error));
 }
@@ -113,7 +113,7 @@ impl SendHalf {
         let _ = self.inner.finish();
     }
 
-    pub fn reset(&mut self, error: u32) {
+    pub fn reset(&mut self, error: ResetCode) {
         self.ended = true;
         let _ = self.inner.reset(code(error));
     }
@@ -122,7 +122,7 @@ impl SendHalf {
 impl Drop for SendHalf {
     fn drop(&mut self) {
         if !self.ended {
-            let _ = self.inner.reset(code(codes::STREAM_PEER_GONE));
+            let _ = self.inner.reset(code(ResetCode::PeerGone));
         }
     }
 }
@@ -157,17 +157,17 @@ async fn pump(from: &mut RecvStream, to: &mut SendHalf) {
             Ok(Some(chunk)) => match to.write_chunk(chunk.bytes).await {
                 Ok(()) => {}
                 Err(WriteError::Stopped(_)) => {
-                    let _ = from.stop(code(codes::STREAM_PEER_RESET));
+                    let _ = from.stop(code(ResetCode::PeerReset));
                     return;
                 }
                 Err(_) => {
-                    let _ = from.stop(code(codes::STREAM_PEER_GONE));
+                    let _ = from.stop(code(ResetCode::PeerGone));
                     return;
                 }
             },
             Ok(None) => return to.finish(),
-            Err(ReadError::Reset(_)) => return to.reset(codes::STREAM_PEER_RESET),
-            Err(_) => return to.reset(codes::STREAM_PEER_GONE),
+            Err(ReadError::Reset(_)) => return to.reset(ResetCode::PeerReset),
+            Err(_) => return to.reset(ResetCode::PeerGone),
         }
     }
 }

@@ -329,9 +329,9 @@ pub async fn read_to_eof<R: tokio::io::AsyncRead + Unpin>(
     }
 }
 
-/// The code of a stream reset / stop inside an I/O error from a `P2pStream`.
-pub fn stream_code(err: &std::io::Error) -> Option<u64> {
-    native_client::StreamError::of(err).and_then(native_client::StreamError::code)
+/// Why a stream was reset / stopped, from the I/O error of a `P2pStream`.
+pub fn stream_code(err: &std::io::Error) -> Option<wire::ResetCode> {
+    native_client::StreamError::of(err).and_then(native_client::StreamError::reason)
 }
 
 // ---- raw wire access -------------------------------------------------------------------
@@ -430,14 +430,19 @@ impl Raw {
         );
     }
 
-    /// Sends a List request and returns the ids in its reply (skipping nothing else: the
-    /// reply must be the next frame).
+    /// Sends a List request for the first page and returns its ids, checking that it is
+    /// the only page (skipping nothing else: the reply must be the next frame).
     pub async fn list(&mut self, req: u64) -> Vec<String> {
-        self.send(&ClientFrame::List { req }).await;
+        self.send(&ClientFrame::List {
+            req,
+            after: None,
+            limit: None,
+        })
+        .await;
         match self.next().await {
             ServerFrame::Reply {
                 req: r,
-                reply: WireReply::Clients(ids),
+                reply: WireReply::Clients { ids, next: None },
             } if r == req => ids,
             other => panic!("expected the list reply {req}, got {other:?}"),
         }

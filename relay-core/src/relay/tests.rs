@@ -6,7 +6,7 @@ use bytes::Bytes;
 use rmpv::Value;
 
 use super::*;
-use crate::{Answer, AuthError, Claims, ClientId, Config, Presented, ConnectError, DuplicatePolicy, Event, Payload, Reply, ReqId, RequestError, StreamEnd, Transport};
+use crate::{Answer, AuthError, Claims, ClientId, Config, ConnectError, DuplicatePolicy, ErrorCode, Event, Payload, Presented, Reply, ReqId, RequestError, StreamEnd, Transport};
 
 /// A relay, a fake clock (a base instant plus an offset) and the events polled so far.
 struct Harness {
@@ -209,7 +209,7 @@ impl Out {
         self.to(conn)
             .into_iter()
             .filter_map(|e| match e {
-                Event::ServerError { message } => Some(message.clone()),
+                Event::ServerError { message, .. } => Some(message.clone()),
                 _ => None,
             })
             .collect()
@@ -409,7 +409,7 @@ fn duplicate_under_replace_closes_the_old_connection_and_frees_its_peer() {
     assert_eq!(to_old.len(), 2, "{to_old:?}");
     assert!(matches!(
         to_old[0],
-        Event::ServerError { message } if message == "replaced by a newer connection with clientId 'X'"
+        Event::ServerError { code: None, message } if message == "replaced by a newer connection with clientId 'X'"
     ));
     assert!(matches!(
         to_old[1],
@@ -627,6 +627,24 @@ fn register_refusals_have_exact_texts() {
     );
     assert_eq!(h.relay.peer_of("A"), Some(id("B")));
     assert_eq!(h.relay.pending_len(), 0);
+}
+
+#[test]
+fn a_failure_tells_its_kind_in_the_error_and_the_reply() {
+    let mut h = Harness::new();
+    let a = h.connect("A");
+    let req = h.register(a, "Z");
+    let out = h.drain();
+    let codes: Vec<Option<ErrorCode>> = out
+        .to(a)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::ServerError { code, .. } => Some(*code),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(codes, vec![Some(ErrorCode::NotConnected)]);
+    assert_eq!(failed(out.reply(a, req)).code(), ErrorCode::NotConnected);
 }
 
 #[test]

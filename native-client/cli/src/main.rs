@@ -40,8 +40,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args as ClapArgs, Parser, Subcommand};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use native_client::rmpv::Value;
+use native_client::wire::ResetCode;
 use native_client::{
-    Args, Client, ClientError, ClientEvent, ConnectOptions, Incoming, P2pStream, Trust,
+    Args, Client, ClientError, ClientEvent, ConnectOptions, ErrorKind, Incoming, P2pStream, Trust,
 };
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -396,7 +397,7 @@ async fn receive(
                         eprintln!("the peer let go; waiting for another one");
                     }
                     ClientEvent::StreamClosed(id) => tracing::debug!(stream = id, "stream closed"),
-                    ClientEvent::ServerError(message) => eprintln!("relay: {message}"),
+                    ClientEvent::ServerError { message, .. } => eprintln!("relay: {message}"),
                     ClientEvent::Closed(reason) => bail!("{reason}"),
                     _ => {}
                 }
@@ -438,7 +439,8 @@ async fn save(stream: P2pStream, out: PathBuf, announced: Arc<Shared>) -> Result
         Ok(done) => done,
         Err(e) => {
             let _ = tokio::fs::remove_file(&temp).await;
-            from.stop(native_client::wire::codes::NORMAL);
+            // The sender's writes fail; the relay reports any stop as the peer's reset.
+            from.stop(ResetCode::PeerReset.code());
             let _ = answer
                 .write_all(format!("err {}\n", one_line(&format!("{e:#}"))).as_bytes())
                 .await;
@@ -648,7 +650,7 @@ async fn send(
                     Some(ClientEvent::Unregistered) => {
                         multi.suspend(|| eprintln!("'{to}' ended the pairing"));
                     }
-                    Some(ClientEvent::ServerError(message)) => {
+                    Some(ClientEvent::ServerError { message, .. }) => {
                         multi.suspend(|| eprintln!("relay: {message}"));
                     }
                     Some(ClientEvent::Closed(reason)) => bail!("{reason}"),
@@ -704,8 +706,12 @@ async fn pair(client: &Client, to: &str, wait: Duration) -> Result<()> {
             match client.register(to).await {
                 Ok(true) => return Ok(()),
                 Ok(false) => bail!("'{to}' refused to pair (it is paired with another client)"),
-                Err(ClientError::Request(message)) if Instant::now() < deadline => {
-                    tracing::debug!(%message, "register failed; retrying");
+                // Gone again since the list, or slow to answer: worth another try.
+                Err(e @ ClientError::Request { .. })
+                    if matches!(e.kind(), ErrorKind::NotConnected | ErrorKind::Timeout)
+                        && Instant::now() < deadline =>
+                {
+                    tracing::debug!(error = %e, "register failed; retrying");
                 }
                 Err(e) => return Err(e.into()),
             }

@@ -1,6 +1,14 @@
 //! Control frames. Postcard encodes an enum's variant as its index, so the order of the
 //! variants is the wire format: append new variants, never reorder. An unknown index
 //! decodes as an error the receiver answers without dropping the connection.
+//!
+//! `Hello`, `Welcome` and `Refused` keep their place and layout in every protocol version,
+//! so that a relay can read the version of any client's hello and refuse it in words that
+//! client can read.
+//!
+//! Error codes are carried as numbers: those of `relay_core::ErrorCode` for failed requests
+//! (`ErrorCode::from_u16`), those of [`crate::codes`] for closes. A number the receiver
+//! does not know still arrives with its message instead of breaking the frame.
 
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -30,8 +38,14 @@ pub enum ClientFrame {
         /// Set to ask for the peer's ack, answered by a `Reply` with this id.
         ack: Option<u64>,
     },
+    /// One page of the connected client ids, sorted: those after `after` (exclusive; None
+    /// from the start), at most `limit` of them (None: the relay's page size, `--list-page`;
+    /// capped at `relay_core::directory::MAX_LIST_PAGE`). A client sizes `limit` so that the
+    /// reply fits in its frame limit ([`crate::list::page_limit`]).
     List {
         req: u64,
+        after: Option<String>,
+        limit: Option<u32>,
     },
     OpenStream {
         req: u64,
@@ -64,7 +78,8 @@ pub enum ServerFrame {
         /// change of this format).
         limits: WireLimits,
     },
-    /// The hello was refused; the relay closes the connection after this frame.
+    /// The hello was refused; the relay closes the connection after this frame with the
+    /// same code (a [`crate::codes::CloseCode`]).
     Refused {
         code: u32,
         message: String,
@@ -99,10 +114,14 @@ pub enum ServerFrame {
     StreamClosed {
         stream: u64,
     },
+    /// Something this client asked for failed. `code` is the failure's kind (an
+    /// `ErrorCode` number) when it is a request's failure; None for the relay's notices.
     ServerError {
+        code: Option<u16>,
         message: String,
     },
-    /// The relay is closing this connection, and why.
+    /// The relay is closing this connection, and why (`code`: a
+    /// [`crate::codes::CloseCode`], as in the connection close that follows).
     Closing {
         code: u32,
         reason: String,
@@ -132,11 +151,69 @@ pub struct WireLimits {
 pub enum WireReply {
     Registered(bool),
     Unregistered,
-    Clients(Vec<String>),
+    /// A page of the client list, sorted. `next` is the `after` of the next page; None on
+    /// the last one.
+    Clients {
+        ids: Vec<String>,
+        next: Option<String>,
+    },
     Ack(Bytes),
     /// Open a bidirectional stream and start it with this id's header.
     StreamOpened(u64),
     StreamRefused,
-    /// The request failed; the text says why.
-    Failed(String),
+    /// The request failed: `code` is its kind (an `ErrorCode` number), the text says why.
+    Failed {
+        code: u16,
+        message: String,
+    },
+}
+
+// A frame's name, for logs and errors: never its payload. Kept next to the frames so that a
+// new frame cannot be added without it.
+
+impl ClientFrame {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientFrame::Hello { .. } => "Hello",
+            ClientFrame::Register { .. } => "Register",
+            ClientFrame::Unregister { .. } => "Unregister",
+            ClientFrame::Emit { .. } => "Emit",
+            ClientFrame::List { .. } => "List",
+            ClientFrame::OpenStream { .. } => "OpenStream",
+            ClientFrame::Answer { .. } => "Answer",
+        }
+    }
+}
+
+impl ServerFrame {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServerFrame::Welcome { .. } => "Welcome",
+            ServerFrame::Refused { .. } => "Refused",
+            ServerFrame::Reply { .. } => "Reply",
+            ServerFrame::RegisterRequest { .. } => "RegisterRequest",
+            ServerFrame::Unregistered { .. } => "Unregistered",
+            ServerFrame::PeerDisconnected => "PeerDisconnected",
+            ServerFrame::Deliver { .. } => "Deliver",
+            ServerFrame::StreamRequest { .. } => "StreamRequest",
+            ServerFrame::StreamAccepted { .. } => "StreamAccepted",
+            ServerFrame::StreamClosed { .. } => "StreamClosed",
+            ServerFrame::ServerError { .. } => "ServerError",
+            ServerFrame::Closing { .. } => "Closing",
+        }
+    }
+}
+
+impl WireReply {
+    pub fn name(&self) -> &'static str {
+        match self {
+            WireReply::Registered(_) => "Registered",
+            WireReply::Unregistered => "Unregistered",
+            WireReply::Clients { .. } => "Clients",
+            WireReply::Ack(_) => "Ack",
+            WireReply::StreamOpened(_) => "StreamOpened",
+            WireReply::StreamRefused => "StreamRefused",
+            WireReply::Failed { .. } => "Failed",
+        }
+    }
 }

@@ -9,8 +9,22 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The protocol's hard ceiling for one frame; no configuration can raise it.
 pub const MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Room a frame needs besides its payload (the event name, ids, postcard's headers), with
+/// a wide margin: event names and ids are short.
+pub const FRAME_OVERHEAD_BYTES: usize = 64 * 1024;
 /// The limit used unless configured otherwise: room for a 1 MiB payload and its framing.
-pub const DEFAULT_MAX_FRAME_BYTES: usize = 1024 * 1024 + 64 * 1024;
+pub const DEFAULT_MAX_FRAME_BYTES: usize = frame_limit_for(1024 * 1024);
+
+/// The frame limit that carries a payload of up to `payload_limit` bytes (the relay's
+/// `--max-message-bytes`), never above [`MAX_FRAME_BYTES`].
+pub const fn frame_limit_for(payload_limit: usize) -> usize {
+    let limit = payload_limit.saturating_add(FRAME_OVERHEAD_BYTES);
+    if limit < MAX_FRAME_BYTES {
+        limit
+    } else {
+        MAX_FRAME_BYTES
+    }
+}
 
 const LEN_BYTES: usize = 4;
 
@@ -141,7 +155,7 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{ClientFrame, ServerFrame, WireAnswer, WireReply};
+    use crate::{ClientFrame, ServerFrame, WireAnswer, WireReply};
     use proptest::prelude::*;
 
     fn frames() -> Vec<ClientFrame> {
@@ -210,7 +224,10 @@ mod tests {
         assert!(decode::<ServerFrame>(&body).is_err());
         let reply = ServerFrame::Reply {
             req: 1,
-            reply: WireReply::Clients(vec!["A".into()]),
+            reply: WireReply::Failed {
+                code: 3,
+                message: "not paired with 'B'".into(),
+            },
         };
         let body = encode(&reply).unwrap();
         assert_eq!(decode::<ServerFrame>(&body[LEN_BYTES..]).unwrap(), reply);
