@@ -17,7 +17,7 @@ use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{AckError, SendError, SocketError};
 use tokio::sync::mpsc;
-use tracing::{debug, trace};
+use tracing::{debug, trace, warn};
 
 use crate::args::Args;
 use crate::connection::{Conn, RequestKind};
@@ -154,7 +154,12 @@ async fn ask(
         })
     })
     .await?;
-    let ack = stream.expect("set on success");
+    // None: the packet could not be encoded (`retry` logged it). The core converts what
+    // reaches a Socket.IO client, so this should not happen; if it does, the question is
+    // answered by the core's own deadline, and this connection keeps being served.
+    let Some(ack) = stream else {
+        return Ok(());
+    };
     conn.acks.push(async move {
         match ack.await {
             Ok(args) => Some((ticket, answer(args))),
@@ -188,7 +193,7 @@ async fn retry(mut send: impl FnMut() -> Result<(), SendError>) -> Result<(), Go
             }
             Err(SendError::Socket(SocketError::Closed)) => return Err(Gone),
             Err(SendError::Serialize(e)) => {
-                debug!("could not encode an outgoing packet: {e:?}");
+                warn!("could not encode an outgoing packet, dropped: {e:?}");
                 return Ok(());
             }
         }
@@ -196,7 +201,7 @@ async fn retry(mut send: impl FnMut() -> Result<(), SendError>) -> Result<(), Go
 }
 
 fn values_or_error(payload: Payload) -> Args {
-    match payload.into_values() {
+    match payload.into_json_values() {
         Ok(values) => Args(values),
         Err(e) => Args(vec![error_object(&e.to_string())]),
     }

@@ -4,6 +4,7 @@
 //! without parsing text.
 
 use crate::client_id::{ClientId, InvalidClientId};
+use crate::payload::NotJson;
 
 /// Why a connection was refused at the door.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -68,6 +69,20 @@ pub enum RequestError {
     },
     #[error("stream chunk refused: too many unacknowledged chunks ({0})")]
     TooManyChunks(usize),
+    /// A native client's arguments that its Socket.IO peer could not read.
+    #[error("could not deliver '{event}' to '{target}', a Socket.IO client: its arguments have no JSON form: {problem}")]
+    EventNotJson {
+        event: String,
+        target: ClientId,
+        problem: NotJson,
+    },
+    /// A native client's ack that its Socket.IO asker could not read.
+    #[error("the ack from '{from}' cannot reach '{to}', a Socket.IO client: its arguments have no JSON form: {problem}")]
+    AckNotJson {
+        from: ClientId,
+        to: ClientId,
+        problem: NotJson,
+    },
 }
 
 /// The kind of a failure, stable across versions: what a native client matches on.
@@ -121,7 +136,12 @@ impl RequestError {
     pub fn code(&self) -> ErrorCode {
         use RequestError::*;
         match self {
-            InvalidTarget(_) | EmptyEvent | ReservedEvent(_) | Malformed(_) => ErrorCode::Invalid,
+            InvalidTarget(_)
+            | EmptyEvent
+            | ReservedEvent(_)
+            | Malformed(_)
+            | EventNotJson { .. }
+            | AckNotJson { .. } => ErrorCode::Invalid,
             TargetNotConnected(_) => ErrorCode::NotConnected,
             NotPairedWith(_) | StreamWhileUnpaired | UnregisterWhileUnpaired => {
                 ErrorCode::NotPaired

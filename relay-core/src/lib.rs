@@ -35,7 +35,7 @@ pub use event::{
     Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamEnd, StreamId, Ticket,
 };
 pub use link::{PeerMsg, QuestionId, Transmit};
-pub use payload::{Payload, PayloadError};
+pub use payload::{NotJson, Payload, PayloadError};
 pub use relay::{DirectoryOp, Relay};
 pub use reserved::is_reserved_event;
 pub use rmpv;

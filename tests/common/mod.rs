@@ -37,6 +37,7 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 /// A running relay with its own data directory (development CA) and loopback ports.
 pub struct Relay {
     addr: SocketAddr,
+    socketio: SocketAddr,
     ca: PathBuf,
     fingerprint: String,
     kind: Kind,
@@ -76,11 +77,13 @@ impl Relay {
             .await
             .expect("the relay starts");
         let addr = server.quic_addr();
+        let socketio = server.socketio_addr();
         assert!(addr.ip().is_loopback(), "{addr}");
         let ca = server.ca().expect("development certificates").clone();
         assert_eq!(ca.path, dir.path().join("ca.pem"));
         Relay {
             addr,
+            socketio,
             ca: ca.path,
             fingerprint: ca.fingerprint,
             kind: Kind::InProcess(Some(server)),
@@ -104,15 +107,20 @@ impl Relay {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let addr: SocketAddr = within("the relay binary printing its QUIC address", async {
+        let (socketio, addr) = within("the relay binary printing its addresses", async {
+            let mut socketio: Option<SocketAddr> = None;
             loop {
                 let line = lines
                     .next_line()
                     .await
                     .expect("reading the relay's stdout")
                     .expect("the relay exited before printing its QUIC address");
+                if let Some(url) = line.strip_prefix("Socket.IO gateway listening on http://") {
+                    socketio = Some(url.trim().parse().expect("a socket address"));
+                }
                 if let Some(addr) = line.strip_prefix("QUIC listening on ") {
-                    break addr.trim().parse().expect("a socket address");
+                    let addr: SocketAddr = addr.trim().parse().expect("a socket address");
+                    break (socketio.expect("the Socket.IO line comes first"), addr);
                 }
             }
         })
@@ -124,6 +132,7 @@ impl Relay {
             .ca_fingerprint();
         Relay {
             addr,
+            socketio,
             ca,
             fingerprint,
             kind: Kind::Binary {
@@ -136,6 +145,19 @@ impl Relay {
 
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The Socket.IO gateway's address.
+    pub fn socketio_addr(&self) -> SocketAddr {
+        self.socketio
+    }
+
+    /// The relay's process id, when it runs as a child process.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.kind {
+            Kind::Binary { _child, .. } => _child.id(),
+            Kind::InProcess(_) => None,
+        }
     }
 
     /// The relay's development CA (`<data dir>/ca.pem`).
