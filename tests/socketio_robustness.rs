@@ -142,3 +142,130 @@ async fn a_native_ack_json_cannot_express_answers_the_socketio_request() {
     assert_eq!(n.list(9).await, vec!["N", "S"]);
     relay.shutdown().await;
 }
+
+/// Pairs two Socket.IO clients: `a` asks, `b` accepts.
+async fn pair_sio(a: &mut Sio, b: &mut Sio, b_id: &str) {
+    let id = a
+        .emit_raw("P2P_REGISTER", &Value::from(b_id).to_string(), true)
+        .await
+        .unwrap();
+    match b.event("P2P_REGISTER").await {
+        Packet::Event { ack: Some(q), .. } => b.answer(q, &[json!(true)]).await,
+        other => panic!("expected a pairing question, got {other:?}"),
+    }
+    assert_eq!(a.ack(id).await, vec![json!(true)]);
+}
+
+/// `args` with every placeholder replaced by its attachment's bytes (as a JSON string of
+/// the bytes, for comparison).
+fn resolved(args: &[Value], attachments: &[Vec<u8>]) -> Vec<Value> {
+    fn walk(value: &Value, attachments: &[Vec<u8>]) -> Value {
+        match value {
+            Value::Object(map) if map.get("_placeholder") == Some(&json!(true)) => {
+                let num = map["num"].as_u64().expect("num") as usize;
+                json!({ "bytes": String::from_utf8_lossy(&attachments[num]) })
+            }
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), walk(v, attachments)))
+                    .collect(),
+            ),
+            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, attachments)).collect()),
+            other => other.clone(),
+        }
+    }
+    args.iter().map(|v| walk(v, attachments)).collect()
+}
+
+fn emit_payload(target: &str, event: &str, args: &str) -> String {
+    format!(
+        "{{\"targetClientId\":{},\"event\":{},\"args\":{args}}}",
+        Value::from(target),
+        Value::from(event)
+    )
+}
+
+#[tokio::test]
+async fn binary_placeholders_bind_to_the_attachment_they_name() {
+    let relay = Relay::start(&[]).await;
+    let mut a = Sio::connect(relay.socketio_addr(), "A").await;
+    let mut b = Sio::connect(relay.socketio_addr(), "B").await;
+    pair_sio(&mut a, &mut b, "B").await;
+
+    let args = r#"[{"_placeholder":true,"num":1},{"k":{"_placeholder":true,"num":0}}]"#;
+    a.emit_binary("P2P_EMIT", &emit_payload("B", "bin", args), &[b"AA", b"BB"], false)
+        .await;
+    match b.event("bin").await {
+        Packet::Event {
+            args, attachments, ..
+        } => assert_eq!(
+            resolved(&args, &attachments),
+            vec![json!({"bytes": "BB"}), json!({"k": {"bytes": "AA"}})]
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // A num past the attachments is refused, with the request answered.
+    let args = r#"[{"_placeholder":true,"num":0},{"_placeholder":true,"num":2}]"#;
+    let id = a
+        .emit_binary(
+            "P2P_EMIT_ACKNOWLEDGE",
+            &emit_payload("B", "bin", args),
+            &[b"AA", b"BB"],
+            true,
+        )
+        .await
+        .unwrap();
+    let expected = "could not read the arguments of P2P_EMIT_ACKNOWLEDGE: binary placeholder 2 \
+                    is out of range: the packet carries 2 attachment(s), numbered from 0";
+    assert_eq!(a.ack(id).await, vec![json!({ "error": expected })]);
+    match a.event("SERVER_ERROR").await {
+        Packet::Event { args, .. } => assert_eq!(args, vec![json!(expected)]),
+        other => panic!("{other:?}"),
+    }
+    // Nothing reached B; it is served on.
+    assert!(b.next_within(std::time::Duration::from_millis(200)).await.is_none());
+    assert_eq!(b.request("LIST_CLIENTS", &[]).await, vec![json!(["A", "B"])]);
+    relay.shutdown().await;
+}
+
+#[tokio::test]
+async fn too_deep_or_out_of_range_arguments_are_refused_saying_why() {
+    let relay = Relay::start(&[]).await;
+    let mut a = Sio::connect(relay.socketio_addr(), "A").await;
+    let mut b = Sio::connect(relay.socketio_addr(), "B").await;
+    pair_sio(&mut a, &mut b, "B").await;
+
+    let deep = format!("[{}1{}]", "[".repeat(126), "]".repeat(126));
+    let cases = [
+        (
+            deep,
+            "could not read the arguments of P2P_EMIT: arrays and objects nest deeper than 100 \
+             levels",
+        ),
+        (
+            "[1e400]".to_owned(),
+            "could not read the arguments of P2P_EMIT: number out of range at line 1 column",
+        ),
+    ];
+    for (args, expected) in cases {
+        a.emit_raw("P2P_EMIT", &emit_payload("B", "e", &args), false)
+            .await;
+        match a.event("SERVER_ERROR").await {
+            Packet::Event { args, .. } => {
+                let message = args[0].as_str().unwrap();
+                assert!(message.starts_with(expected), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // Nesting below the limit still relays.
+    let nested = format!("[{}1{}]", "[".repeat(90), "]".repeat(90));
+    a.emit_raw("P2P_EMIT", &emit_payload("B", "e", &nested), false)
+        .await;
+    match b.event("e").await {
+        Packet::Event { args, .. } => assert_eq!(Value::Array(args).to_string(), nested),
+        other => panic!("{other:?}"),
+    }
+    relay.shutdown().await;
+}
