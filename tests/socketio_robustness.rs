@@ -269,3 +269,31 @@ async fn too_deep_or_out_of_range_arguments_are_refused_saying_why() {
     }
     relay.shutdown().await;
 }
+
+#[tokio::test]
+async fn client_ids_that_are_not_utf8_are_refused_and_replace_nobody() {
+    let relay = Relay::start(&[]).await;
+    let addr = relay.socketio_addr();
+    for (raw, byte) in [("%FF", "0xff"), ("%FE", "0xfe"), ("ok%C3", "0xc3")] {
+        match Sio::connect_query(addr, &format!("clientId={raw}")).await {
+            Err(sio::ConnectFailure::Refused(message)) => {
+                let at = if raw.starts_with("ok") { 2 } else { 0 };
+                assert_eq!(
+                    message,
+                    format!(
+                        "invalid clientId: clientId is not valid UTF-8 once percent-decoded \
+                         (byte {byte} at {at})"
+                    )
+                );
+            }
+            Err(other) => panic!("{raw}: {other:?}"),
+            Ok(_) => panic!("{raw} was admitted"),
+        }
+    }
+    // A real U+FFFD, and anything else in UTF-8, is an id like any other.
+    let mut c = Sio::connect(addr, "\u{FFFD}").await;
+    let mut d = Sio::connect(addr, "é").await;
+    assert_eq!(c.request("LIST_CLIENTS", &[]).await, vec![json!(["é", "\u{FFFD}"])]);
+    assert_eq!(d.request("LIST_CLIENTS", &[]).await.len(), 1);
+    relay.shutdown().await;
+}

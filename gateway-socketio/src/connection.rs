@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use relay_core::{ConnId, ConnectError, ReqId};
+use relay_core::{ConnId, ConnectError, InvalidClientId, ReqId};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::handler::FromConnectParts;
 use socketioxide::socket::Socket;
@@ -114,12 +114,37 @@ impl FromConnectParts<LocalAdapter> for Handshake {
     }
 }
 
-/// The `clientId` of the handshake URL's query, percent-decoded.
-fn client_id_of(socket: &Socket<LocalAdapter>) -> Option<String> {
-    let query = socket.req_parts().uri.query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == "clientId")
-        .map(|(_, value)| value.into_owned())
+/// The `clientId` of the handshake URL's query, percent-decoded (`+` is a space, as in any
+/// form-encoded query).
+///
+/// Decoded strictly: `form_urlencoded` replaces bytes that are not UTF-8 with U+FFFD, so
+/// `%FF` and `%FE` would both become "\u{FFFD}" and replace each other's connection.
+fn client_id_of(socket: &Socket<LocalAdapter>) -> Result<Option<String>, InvalidClientId> {
+    let Some(query) = socket.req_parts().uri.query() else {
+        return Ok(None);
+    };
+    query_value(query, "clientId").transpose()
+}
+
+/// The first value of `key` in a form-encoded `query`, or why its bytes are not UTF-8.
+fn query_value(query: &str, key: &str) -> Option<Result<String, InvalidClientId>> {
+    let decode = |raw: &str| -> Vec<u8> {
+        let plus_as_space = raw.replace('+', " ");
+        percent_encoding::percent_decode_str(&plus_as_space).collect()
+    };
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(k, _)| decode(k) == key.as_bytes())
+        .map(|(_, value)| {
+            String::from_utf8(decode(value)).map_err(|e| {
+                let at = e.utf8_error().valid_up_to();
+                InvalidClientId::NotUtf8 {
+                    byte: e.as_bytes()[at],
+                    at,
+                }
+            })
+        })
 }
 
 /// Connect middleware: admits the client into the core, or refuses it with a message the
@@ -130,7 +155,7 @@ pub(crate) fn admit(
     handshake: Handshake,
 ) -> Result<(), ConnectError> {
     let socket = handshake.socket;
-    let client_id = client_id_of(&socket);
+    let client_id = client_id_of(&socket)?;
     let (outbox, rx) = Outbox::new(config.outbox_messages);
     let id = handle.connect(
         client_id.as_deref(),
@@ -178,5 +203,28 @@ impl FromConnectParts<LocalAdapter> for Established {
             }
         }
         Ok(Established)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_decode_strictly() {
+        let id = |query: &str| query_value(query, "clientId");
+        assert_eq!(id("EIO=4&clientId=A%20b+c"), Some(Ok("A b c".into())));
+        assert_eq!(id("clientId=%C3%A9&clientId=second"), Some(Ok("é".into())));
+        assert_eq!(id("client%49d=x"), Some(Ok("x".into())));
+        assert_eq!(id("EIO=4"), None);
+        assert_eq!(id("clientId"), Some(Ok(String::new())));
+        assert_eq!(
+            id("clientId=%FF"),
+            Some(Err(InvalidClientId::NotUtf8 { byte: 0xff, at: 0 }))
+        );
+        assert_eq!(
+            id("clientId=ab%FE"),
+            Some(Err(InvalidClientId::NotUtf8 { byte: 0xfe, at: 2 }))
+        );
     }
 }
