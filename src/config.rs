@@ -55,6 +55,12 @@ pub struct Settings {
     #[arg(long, env = "P2P_RELAY_OUTBOX_MESSAGES", default_value_t = 1024)]
     pub outbox_messages: usize,
 
+    /// Bytes queued toward one client, replies and errors included, before the relay
+    /// disconnects it as a client that does not read (Socket.IO: a SERVER_ERROR saying so,
+    /// then disconnect; QUIC: closed with code 0x7).
+    #[arg(long, env = "P2P_RELAY_OUTBOX_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub outbox_bytes: usize,
+
     /// Requests one connection may have waiting for an answer at once.
     #[arg(long, env = "P2P_RELAY_MAX_PENDING", default_value_t = 1024)]
     pub max_pending: usize,
@@ -118,6 +124,7 @@ impl Settings {
         gateway_socketio::GatewayConfig {
             max_message_bytes: self.max_message_bytes,
             outbox_messages: self.outbox_messages,
+            outbox_bytes: self.outbox_bytes,
             ack_timeout: self.ack_timeout(),
             cors_origins: self.cors_origins.clone(),
             ..Default::default()

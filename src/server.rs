@@ -48,6 +48,7 @@ impl Server {
         let quic_config = QuicConfig {
             max_frame_bytes: settings.max_frame_bytes(),
             outbox_messages: settings.outbox_messages,
+            outbox_bytes: settings.outbox_bytes,
             max_streams_per_connection: (settings.max_streams as u32).saturating_add(1),
             ..QuicConfig::default()
         };

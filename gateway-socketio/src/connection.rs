@@ -13,12 +13,11 @@ use socketioxide::adapter::LocalAdapter;
 use socketioxide::handler::FromConnectParts;
 use socketioxide::socket::Socket;
 use socketioxide_core::Value;
-use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::debug;
 
 use crate::acks::AckWaiters;
-use relay_runtime::{Outbox, RelayHandle};
+use relay_runtime::{Outbox, OutboxLimits, OutboxReceiver, RelayHandle};
 
 use crate::outbound;
 use crate::GatewayConfig;
@@ -51,7 +50,7 @@ pub(crate) struct Conn {
     awaiting: Mutex<HashMap<ReqId, Awaiting>>,
     /// The outbound queue's receiver until the connection is established and its drain
     /// task starts.
-    pending_rx: Mutex<Option<mpsc::UnboundedReceiver<relay_core::Event>>>,
+    pending_rx: Mutex<Option<OutboxReceiver>>,
     drain: Mutex<Option<AbortHandle>>,
 }
 
@@ -72,12 +71,20 @@ impl Conn {
     /// Ends the connection's part in the relay: the core forgets it and its drain task stops.
     /// Safe to call more than once.
     pub fn close(&self) {
-        // Acks the client sent before leaving still count.
-        self.acks.hand_over_arrived(&self.handle, self.id);
-        self.handle.disconnect(self.id);
+        self.close_in_core();
         if let Some(drain) = self.drain.lock().expect("drain lock").take() {
             drain.abort();
         }
+    }
+}
+
+impl Conn {
+    /// The core forgets the connection (its peer is told, its questions answered); the
+    /// socket itself is left to the caller. Safe to call more than once.
+    pub fn close_in_core(&self) {
+        // Acks the client sent before leaving still count.
+        self.acks.hand_over_arrived(&self.handle, self.id);
+        self.handle.disconnect(self.id);
     }
 }
 
@@ -156,7 +163,10 @@ pub(crate) fn admit(
 ) -> Result<(), ConnectError> {
     let socket = handshake.socket;
     let client_id = client_id_of(&socket)?;
-    let (outbox, rx) = Outbox::new(config.outbox_messages);
+    let (outbox, rx) = Outbox::new(OutboxLimits {
+        messages: config.outbox_messages,
+        bytes: config.outbox_bytes,
+    });
     let id = handle.connect(
         client_id.as_deref(),
         handshake.auth.as_deref(),

@@ -26,6 +26,9 @@ pub struct QuicConfig {
     pub max_frame_bytes: usize,
     /// Relayed events queued toward one native client before senders are told.
     pub outbox_messages: usize,
+    /// Bytes queued toward one native client, replies and errors included, before it is
+    /// closed with [`SLOW_READER`].
+    pub outbox_bytes: usize,
     /// Time a new connection has to open its control stream and say hello, and a data
     /// stream to send its header.
     pub handshake_timeout: Duration,
@@ -41,12 +44,21 @@ impl Default for QuicConfig {
         Self {
             max_frame_bytes: wire::DEFAULT_MAX_FRAME_BYTES,
             outbox_messages: 1024,
+            outbox_bytes: 8 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             max_streams_per_connection: 257,
             udp_buffer_bytes: 4 * 1024 * 1024,
         }
     }
 }
+
+/// The connection is closed because its client does not read what it is sent: its queue in
+/// the relay went over `--outbox-bytes`. The reason names the size.
+///
+/// It belongs with the other codes in `native_client::wire::codes` (as 0x7, the next free
+/// one), and moves there with the wire crate; until then the native client describes it
+/// as an unknown code and shows the reason the relay gave.
+pub const SLOW_READER: u32 = 0x7;
 
 /// A wire error code as QUIC carries it.
 pub(crate) fn code(value: u32) -> quinn::VarInt {

@@ -96,13 +96,18 @@ impl Relay {
     pub async fn start_binary(extra: &[&str]) -> Relay {
         let dir = tempfile::tempdir().expect("a temporary data directory");
         let bin = env!("CARGO_BIN_EXE_p2p-relay");
-        let mut child = tokio::process::Command::new(bin)
+        // P2P_TEST_RELAY_LOG=debug (any filter) shows the child's logs, for a failing test.
+        let log = std::env::var("P2P_TEST_RELAY_LOG").ok();
+        let mut command = tokio::process::Command::new(bin);
+        match &log {
+            Some(filter) => command.env("RUST_LOG", filter).stderr(Stdio::inherit()),
+            None => command.env_remove("RUST_LOG").stderr(Stdio::null()),
+        };
+        let mut child = command
             .args(base_args(dir.path()))
             .args(extra)
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));

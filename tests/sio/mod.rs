@@ -124,6 +124,19 @@ impl Sio {
         id
     }
 
+    /// [`Sio::emit_raw`] without waiting for an answer, that tells whether the write went
+    /// through (false once the relay closed the connection).
+    pub async fn try_emit_raw(&mut self, event: &str, args: &str, ack: bool) -> bool {
+        let id = ack.then(|| self.take_ack_id());
+        let ack_text = id.map(|i| i.to_string()).unwrap_or_default();
+        let sep = if args.is_empty() { "" } else { "," };
+        let text = format!("42{ack_text}[{}{sep}{args}]", Value::from(event));
+        matches!(
+            tokio::time::timeout(WAIT, self.ws.send(Message::text(text))).await,
+            Ok(Ok(()))
+        )
+    }
+
     /// Emits `event` whose arguments (text, with placeholders) are followed by binary
     /// `attachments`; returns the ack id when `ack`.
     pub async fn emit_binary(

@@ -13,5 +13,5 @@ mod outbox;
 mod sink;
 
 pub use handle::RelayHandle;
-pub use outbox::Outbox;
+pub use outbox::{queued_size, Outbox, OutboxLimits, OutboxReceiver, Overflow};
 pub use sink::{Refused, Sink};
