@@ -61,6 +61,17 @@ pub struct Settings {
     #[arg(long, env = "P2P_RELAY_OUTBOX_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub outbox_bytes: usize,
 
+    /// How long a QUIC connection may stay silent before the relay takes its client for
+    /// gone (killed, or off the network) and tells its peer; keep-alives go out at a third
+    /// of it. The effective timeout is the smaller of this and the client's own.
+    #[arg(
+        long,
+        env = "P2P_RELAY_QUIC_IDLE_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(300..=600_000)
+    )]
+    pub quic_idle_timeout_ms: u64,
+
     /// Requests one connection may have waiting for an answer at once.
     #[arg(long, env = "P2P_RELAY_MAX_PENDING", default_value_t = 1024)]
     pub max_pending: usize,
@@ -96,6 +107,10 @@ impl Settings {
         settings.quic_listen = "127.0.0.1:0".parse().expect("a valid address");
         settings.data_dir = Some(data_dir.to_path_buf());
         settings
+    }
+
+    pub fn quic_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.quic_idle_timeout_ms)
     }
 
     pub fn ack_timeout(&self) -> Duration {

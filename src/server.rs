@@ -49,6 +49,7 @@ impl Server {
             max_frame_bytes: settings.max_frame_bytes(),
             outbox_messages: settings.outbox_messages,
             outbox_bytes: settings.outbox_bytes,
+            idle_timeout: settings.quic_idle_timeout(),
             max_streams_per_connection: (settings.max_streams as u32).saturating_add(1),
             ..QuicConfig::default()
         };
