@@ -72,6 +72,19 @@ pub struct Settings {
     )]
     pub quic_idle_timeout_ms: u64,
 
+    /// Time an HTTP client of the Socket.IO gateway has to send a request head, from the
+    /// moment it connects (or its previous request ended): idle and trickling connections
+    /// are closed after it.
+    #[arg(long, env = "P2P_RELAY_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+
+    /// Time a Socket.IO client has, once its transport is open, to join the namespace;
+    /// a connection that never does is closed.
+    #[arg(long, env = "P2P_RELAY_SOCKETIO_CONNECT_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub socketio_connect_timeout_ms: u64,
+
     /// Requests one connection may have waiting for an answer at once.
     #[arg(long, env = "P2P_RELAY_MAX_PENDING", default_value_t = 1024)]
     pub max_pending: usize,
@@ -142,6 +155,7 @@ impl Settings {
             outbox_bytes: self.outbox_bytes,
             ack_timeout: self.ack_timeout(),
             cors_origins: self.cors_origins.clone(),
+            connect_timeout: Duration::from_millis(self.socketio_connect_timeout_ms),
             ..Default::default()
         }
     }

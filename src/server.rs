@@ -42,7 +42,8 @@ impl Server {
             })?;
         let socketio_addr = listener.local_addr()?;
         let app = gateway.attach(axum::Router::new());
-        tasks.spawn(gateway_socketio::serve(listener, app));
+        let header_timeout = std::time::Duration::from_millis(settings.http_header_timeout_ms);
+        tasks.spawn(gateway_socketio::serve_with(listener, app, header_timeout));
 
         let (identity, ca) = identity(settings)?;
         let quic_config = QuicConfig {

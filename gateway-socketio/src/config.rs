@@ -27,6 +27,10 @@ pub struct GatewayConfig {
     /// Web origins whose pages may connect. Any, by default, as with socket.io 2; when
     /// restricted, a Socket.IO request carrying another `Origin` is refused with 403.
     pub cors_origins: CorsOrigins,
+    /// Time a client has, once its transport is open, to join the namespace (the
+    /// Socket.IO connect packet). A connection that never does is closed: it would hold a
+    /// socket and its engine.io state for nothing (socketioxide's `connect_timeout`).
+    pub connect_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -38,6 +42,7 @@ impl Default for GatewayConfig {
             socket_buffer_packets: 1024,
             ack_timeout: Duration::from_secs(30),
             cors_origins: CorsOrigins::Any,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }
