@@ -46,6 +46,9 @@ pub enum NotJson {
     InvalidUtf8,
     #[error("a MessagePack extension value (type {0}) has no JSON form")]
     Extension(i8),
+    /// Socket.IO reads any object whose `_placeholder` is `true` as a binary attachment.
+    #[error("an object has \"_placeholder\": true, which Socket.IO reads as a binary attachment")]
+    PlaceholderLookalike,
 }
 
 impl Payload {
@@ -150,10 +153,18 @@ fn json_form(value: &mut Value) -> Result<(), NotJson> {
         Value::String(_) => Err(NotJson::InvalidUtf8),
         Value::Ext(kind, _) => Err(NotJson::Extension(*kind)),
         Value::Array(items) => items.iter_mut().try_for_each(json_form),
-        Value::Map(entries) => entries.iter_mut().try_for_each(|(key, value)| {
-            *key = json_key(key)?;
-            json_form(value)
-        }),
+        Value::Map(entries) => {
+            let lookalike = entries
+                .iter()
+                .any(|(k, v)| k.as_str() == Some("_placeholder") && *v == Value::Boolean(true));
+            if lookalike {
+                return Err(NotJson::PlaceholderLookalike);
+            }
+            entries.iter_mut().try_for_each(|(key, value)| {
+                *key = json_key(key)?;
+                json_form(value)
+            })
+        }
     }
 }
 
