@@ -62,6 +62,36 @@ pub struct Settings {
     #[arg(long, env = "P2P_RELAY_OUTBOX_MESSAGES", default_value_t = 1024)]
     pub outbox_messages: usize,
 
+    /// Bytes queued toward one client, replies and errors included, before the relay
+    /// disconnects it as a client that does not read (Socket.IO: a SERVER_ERROR saying so,
+    /// then disconnect; QUIC: closed with `CloseCode::SlowReader`, 0x7).
+    #[arg(long, env = "P2P_RELAY_OUTBOX_BYTES", default_value_t = 8 * 1024 * 1024)]
+    pub outbox_bytes: usize,
+
+    /// How long a QUIC connection may stay silent before the relay takes its client for
+    /// gone (killed, or off the network) and tells its peer; keep-alives go out at a third
+    /// of it. The effective timeout is the smaller of this and the client's own.
+    #[arg(
+        long,
+        env = "P2P_RELAY_QUIC_IDLE_TIMEOUT_MS",
+        default_value_t = 10_000,
+        value_parser = clap::value_parser!(u64).range(300..=600_000)
+    )]
+    pub quic_idle_timeout_ms: u64,
+
+    /// Time an HTTP client of the Socket.IO gateway has to send a request head, from the
+    /// moment it connects (or its previous request ended): idle and trickling connections
+    /// are closed after it.
+    #[arg(long, env = "P2P_RELAY_HTTP_HEADER_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub http_header_timeout_ms: u64,
+
+    /// Time a Socket.IO client has, once its transport is open, to join the namespace;
+    /// a connection that never does is closed.
+    #[arg(long, env = "P2P_RELAY_SOCKETIO_CONNECT_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub socketio_connect_timeout_ms: u64,
+
     /// Requests one connection may have waiting for an answer at once.
     #[arg(long, env = "P2P_RELAY_MAX_PENDING", default_value_t = 1024)]
     pub max_pending: usize,
@@ -174,6 +204,10 @@ impl Settings {
         settings
     }
 
+    pub fn quic_idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.quic_idle_timeout_ms)
+    }
+
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.ack_timeout_ms)
     }
@@ -227,8 +261,10 @@ impl Settings {
         gateway_socketio::GatewayConfig {
             max_message_bytes: self.max_message_bytes,
             outbox_messages: self.outbox_messages,
+            outbox_bytes: self.outbox_bytes,
             ack_timeout: self.ack_timeout(),
             cors_origins: self.cors_origins.clone(),
+            connect_timeout: Duration::from_millis(self.socketio_connect_timeout_ms),
             ..Default::default()
         }
     }

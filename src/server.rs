@@ -48,12 +48,15 @@ impl Server {
             })?;
         let socketio_addr = listener.local_addr()?;
         let app = gateway.attach(axum::Router::new());
-        tasks.spawn(gateway_socketio::serve(listener, app));
+        let header_timeout = std::time::Duration::from_millis(settings.http_header_timeout_ms);
+        tasks.spawn(gateway_socketio::serve_with(listener, app, header_timeout));
 
         let (identity, ca) = identity(settings)?;
         let quic_config = QuicConfig {
             max_frame_bytes: settings.max_frame_bytes(),
             outbox_messages: settings.outbox_messages,
+            outbox_bytes: settings.outbox_bytes,
+            idle_timeout: settings.quic_idle_timeout(),
             max_streams_per_connection: (settings.max_streams as u32).saturating_add(1),
             list_page: settings.list_page as usize,
             ..QuicConfig::default()

@@ -15,6 +15,10 @@ pub struct GatewayConfig {
     /// Relayed events queued toward one receiver before further ones are refused and their
     /// senders told (`could not deliver ...`).
     pub outbox_messages: usize,
+    /// Bytes queued toward one client, replies and errors included, before it is
+    /// disconnected as a client that does not read (`SERVER_ERROR` with the reason, then
+    /// disconnect). Bounds what a client that asks and never reads can make the relay hold.
+    pub outbox_bytes: usize,
     /// Packets socketioxide may buffer per connection (its `max_buffer_size`).
     pub socket_buffer_packets: usize,
     /// How long the relay core waits for answers; socketioxide's own ack timeout is set a
@@ -23,6 +27,10 @@ pub struct GatewayConfig {
     /// Web origins whose pages may connect. Any, by default, as with socket.io 2; when
     /// restricted, a Socket.IO request carrying another `Origin` is refused with 403.
     pub cors_origins: CorsOrigins,
+    /// Time a client has, once its transport is open, to join the namespace (the
+    /// Socket.IO connect packet). A connection that never does is closed: it would hold a
+    /// socket and its engine.io state for nothing (socketioxide's `connect_timeout`).
+    pub connect_timeout: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -30,9 +38,11 @@ impl Default for GatewayConfig {
         Self {
             max_message_bytes: 1024 * 1024,
             outbox_messages: 1024,
+            outbox_bytes: 8 * 1024 * 1024,
             socket_buffer_packets: 1024,
             ack_timeout: Duration::from_secs(30),
             cors_origins: CorsOrigins::Any,
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }

@@ -9,17 +9,16 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use relay_core::{ConnId, ConnectError, ReqId};
+use relay_core::{ConnId, ConnectError, InvalidClientId, ReqId};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::handler::FromConnectParts;
 use socketioxide::socket::Socket;
 use socketioxide_core::Value;
-use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 use tracing::debug;
 
 use crate::acks::AckWaiters;
-use relay_runtime::{Outbox, RelayHandle};
+use relay_runtime::{Outbox, OutboxLimits, OutboxReceiver, RelayHandle};
 
 use crate::outbound;
 use crate::GatewayConfig;
@@ -52,7 +51,7 @@ pub(crate) struct Conn {
     awaiting: Mutex<HashMap<ReqId, Awaiting>>,
     /// The outbound queue's receiver until the connection is established and its drain
     /// task starts.
-    pending_rx: Mutex<Option<mpsc::UnboundedReceiver<relay_core::Event>>>,
+    pending_rx: Mutex<Option<OutboxReceiver>>,
     drain: Mutex<Option<AbortHandle>>,
 }
 
@@ -73,12 +72,20 @@ impl Conn {
     /// Ends the connection's part in the relay: the core forgets it and its drain task stops.
     /// Safe to call more than once.
     pub fn close(&self) {
-        // Acks the client sent before leaving still count.
-        self.acks.hand_over_arrived(&self.handle, self.id);
-        self.handle.disconnect(self.id);
+        self.close_in_core();
         if let Some(drain) = self.drain.lock().expect("drain lock").take() {
             drain.abort();
         }
+    }
+}
+
+impl Conn {
+    /// The core forgets the connection (its peer is told, its questions answered); the
+    /// socket itself is left to the caller. Safe to call more than once.
+    pub fn close_in_core(&self) {
+        // Acks the client sent before leaving still count.
+        self.acks.hand_over_arrived(&self.handle, self.id);
+        self.handle.disconnect(self.id);
     }
 }
 
@@ -126,17 +133,56 @@ fn token_of_auth(auth: Option<&Value>) -> Option<String> {
     }
 }
 
-/// A parameter of the handshake URL's query, percent-decoded: `clientId`, and `token` for
-/// clients without an auth payload (socket.io-client 2.x).
+/// A parameter of the handshake URL's query, percent-decoded: `token`, for clients without
+/// an auth payload (socket.io-client 2.x). `clientId` is decoded strictly by [`client_id_of`].
+///
+/// Decoded as form encoding always was (bytes that are not UTF-8 become U+FFFD): such a
+/// token cannot be valid, and the admission refuses it as it refuses any wrong token.
 fn query_param(socket: &Socket<LocalAdapter>, name: &str) -> Option<String> {
     let query = socket.req_parts().uri.query()?;
-    form_urlencoded::parse(query.as_bytes())
-        .find(|(key, _)| key == name)
-        .map(|(_, value)| value.into_owned())
+    query_bytes(query, name).map(|value| String::from_utf8_lossy(&value).into_owned())
 }
 
-/// The client's address, when the server was started with connect info (as
-/// [`crate::serve`] does).
+/// The `clientId` of the handshake URL's query, percent-decoded (`+` is a space, as in any
+/// form-encoded query).
+///
+/// Decoded strictly: `form_urlencoded` replaces bytes that are not UTF-8 with U+FFFD, so
+/// `%FF` and `%FE` would both become "\u{FFFD}" and replace each other's connection.
+fn client_id_of(socket: &Socket<LocalAdapter>) -> Result<Option<String>, InvalidClientId> {
+    let Some(query) = socket.req_parts().uri.query() else {
+        return Ok(None);
+    };
+    query_value(query, "clientId").transpose()
+}
+
+/// The first value of `key` in a form-encoded `query`, or why its bytes are not UTF-8.
+fn query_value(query: &str, key: &str) -> Option<Result<String, InvalidClientId>> {
+    query_bytes(query, key).map(|value| {
+        String::from_utf8(value).map_err(|e| {
+            let at = e.utf8_error().valid_up_to();
+            InvalidClientId::NotUtf8 {
+                byte: e.as_bytes()[at],
+                at,
+            }
+        })
+    })
+}
+
+/// The first value of `key` in a form-encoded `query`, percent-decoded to its bytes.
+fn query_bytes(query: &str, key: &str) -> Option<Vec<u8>> {
+    let decode = |raw: &str| -> Vec<u8> {
+        let plus_as_space = raw.replace('+', " ");
+        percent_encoding::percent_decode_str(&plus_as_space).collect()
+    };
+    query
+        .split('&')
+        .map(|pair| pair.split_once('=').unwrap_or((pair, "")))
+        .find(|(k, _)| decode(k) == key.as_bytes())
+        .map(|(_, value)| decode(value))
+}
+
+/// The client's address, when the server inserts connect info into each request (as
+/// [`crate::serve_with`] does).
 fn remote_of(socket: &Socket<LocalAdapter>) -> Option<SocketAddr> {
     socket
         .req_parts()
@@ -154,7 +200,7 @@ pub(crate) async fn admit(
     handshake: Handshake,
 ) -> Result<(), ConnectError> {
     let socket = handshake.socket;
-    let client_id = query_param(&socket, "clientId");
+    let client_id = client_id_of(&socket)?;
     let remote = remote_of(&socket);
     let admitted = handle
         .admit(
@@ -164,7 +210,10 @@ pub(crate) async fn admit(
             relay_core::Transport::Legacy,
         )
         .await?;
-    let (outbox, rx) = Outbox::new(config.outbox_messages);
+    let (outbox, rx) = Outbox::new(OutboxLimits {
+        messages: config.outbox_messages,
+        bytes: config.outbox_bytes,
+    });
     let id = handle.connect_admitted(admitted, relay_core::Transport::Legacy, outbox.clone())?;
     debug!(sid = %socket.id, client = ?client_id, ?id, "admitted");
     let conn = Arc::new(Conn {
@@ -227,4 +276,27 @@ pub(crate) fn limits_object(limits: &relay_core::ClientLimits) -> serde_json::Va
         "maxStreams": limits.max_streams_per_pair,
         "ackTimeoutMs": limits.ack_timeout_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_decode_strictly() {
+        let id = |query: &str| query_value(query, "clientId");
+        assert_eq!(id("EIO=4&clientId=A%20b+c"), Some(Ok("A b c".into())));
+        assert_eq!(id("clientId=%C3%A9&clientId=second"), Some(Ok("é".into())));
+        assert_eq!(id("client%49d=x"), Some(Ok("x".into())));
+        assert_eq!(id("EIO=4"), None);
+        assert_eq!(id("clientId"), Some(Ok(String::new())));
+        assert_eq!(
+            id("clientId=%FF"),
+            Some(Err(InvalidClientId::NotUtf8 { byte: 0xff, at: 0 }))
+        );
+        assert_eq!(
+            id("clientId=ab%FE"),
+            Some(Err(InvalidClientId::NotUtf8 { byte: 0xfe, at: 2 }))
+        );
+    }
 }

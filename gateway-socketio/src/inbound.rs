@@ -10,11 +10,10 @@ use std::sync::Arc;
 use relay_core::rmpv::Value;
 use relay_core::{Command, ErrorCode, Event, Payload, Reply, RequestError};
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::extract::TryData;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 
-use crate::args::Args;
+use crate::args;
 use crate::connection::{Conn, RequestKind};
 use crate::events;
 
@@ -50,15 +49,16 @@ impl FromMessageParts<LocalAdapter> for Handled {
         else {
             return Ok(Handled);
         };
-        let TryData(args) = TryData::<Args>::from_message_parts(socket, value, ack_id)
-            .expect("TryData is infallible");
-        let args = args.map(|Args(values)| values).unwrap_or_default();
+        let args = args::event_args(value)
+            .map_err(|e| format!("could not read the arguments of {}: {e}", event.0));
         handle_event(&conn, &event.0, args, *ack_id);
         Ok(Handled)
     }
 }
 
-fn handle_event(conn: &Conn, event: &str, args: Vec<Value>, ack_id: Option<i64>) {
+/// `args` is the event's arguments, or why they could not be read (the request is then
+/// answered with that reason, as any malformed request is).
+fn handle_event(conn: &Conn, event: &str, args: Result<Vec<Value>, String>, ack_id: Option<i64>) {
     // Whatever the client acked before sending this event reaches the core first.
     conn.acks.hand_over_arrived(&conn.handle, conn.id);
     let kind = match event {
@@ -93,10 +93,15 @@ fn handle_event(conn: &Conn, event: &str, args: Vec<Value>, ack_id: Option<i64>)
 
 fn parse(
     kind: RequestKind,
-    args: Vec<Value>,
+    args: Result<Vec<Value>, String>,
     req: Option<relay_core::ReqId>,
 ) -> Result<Command, String> {
     let req_id = || req.expect("requests of this kind always carry an id");
+    // LIST_CLIENTS and P2P_UNREGISTER take no arguments: whatever came is ignored.
+    let args = match kind {
+        RequestKind::List | RequestKind::Unregister => Vec::new(),
+        _ => args?,
+    };
     let mut args = args.into_iter();
     Ok(match kind {
         RequestKind::Register => Command::Register {

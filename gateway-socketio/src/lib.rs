@@ -28,12 +28,13 @@ mod outbound;
 
 use std::sync::Arc;
 
-use axum::serve::ListenerExt;
+use std::time::Duration;
+
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 
-pub use args::Args;
+pub use args::{event_args, Args, ArgsError, MAX_NESTING};
 pub use config::GatewayConfig;
 pub use cors::{CorsOrigins, CorsOriginsError, OriginList, OriginProblem};
 use relay_runtime::RelayHandle;
@@ -71,6 +72,7 @@ impl Gateway {
             .ws_max_frame_size(limit)
             .with_parser(socketioxide::ParserConfig::common().max_incoming_binary_buf_size(limit))
             .ack_timeout(config.ack_timeout + std::time::Duration::from_secs(2))
+            .connect_timeout(config.connect_timeout)
             .build_layer();
         let config = Arc::new(config);
         let admit = move |handshake: Handshake| {
@@ -107,20 +109,87 @@ impl Gateway {
     }
 }
 
-/// Serves `app` on `listener` with TCP no-delay on every accepted socket (axum leaves it
-/// off; small relayed messages then wait for delayed ACKs and throughput collapses), and
-/// with each client's address known to the gateway (`ConnectInfo`), for the per-address
-/// connection limits and the admission callback. An app served otherwise should use
-/// `into_make_service_with_connect_info::<SocketAddr>()` too, or those limits do not apply.
+/// How long a client may take to send a request head: from the moment a connection is
+/// accepted, or from the end of its previous request when it is kept alive. Idle and
+/// trickling connections are closed after it, so they cannot pile up until the process
+/// runs out of file descriptors.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// [`serve_with`] with [`DEFAULT_HEADER_READ_TIMEOUT`].
 pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("could not set TCP_NODELAY: {e}");
+    serve_with(listener, app, DEFAULT_HEADER_READ_TIMEOUT).await
+}
+
+/// Serves `app` on `listener` until the future is dropped (which ends every connection).
+///
+/// What `axum::serve` does, plus what it cannot: a timer for hyper, so that a connection
+/// that does not deliver a request head within `header_read_timeout` (an idle socket, or
+/// headers sent a byte a second) is closed. TCP no-delay is set on every accepted socket
+/// (axum leaves it off; small relayed messages then wait for delayed ACKs and throughput
+/// collapses). Each request carries its client's address as
+/// `axum::extract::ConnectInfo<SocketAddr>` in its extensions (what
+/// `into_make_service_with_connect_info` provides), for the per-address connection limits
+/// and the admission callback. Websocket upgrades are served, after which the header timeout no longer
+/// applies and the engine.io heartbeat watches the connection.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    header_read_timeout: Duration,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    // HTTP/1.1 only: Socket.IO clients speak nothing else, and hyper-util's automatic
+    // version detection waits for a first byte before any timer runs, so an idle socket
+    // would never be timed out.
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout);
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => {
+                let (tcp, remote_addr) = match accepted {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        accept_failed(e).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::warn!("could not set TCP_NODELAY: {e}");
+                }
+                let service = app.clone().map_request(
+                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                        req.extensions_mut()
+                            .insert(axum::extract::ConnectInfo(remote_addr));
+                        req.map(axum::body::Body::new)
+                    },
+                );
+                let service = hyper_util::service::TowerToHyperService::new(service);
+                let builder = builder.clone();
+                connections.spawn(async move {
+                    let io = TokioIo::new(tcp);
+                    let connection = builder.serve_connection(io, service).with_upgrades();
+                    if let Err(e) = connection.await {
+                        tracing::trace!("connection ended: {e}");
+                    }
+                });
+            }
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await
+    }
+}
+
+/// An accept that failed: a connection that went away before it was accepted is skipped;
+/// anything else (out of file descriptors, mostly) is waited out for a second rather than
+/// spun on.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
+        return;
+    }
+    tracing::error!("cannot accept a Socket.IO connection: {e}");
+    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -16,8 +16,8 @@ use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{AckError, SendError, SocketError};
-use tokio::sync::mpsc;
-use tracing::{debug, trace};
+use relay_runtime::{OutboxReceiver, Overflow};
+use tracing::{debug, trace, warn};
 
 use crate::args::Args;
 use crate::connection::{Conn, RequestKind};
@@ -27,12 +27,46 @@ use crate::events;
 struct Gone;
 
 /// Sends every event of `rx` to the client, one at a time and in order, and hands the
-/// client's acks to the core as they arrive; both end with it.
-pub(crate) async fn drain(
-    socket: Arc<Socket<LocalAdapter>>,
-    conn: Arc<Conn>,
-    mut rx: mpsc::UnboundedReceiver<Event>,
-) {
+/// client's acks to the core as they arrive; both end with it. A client whose queue goes
+/// over its byte cap is cut off, even while a send to it is stuck.
+pub(crate) async fn drain(socket: Arc<Socket<LocalAdapter>>, conn: Arc<Conn>, rx: OutboxReceiver) {
+    let outbox = rx.outbox().clone();
+    tokio::select! {
+        overflow = outbox.overflowed() => cut_off(&socket, &conn, overflow).await,
+        () = send_all(&socket, &conn, rx) => {}
+    }
+    trace!(sid = %socket.id, "outbound drain ended");
+}
+
+/// Cuts the client off: the core forgets it at once (its peer is told, its questions
+/// answered, its id freed), then the client is told why and its namespace socket closed as
+/// soon as socketioxide's queue has room for those packets (or socketioxide's heartbeat,
+/// stuck behind the same queue, closes the transport first). What waits in the queue is
+/// bounded by socketioxide's own packet limit.
+async fn cut_off(socket: &Arc<Socket<LocalAdapter>>, conn: &Arc<Conn>, overflow: Overflow) {
+    debug!(sid = %socket.id, %overflow, "cutting off a client that does not read");
+    conn.close_in_core();
+    // Waits for room in socketioxide's queue: the client learns why once it reads again.
+    let message = overflow.to_string();
+    if retry(|| socket.emit(events::SERVER_ERROR, &(message.as_str(),)))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match socket.clone().disconnect() {
+            Err(SocketError::InternalChannelFull) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Ok(()) | Err(SocketError::Closed) => return,
+        }
+    }
+}
+
+async fn send_all(socket: &Arc<Socket<LocalAdapter>>, conn: &Arc<Conn>, mut rx: OutboxReceiver) {
     let acks = conn.acks.run(conn.handle.clone(), conn.id);
     tokio::pin!(acks);
     loop {
@@ -40,7 +74,7 @@ pub(crate) async fn drain(
             event = rx.recv() => {
                 let Some(event) = event else { break };
                 let is_deliver = matches!(event, Event::Deliver { .. });
-                let sent = send(&socket, &conn, event).await;
+                let sent = send(socket, conn, event).await;
                 if is_deliver {
                     conn.outbox.delivered();
                 }
@@ -51,7 +85,6 @@ pub(crate) async fn drain(
             _ = &mut acks => {}
         }
     }
-    trace!(sid = %socket.id, "outbound drain ended");
 }
 
 async fn send(
@@ -154,7 +187,12 @@ async fn ask(
         })
     })
     .await?;
-    let ack = stream.expect("set on success");
+    // None: the packet could not be encoded (`retry` logged it). The core converts what
+    // reaches a Socket.IO client, so this should not happen; if it does, the question is
+    // answered by the core's own deadline, and this connection keeps being served.
+    let Some(ack) = stream else {
+        return Ok(());
+    };
     conn.acks.push(async move {
         match ack.await {
             Ok(args) => Some((ticket, answer(args))),
@@ -188,7 +226,7 @@ async fn retry(mut send: impl FnMut() -> Result<(), SendError>) -> Result<(), Go
             }
             Err(SendError::Socket(SocketError::Closed)) => return Err(Gone),
             Err(SendError::Serialize(e)) => {
-                debug!("could not encode an outgoing packet: {e:?}");
+                warn!("could not encode an outgoing packet, dropped: {e:?}");
                 return Ok(());
             }
         }
@@ -196,7 +234,7 @@ async fn retry(mut send: impl FnMut() -> Result<(), SendError>) -> Result<(), Go
 }
 
 fn values_or_error(payload: Payload) -> Args {
-    match payload.into_values() {
+    match payload.into_json_values() {
         Ok(values) => Args(values),
         Err(e) => Args(vec![error_object(&e.to_string())]),
     }

@@ -16,8 +16,9 @@ use crate::wire::{self, CloseCode};
 /// Socket buffer size asked for: with the kernel's default, quinn's receive buffer
 /// overflowed at full speed on loopback and lost ~0.8% of packets (shared/FIELD-NOTES.md).
 const UDP_BUFFER_BYTES: usize = 4 * 1024 * 1024;
-/// Keeps an idle connection (a receiver waiting for its peer) from hitting the idle timeout.
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Keeps an idle connection (a receiver waiting for its peer) from hitting the idle timeout:
+/// a third of the relay's default (10 s), which the negotiated timeout never exceeds.
+const KEEP_ALIVE: Duration = Duration::from_secs(3);
 /// TLS alert `no_application_protocol` (RFC 7301), carried in a QUIC CRYPTO_ERROR.
 const ALERT_NO_APPLICATION_PROTOCOL: u8 = 120;
 

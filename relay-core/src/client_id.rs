@@ -22,6 +22,10 @@ pub enum InvalidClientId {
     TooLong(usize),
     #[error("clientId must not contain control characters")]
     ControlCharacter,
+    /// Only a front end that decodes the id from bytes (a percent-encoded URL query) can
+    /// meet this: two different byte strings must never become the same id.
+    #[error("clientId is not valid UTF-8 once percent-decoded (byte {byte:#04x} at {at})")]
+    NotUtf8 { byte: u8, at: usize },
 }
 
 impl ClientId {

@@ -106,7 +106,9 @@ struct Asked {
 #[derive(Debug)]
 enum AskedKind {
     Register { client: ClientId, transport: Transport },
-    Ack,
+    /// The client's ack to a delivery; `json_for` names a Socket.IO asker, whose ack must
+    /// be expressible in JSON.
+    Ack { json_for: Option<ClientId> },
     Unregister,
     Stream { stream: StreamId },
     /// A legacy peer's chunk handed to this (native) client for a bridged stream.
@@ -422,7 +424,7 @@ impl Connection {
         let ack = ticket.filter(|t| {
             self.asked
                 .get(t)
-                .is_some_and(|a| matches!(a.kind, AskedKind::Ack))
+                .is_some_and(|a| matches!(a.kind, AskedKind::Ack { .. }))
         });
         match ack.and_then(|t| self.take_asked(t)) {
             Some(asked) => self.send(
@@ -719,9 +721,23 @@ impl Connection {
         if let Some(error) = error {
             return self.fail(ack, error);
         }
-        let (to, client) = {
+        let (to, client, transport) = {
             let peer = peer.expect("checked above");
-            (peer.addr, peer.client.clone())
+            (peer.addr, peer.client.clone(), peer.transport)
+        };
+        // A Socket.IO peer reads JSON: arguments it could not read are refused here, to
+        // their sender, rather than failing at the receiver's front end where nobody can
+        // be told.
+        let args = match for_transport(args, transport) {
+            Ok(args) => args,
+            Err(problem) => {
+                let error = RequestError::EventNotJson {
+                    event,
+                    target: client,
+                    problem,
+                };
+                return self.fail(ack, error);
+            }
         };
         let q = ack.map(|req| {
             let kind = RequestKind::Ack {
@@ -750,7 +766,13 @@ impl Connection {
                 return self.bridged_chunk_in(now, from, q, stream, args);
             }
         }
-        let ticket = q.map(|q| self.ask(now, from, Some(q), AskedKind::Ack));
+        // The asker is the peer (checked above); its transport decides the ack's form.
+        let json_for = self
+            .peer
+            .as_ref()
+            .filter(|p| p.transport == Transport::Legacy)
+            .map(|p| p.client.clone());
+        let ticket = q.map(|q| self.ask(now, from, Some(q), AskedKind::Ack { json_for }));
         self.events.push_back(Event::Deliver {
             event,
             args,
@@ -953,7 +975,7 @@ impl Connection {
                     self.send(from, self.register_answer(q, false));
                 }
             }
-            AskedKind::Ack => {
+            AskedKind::Ack { json_for } => {
                 let q = q.expect("ack questions carry an id");
                 let args = match answer {
                     Answer::Ack(args) => args,
@@ -961,18 +983,32 @@ impl Connection {
                 };
                 let size = args.size();
                 let limit = self.config.max_message_bytes;
-                let refused = if size > limit {
-                    // Acks are bounded like events: both ends learn why it did not arrive.
-                    Some(RequestError::PayloadTooLarge { size, limit })
-                } else {
+                let checked = if size > limit {
+                    Err(RequestError::PayloadTooLarge { size, limit })
+                } else if let Err(rate) = self.rate.bytes(now, size) {
                     // An ack's arguments are payload this client moves, like an event's.
-                    self.rate.bytes(now, size).err().map(RequestError::RateLimited)
-                };
-                if let Some(error) = refused {
-                    self.server_error(&error);
-                    self.send(from, PeerMsg::Refused { q: Some(q), error });
+                    Err(RequestError::RateLimited(rate))
                 } else {
-                    self.send(from, PeerMsg::Acked { q, args });
+                    match json_for {
+                        None => Ok(args),
+                        Some(to) => match args.into_json_values() {
+                            Ok(values) => Ok(Payload::Values(values)),
+                            Err(problem) => Err(RequestError::AckNotJson {
+                                from: self.client.clone(),
+                                to,
+                                problem,
+                            }),
+                        },
+                    }
+                };
+                match checked {
+                    Ok(args) => self.send(from, PeerMsg::Acked { q, args }),
+                    // Acks are bounded and checked like events: both ends learn why it did
+                    // not arrive, and the asker's request is answered.
+                    Err(error) => {
+                        self.server_error(&error);
+                        self.send(from, PeerMsg::Refused { q: Some(q), error });
+                    }
                 }
             }
             AskedKind::Unregister => {
@@ -1242,6 +1278,18 @@ impl Connection {
             to,
             msg,
         });
+    }
+}
+
+/// Arguments in the form the receiving transport reads: a Socket.IO client gets JSON
+/// values (converted here, once, so that a payload it cannot read is refused to its
+/// sender); a native client gets whatever arrived, passed through untouched.
+fn for_transport(args: Payload, to: Transport) -> Result<Payload, crate::payload::NotJson> {
+    match (to, args) {
+        (Transport::Legacy, args @ Payload::MsgPack(_)) => {
+            args.into_json_values().map(Payload::Values)
+        }
+        (_, args) => Ok(args),
     }
 }
 

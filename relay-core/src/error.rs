@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use crate::auth::AuthError;
 use crate::client_id::{ClientId, InvalidClientId};
 use crate::limits::RateLimit;
+use crate::payload::NotJson;
 
 /// Why a connection was refused at the door.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -92,6 +93,20 @@ pub enum RequestError {
     /// The target's `peers` claim does not name this client.
     #[error("'{0}' does not allow pairing with you: you are not among its token's peers")]
     PeerRefuses(ClientId),
+    /// A native client's arguments that its Socket.IO peer could not read.
+    #[error("could not deliver '{event}' to '{target}', a Socket.IO client: its arguments have no JSON form: {problem}")]
+    EventNotJson {
+        event: String,
+        target: ClientId,
+        problem: NotJson,
+    },
+    /// A native client's ack that its Socket.IO asker could not read.
+    #[error("the ack from '{from}' cannot reach '{to}', a Socket.IO client: its arguments have no JSON form: {problem}")]
+    AckNotJson {
+        from: ClientId,
+        to: ClientId,
+        problem: NotJson,
+    },
 }
 
 /// The kind of a failure, stable across versions: what a native client matches on.
@@ -151,7 +166,12 @@ impl RequestError {
     pub fn code(&self) -> ErrorCode {
         use RequestError::*;
         match self {
-            InvalidTarget(_) | EmptyEvent | ReservedEvent(_) | Malformed(_) => ErrorCode::Invalid,
+            InvalidTarget(_)
+            | EmptyEvent
+            | ReservedEvent(_)
+            | Malformed(_)
+            | EventNotJson { .. }
+            | AckNotJson { .. } => ErrorCode::Invalid,
             TargetNotConnected(_) => ErrorCode::NotConnected,
             NotPairedWith(_) | StreamWhileUnpaired | UnregisterWhileUnpaired => {
                 ErrorCode::NotPaired

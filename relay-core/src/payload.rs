@@ -28,6 +28,29 @@ pub enum PayloadError {
     TrailingBytes(usize),
 }
 
+/// Why arguments cannot be handed to a Socket.IO client, which reads JSON with binary
+/// buffers: MessagePack can say things JSON cannot. Refused with this reason rather than
+/// altered silently (a `NaN` turned into `null`) or failing deep inside the encoder.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotJson {
+    #[error("they are not valid MessagePack: {0}")]
+    Undecodable(String),
+    #[error(
+        "a map key is {0}; JSON object keys are strings (integer and boolean keys are \
+         turned into strings, other keys cannot be)"
+    )]
+    MapKey(&'static str),
+    #[error("a float is {0}, which JSON cannot carry")]
+    NonFinite(&'static str),
+    #[error("a string is not valid UTF-8")]
+    InvalidUtf8,
+    #[error("a MessagePack extension value (type {0}) has no JSON form")]
+    Extension(i8),
+    /// Socket.IO reads any object whose `_placeholder` is `true` as a binary attachment.
+    #[error("an object has \"_placeholder\": true, which Socket.IO reads as a binary attachment")]
+    PlaceholderLookalike,
+}
+
 impl Payload {
     /// No arguments at all.
     pub fn empty() -> Self {
@@ -48,6 +71,22 @@ impl Payload {
         match self {
             Payload::Values(values) => Ok(values),
             Payload::MsgPack(bytes) => decode_args(&bytes),
+        }
+    }
+
+    /// The arguments in the form a Socket.IO client can read: JSON values with binary
+    /// buffers. Values that arrived from Socket.IO are that already and pass untouched;
+    /// MessagePack is decoded and checked (integer and boolean map keys become strings, as
+    /// JavaScript would make them), and refused when JSON cannot express it.
+    pub fn into_json_values(self) -> Result<Vec<Value>, NotJson> {
+        match self {
+            Payload::Values(values) => Ok(values),
+            Payload::MsgPack(bytes) => {
+                let mut values =
+                    decode_args(&bytes).map_err(|e| NotJson::Undecodable(e.to_string()))?;
+                values.iter_mut().try_for_each(json_form)?;
+                Ok(values)
+            }
         }
     }
 
@@ -100,6 +139,51 @@ pub fn decode_args(bytes: &[u8]) -> Result<Vec<Value>, PayloadError> {
     match value {
         Value::Array(values) => Ok(values),
         other => Err(PayloadError::NotAnArray(kind(&other))),
+    }
+}
+
+/// Makes `value` expressible in JSON in place, or says why it cannot be. The depth is
+/// bounded by the decoder's own nesting limit.
+fn json_form(value: &mut Value) -> Result<(), NotJson> {
+    match value {
+        Value::Nil | Value::Boolean(_) | Value::Integer(_) | Value::Binary(_) => Ok(()),
+        Value::F32(f) if !f.is_finite() => Err(NotJson::NonFinite(non_finite(f64::from(*f)))),
+        Value::F64(f) if !f.is_finite() => Err(NotJson::NonFinite(non_finite(*f))),
+        Value::F32(_) | Value::F64(_) => Ok(()),
+        Value::String(s) if s.is_str() => Ok(()),
+        Value::String(_) => Err(NotJson::InvalidUtf8),
+        Value::Ext(kind, _) => Err(NotJson::Extension(*kind)),
+        Value::Array(items) => items.iter_mut().try_for_each(json_form),
+        Value::Map(entries) => {
+            let lookalike = entries
+                .iter()
+                .any(|(k, v)| k.as_str() == Some("_placeholder") && *v == Value::Boolean(true));
+            if lookalike {
+                return Err(NotJson::PlaceholderLookalike);
+            }
+            entries.iter_mut().try_for_each(|(key, value)| {
+                *key = json_key(key)?;
+                json_form(value)
+            })
+        }
+    }
+}
+
+fn json_key(key: &Value) -> Result<Value, NotJson> {
+    match key {
+        Value::String(s) if s.is_str() => Ok(key.clone()),
+        Value::String(_) => Err(NotJson::InvalidUtf8),
+        Value::Integer(n) => Ok(Value::from(n.to_string())),
+        Value::Boolean(b) => Ok(Value::from(b.to_string())),
+        other => Err(NotJson::MapKey(kind(other))),
+    }
+}
+
+fn non_finite(f: f64) -> &'static str {
+    if f.is_nan() {
+        "NaN"
+    } else {
+        "infinite"
     }
 }
 
@@ -191,6 +275,60 @@ mod tests {
             Payload::MsgPack(Bytes::from_static(&[0x90, 0x00])).into_values(),
             Err(PayloadError::TrailingBytes(1))
         ));
+    }
+
+    #[test]
+    fn msgpack_that_json_cannot_express_is_refused_with_the_reason() {
+        let cases: [(&[u8], NotJson); 6] = [
+            // [{nil: 1}]: the payload a native client sent that panicked the relay.
+            (&[0x91, 0x81, 0xc0, 0x01], NotJson::MapKey("nil")),
+            (&[0x91, 0x81, 0x90, 0x01], NotJson::MapKey("an array")),
+            (&[0x91, 0x81, 0xc4, 0x00, 0x01], NotJson::MapKey("binary")),
+            (
+                &[0x91, 0xcb, 0x7f, 0xf8, 0, 0, 0, 0, 0, 0],
+                NotJson::NonFinite("NaN"),
+            ),
+            (&[0x91, 0xa1, 0xff], NotJson::InvalidUtf8),
+            (&[0x91, 0xd4, 0x05, 0x00], NotJson::Extension(5)),
+        ];
+        for (bytes, expected) in cases {
+            let payload = Payload::MsgPack(Bytes::copy_from_slice(bytes));
+            assert_eq!(
+                payload.into_json_values().unwrap_err(),
+                expected,
+                "{bytes:x?}"
+            );
+        }
+        assert!(matches!(
+            Payload::MsgPack(Bytes::from_static(&[0x92, 0x01])).into_json_values(),
+            Err(NotJson::Undecodable(_))
+        ));
+    }
+
+    #[test]
+    fn integer_and_boolean_keys_become_strings_and_the_rest_passes() {
+        // [{1: "a", true: [1.5, bin], "k": nil}]
+        let bytes = [
+            0x91, 0x83, 0x01, 0xa1, b'a', 0xc3, 0x92, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0xc4,
+            0x01, 0x07, 0xa1, b'k', 0xc0,
+        ];
+        let values = Payload::MsgPack(Bytes::copy_from_slice(&bytes))
+            .into_json_values()
+            .unwrap();
+        let expected = vec![Value::Map(vec![
+            (Value::from("1"), Value::from("a")),
+            (
+                Value::from("true"),
+                Value::Array(vec![Value::F64(1.5), Value::Binary(vec![7])]),
+            ),
+            (Value::from("k"), Value::Nil),
+        ])];
+        assert_eq!(values, expected);
+        // Values from a Socket.IO client are JSON already and pass untouched.
+        assert_eq!(
+            Payload::Values(sample()).into_json_values().unwrap(),
+            sample()
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use relay_core::{
     Addr, Answer, CloseReason, Command, ConnId, ErrorCode, Event, Payload, Reply, ReqId, StreamId,
     StreamKind, Ticket, Transport,
 };
-use relay_runtime::Outbox;
+use relay_runtime::{Outbox, OutboxLimits, OutboxReceiver};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tracing::{debug, trace};
@@ -154,7 +154,10 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
             return refuse(&quic, &mut writer, CloseCode::Refused, message).await;
         }
     };
-    let (outbox, events) = Outbox::new(shared.config.outbox_messages);
+    let (outbox, events) = Outbox::new(OutboxLimits {
+        messages: shared.config.outbox_messages,
+        bytes: shared.config.outbox_bytes,
+    });
     let connected = admitted.and_then(|admitted| {
         shared
             .relay
@@ -189,6 +192,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     tasks.spawn(write_events(native.clone(), writer, events));
     tasks.spawn(read_commands(native.clone(), reader));
     tasks.spawn(accept_streams(native.clone()));
+    tasks.spawn(cut_off_when_overflowing(native.clone()));
     // The first task to end means the connection is over (or broken).
     tasks.join_next().await;
     shared.conns.remove(&id);
@@ -305,11 +309,21 @@ fn page_size(asked: Option<u32>, list_page: usize) -> usize {
         .clamp(1, MAX_LIST_PAGE)
 }
 
+/// Closes the connection once its queue goes over its byte cap: the client does not read
+/// its control stream (the writer is then stuck on flow control, so the close cannot wait
+/// for it), and what it asked for must not pile up in the relay.
+async fn cut_off_when_overflowing(native: Arc<Native>) {
+    let overflow = native.outbox.overflowed().await;
+    let reason = overflow.to_string();
+    debug!(id = ?native.id, %reason, "cutting off a client that does not read");
+    native.quic.close(code(CloseCode::SlowReader), reason.as_bytes());
+}
+
 /// Core events for the client, written as control frames in order.
 async fn write_events(
     native: Arc<Native>,
     mut writer: FrameWriter<quinn::SendStream>,
-    mut events: mpsc::UnboundedReceiver<Event>,
+    mut events: OutboxReceiver,
 ) {
     while let Some(event) = events.recv().await {
         let is_deliver = matches!(event, Event::Deliver { .. });

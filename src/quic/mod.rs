@@ -25,11 +25,18 @@ pub struct QuicConfig {
     pub max_frame_bytes: usize,
     /// Relayed events queued toward one native client before senders are told.
     pub outbox_messages: usize,
+    /// Bytes queued toward one native client, replies and errors included, before it is
+    /// closed with [`CloseCode::SlowReader`].
+    pub outbox_bytes: usize,
     /// Time a new connection has to open its control stream and say hello, and a data
     /// stream to send its header.
     pub handshake_timeout: Duration,
     /// Concurrent bidirectional streams a client may open (control stream included).
     pub max_streams_per_connection: u32,
+    /// How long a connection may stay silent before it is taken as gone (a peer that was
+    /// killed or lost its network sends no close). Keep-alives go out at a third of it, so
+    /// a live but idle client never reaches it and a vanished one is noticed within it.
+    pub idle_timeout: Duration,
     /// UDP socket buffer size asked of the OS; quinn's default overflowed under load on
     /// loopback (see FIELD-NOTES.md).
     pub udp_buffer_bytes: usize,
@@ -42,8 +49,10 @@ impl Default for QuicConfig {
         Self {
             max_frame_bytes: wire::DEFAULT_MAX_FRAME_BYTES,
             outbox_messages: 1024,
+            outbox_bytes: 8 * 1024 * 1024,
             handshake_timeout: Duration::from_secs(10),
             max_streams_per_connection: 257,
+            idle_timeout: Duration::from_secs(10),
             udp_buffer_bytes: 4 * 1024 * 1024,
             list_page: relay_core::directory::DEFAULT_LIST_PAGE,
         }
@@ -94,6 +103,12 @@ pub(crate) fn end_code(why: StreamEnd) -> ResetCode {
     }
 }
 
+/// The keep-alive interval for an idle timeout: a third of it, so that two keep-alives may
+/// be lost before a live connection is taken for dead.
+fn keep_alive(idle_timeout: Duration) -> Duration {
+    (idle_timeout / 3).max(Duration::from_millis(100))
+}
+
 /// A bound QUIC endpoint serving native clients.
 pub struct QuicFrontEnd {
     endpoint: quinn::Endpoint,
@@ -113,8 +128,8 @@ impl QuicFrontEnd {
         transport
             .max_concurrent_bidi_streams(config.max_streams_per_connection.into())
             .max_concurrent_uni_streams(0u8.into())
-            .keep_alive_interval(Some(Duration::from_secs(10)))
-            .max_idle_timeout(Some(Duration::from_secs(30).try_into()?));
+            .keep_alive_interval(Some(keep_alive(config.idle_timeout)))
+            .max_idle_timeout(Some(config.idle_timeout.try_into()?));
         server.transport_config(Arc::new(transport));
 
         let socket = std::net::UdpSocket::bind(addr)

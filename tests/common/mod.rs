@@ -37,6 +37,7 @@ pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
 /// A running relay with its own data directory (development CA) and loopback ports.
 pub struct Relay {
     addr: SocketAddr,
+    socketio: SocketAddr,
     ca: PathBuf,
     fingerprint: String,
     kind: Kind,
@@ -76,11 +77,13 @@ impl Relay {
             .await
             .expect("the relay starts");
         let addr = server.quic_addr();
+        let socketio = server.socketio_addr();
         assert!(addr.ip().is_loopback(), "{addr}");
         let ca = server.ca().expect("development certificates").clone();
         assert_eq!(ca.path, dir.path().join("ca.pem"));
         Relay {
             addr,
+            socketio,
             ca: ca.path,
             fingerprint: ca.fingerprint,
             kind: Kind::InProcess(Some(server)),
@@ -93,26 +96,36 @@ impl Relay {
     pub async fn start_binary(extra: &[&str]) -> Relay {
         let dir = tempfile::tempdir().expect("a temporary data directory");
         let bin = env!("CARGO_BIN_EXE_p2p-relay");
-        let mut child = tokio::process::Command::new(bin)
+        // P2P_TEST_RELAY_LOG=debug (any filter) shows the child's logs, for a failing test.
+        let log = std::env::var("P2P_TEST_RELAY_LOG").ok();
+        let mut command = tokio::process::Command::new(bin);
+        match &log {
+            Some(filter) => command.env("RUST_LOG", filter).stderr(Stdio::inherit()),
+            None => command.env_remove("RUST_LOG").stderr(Stdio::null()),
+        };
+        let mut child = command
             .args(base_args(dir.path()))
             .args(extra)
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
             .kill_on_drop(true)
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
         let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
-        let addr: SocketAddr = within("the relay binary printing its QUIC address", async {
+        let (socketio, addr) = within("the relay binary printing its addresses", async {
+            let mut socketio: Option<SocketAddr> = None;
             loop {
                 let line = lines
                     .next_line()
                     .await
                     .expect("reading the relay's stdout")
                     .expect("the relay exited before printing its QUIC address");
+                if let Some(url) = line.strip_prefix("Socket.IO gateway listening on http://") {
+                    socketio = Some(url.trim().parse().expect("a socket address"));
+                }
                 if let Some(addr) = line.strip_prefix("QUIC listening on ") {
-                    break addr.trim().parse().expect("a socket address");
+                    let addr: SocketAddr = addr.trim().parse().expect("a socket address");
+                    break (socketio.expect("the Socket.IO line comes first"), addr);
                 }
             }
         })
@@ -124,6 +137,7 @@ impl Relay {
             .ca_fingerprint();
         Relay {
             addr,
+            socketio,
             ca,
             fingerprint,
             kind: Kind::Binary {
@@ -138,11 +152,21 @@ impl Relay {
         self.addr
     }
 
-    /// The Socket.IO gateway's base URL (in-process relays only).
+    /// The Socket.IO gateway's base URL.
     pub fn socketio_url(&self) -> String {
+        format!("http://{}", self.socketio)
+    }
+
+    /// The Socket.IO gateway's address.
+    pub fn socketio_addr(&self) -> SocketAddr {
+        self.socketio
+    }
+
+    /// The relay's process id, when it runs as a child process.
+    pub fn pid(&self) -> Option<u32> {
         match &self.kind {
-            Kind::InProcess(Some(server)) => format!("http://{}", server.socketio_addr()),
-            _ => panic!("the Socket.IO address is known for in-process relays only"),
+            Kind::Binary { _child, .. } => _child.id(),
+            Kind::InProcess(_) => None,
         }
     }
 

@@ -79,6 +79,9 @@ codes! {
         Replaced = 0x5 => "replaced by a newer connection with the same clientId",
         /// The relay is shutting down.
         Shutdown = 0x6 => "relay shutting down",
+        /// The client did not read what it was sent: its queue in the relay went over its
+        /// byte cap (`--outbox-bytes`). The reason names the size.
+        SlowReader = 0x7 => "closed for not reading: too much was queued toward it",
     }
 }
 
@@ -106,7 +109,7 @@ mod tests {
     fn numbers_are_stable_distinct_and_round_trip() {
         let close: Vec<u32> = CloseCode::ALL.iter().map(|c| c.code()).collect();
         let reset: Vec<u32> = ResetCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(close, [0, 1, 2, 3, 4, 5, 6]);
+        assert_eq!(close, [0, 1, 2, 3, 4, 5, 6, 7]);
         assert_eq!(reset, [0x10, 0x11, 0x12, 0x13, 0x14]);
         for code in CloseCode::ALL {
             assert_eq!(CloseCode::from_code(code.code().into()), Some(*code));

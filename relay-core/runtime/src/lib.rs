@@ -15,5 +15,5 @@ mod sink;
 
 pub use admission::{AdmissionFuture, Admitted, AsyncAuthenticator};
 pub use handle::RelayHandle;
-pub use outbox::Outbox;
+pub use outbox::{queued_size, Outbox, OutboxLimits, OutboxReceiver, Overflow};
 pub use sink::{Refused, Sink};

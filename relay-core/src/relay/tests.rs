@@ -1725,3 +1725,93 @@ fn commands_from_forgotten_connections_are_ignored() {
 }
 
 mod security;
+
+// ----- payloads between a native and a Socket.IO client -------------------------------------
+
+impl Harness {
+    fn connect_legacy(&mut self, id: &str) -> ConnId {
+        let conn = self
+            .relay
+            .connect(self.now, Some(id), None, Transport::Legacy)
+            .unwrap_or_else(|e| panic!("connect {id}: {e}"));
+        self.check();
+        conn
+    }
+}
+
+/// `[{nil: 1}]`: a map key JSON cannot express.
+fn nil_keyed() -> Payload {
+    Payload::MsgPack(Bytes::from_static(&[0x91, 0x81, 0xc0, 0x01]))
+}
+
+#[test]
+fn an_emit_a_socketio_peer_cannot_read_is_refused_to_its_sender() {
+    let mut h = Harness::new();
+    let a = h.connect("A");
+    let b = h.connect_legacy("B");
+    h.pair(a, b);
+    h.emit(a, "B", "e", nil_keyed());
+    let out = h.drain();
+    assert!(out.delivered(b).is_empty(), "{out:?}");
+    let expected = "could not deliver 'e' to 'B', a Socket.IO client: its arguments have no \
+                    JSON form: a map key is nil; JSON object keys are strings (integer and \
+                    boolean keys are turned into strings, other keys cannot be)";
+    assert_eq!(out.errors(a), vec![expected.to_owned()]);
+    // With an ack, the ack is answered too, once.
+    let req = h.emit_ack(a, "B", "e", nil_keyed());
+    let out = h.drain();
+    assert!(out.delivered(b).is_empty(), "{out:?}");
+    assert!(matches!(
+        failed(out.reply(a, req)),
+        RequestError::EventNotJson { .. }
+    ));
+    // What JSON can say is delivered, converted once, as values.
+    h.emit(
+        a,
+        "B",
+        "e",
+        Payload::MsgPack(Bytes::from_static(&[0x91, 0x81, 0x01, 0x02])),
+    );
+    let out = h.drain();
+    let delivered = out.delivered(b);
+    assert_eq!(
+        delivered[0].1,
+        Payload::Values(vec![Value::Map(vec![(Value::from("1"), Value::from(2))])])
+    );
+}
+
+#[test]
+fn an_ack_a_socketio_asker_cannot_read_answers_it_and_tells_the_native_client() {
+    let mut h = Harness::new();
+    let a = h.connect_legacy("A");
+    let b = h.connect("B");
+    h.pair(a, b);
+    let req = h.emit_ack(a, "B", "question", Payload::empty());
+    let out = h.drain();
+    let ticket = out.delivered(b)[0].2.expect("a ticket");
+    h.answer(b, ticket, Answer::Ack(nil_keyed()));
+    let out = h.drain();
+    let error = failed(out.reply(a, req));
+    assert!(
+        matches!(error, RequestError::AckNotJson { .. }),
+        "{error:?}"
+    );
+    assert!(
+        error
+            .to_string()
+            .starts_with("the ack from 'B' cannot reach 'A', a Socket.IO client"),
+        "{error}"
+    );
+    assert_eq!(out.errors(b), vec![error.to_string()]);
+    // A native asker takes the same ack as it is.
+    let c = h.connect("C");
+    let d = h.connect("D");
+    h.pair(c, d);
+    let req = h.emit_ack(c, "D", "question", Payload::empty());
+    let ticket = h.drain().delivered(d)[0].2.expect("a ticket");
+    h.answer(d, ticket, Answer::Ack(nil_keyed()));
+    match h.drain().reply(c, req) {
+        Reply::Ack(args) => assert_eq!(args, nil_keyed()),
+        other => panic!("expected the ack, got {other:?}"),
+    }
+}
