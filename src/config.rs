@@ -127,8 +127,8 @@ pub struct Settings {
     #[arg(long, env = "P2P_RELAY_RATE_BURST", default_value_t = 2000)]
     pub rate_burst: u32,
 
-    /// Payload bytes per second one client may send (event and ack arguments, chunks of
-    /// streams to Socket.IO peers); 0: no limit.
+    /// Payload bytes per second one client may send (event and ack arguments; stream
+    /// chunks are paced by their receiver's acks and not counted); 0: no limit.
     #[arg(long, env = "P2P_RELAY_RATE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub rate_bytes: u32,
 

@@ -509,17 +509,25 @@ impl Connection {
 
     /// The rate limit `command` is over, if any. Requests count toward the request rate and
     /// their payload toward the byte rate; answers are bounded by the questions they answer
-    /// (their payload is counted where it is handled), and a bridged chunk by the one chunk
-    /// in flight the legacy side allows, so only its bytes count.
+    /// (their payload is counted where it is handled). Stream traffic is not rate limited:
+    /// a stream chunk (a bridged chunk, or a legacy `P2P_EMIT_STREAM` with its ack) is held
+    /// back by its receiver's ack, one at a time, so it already moves only as fast as the
+    /// other end takes it, as the bytes of a QUIC stream do; counting it here would cap
+    /// every file transfer at the message byte rate and cut streams short.
     fn over_rate(&mut self, now: Instant, command: &Command) -> Option<RateLimit> {
         let (request, bytes) = match command {
+            Command::Emit {
+                event,
+                ack: Some(_),
+                ..
+            } if event == P2P_EMIT_STREAM => (false, 0),
             Command::Register { .. }
             | Command::Unregister { .. }
             | Command::List { .. }
             | Command::OpenStream { .. } => (true, 0),
             // An emit over the size limit is refused as such, and costs no bytes.
             Command::Emit { args, .. } => (true, args.size().min(self.config.max_message_bytes + 1)),
-            Command::StreamChunk { data, .. } => (false, data.len()),
+            Command::StreamChunk { .. } => (false, 0),
             Command::CloseStream { .. } | Command::Answer { .. } => (false, 0),
         };
         if request {
