@@ -39,10 +39,16 @@ fn tls(dir: &Path) -> anyhow::Result<Tls> {
     let server = quinn::crypto::rustls::QuicServerConfig::try_from(server)?;
     let client = dev.trust().client_config(ALPN)?;
     let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)?;
-    Ok(Tls {
-        server: quinn::ServerConfig::with_crypto(Arc::new(server)),
-        client: quinn::ClientConfig::new(Arc::new(client)),
-    })
+    // Kept alive as the relay and native client keep theirs: a reference set up early and
+    // used later must not have hit the idle timeout in between.
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    let transport = Arc::new(transport);
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(server));
+    server.transport_config(transport.clone());
+    let mut client = quinn::ClientConfig::new(Arc::new(client));
+    client.transport_config(transport);
+    Ok(Tls { server, client })
 }
 
 async fn connect(
