@@ -40,6 +40,18 @@ impl IdleSet {
                 let mut options = SioOptions::new(eio);
                 options.read_buffer = 4096;
                 options.connect_timeout = Duration::from_secs(60);
+                if url.contains("://127.") || url.contains("://localhost") {
+                    // One loopback source address per group (see SioOptions::source).
+                    options.source = Some(
+                        std::net::Ipv4Addr::new(
+                            127,
+                            0,
+                            1 + (group / 250) as u8,
+                            1 + (group % 250) as u8,
+                        )
+                        .into(),
+                    );
+                }
                 let mut sinks = Vec::with_capacity(ids.len());
                 let mut streams = futures::stream::SelectAll::new();
                 let mut interval = Duration::from_secs(25);

@@ -23,7 +23,6 @@ use clap::{Parser, ValueEnum};
 use p2p_relay_load::endpoint::{Msg, PayloadKind, Target, Transport};
 use p2p_relay_load::idle::IdleSet;
 use p2p_relay_load::pair::{EmitOpts, Pair};
-use p2p_relay_load::sio::Eio;
 use p2p_relay_load::stats::{cpu_time, fmt_duration, raise_fd_limit, rss, Snapshot, Stats};
 use tokio::io::AsyncBufReadExt;
 use tokio::time::Instant;
@@ -165,7 +164,11 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         return Ok(p2p_relay_load::bare::serve(listener).await?);
     }
     let want_fds = match opts.scenario {
-        Scenario::Idle => opts.clients as u64 * opts.transports.len() as u64 * 2 + 4096,
+        // One transport at a time in a fresh relay when spawning; all at once otherwise.
+        Scenario::Idle if opts.spawn.is_some() || opts.spawn_forwarder => {
+            opts.clients as u64 + 4096
+        }
+        Scenario::Idle => opts.clients as u64 * opts.transports.len() as u64 + 4096,
         _ => opts.pairs as u64 * 4 + 4096,
     };
     let fds = raise_fd_limit(want_fds);
@@ -173,49 +176,8 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
         eprintln!("warning: open-file limit {fds} is below the {want_fds} this run may need");
     }
 
-    let mut target = Target {
-        socketio: opts.socketio_url.clone(),
-        quic: opts.quic,
-        ca: opts.ca.clone(),
-        batch_writes: opts.batch_writes,
-    };
-    let mut pid = opts.pid;
-    let _spawned = if let Some(path) = &opts.spawn {
-        let dir = tempfile::tempdir()?;
-        let mut cmd = tokio::process::Command::new(path);
-        cmd.args([
-            "--socketio-listen",
-            "127.0.0.1:0",
-            "--quic-listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--max-clients",
-            &(opts.clients * opts.transports.len() + 1000)
-                .max(100_000)
-                .to_string(),
-        ])
-        .args(&opts.relay_args);
-        let spawned = spawn(cmd, Some(dir), &mut target).await?;
-        let ca = spawned
-            ._dir
-            .as_ref()
-            .map(|d| d.path().join(certs::CA_CERT_FILE));
-        target.ca = ca;
-        pid = spawned.child.id();
-        Some(spawned)
-    } else if opts.spawn_forwarder {
-        let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
-        cmd.arg("forwarder");
-        let spawned = spawn(cmd, None, &mut target).await?;
-        pid = spawned.child.id();
-        Some(spawned)
-    } else {
-        None
-    };
-    match &_spawned {
+    let (spawned, target, pid) = start_relay(&opts).await?;
+    match &spawned {
         Some(s) => println!(
             "relay: pid {} ({})",
             s.child.id().unwrap_or(0),
@@ -229,9 +191,53 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
     }
 
     match opts.scenario {
-        Scenario::Idle => idle(&opts, &target, pid).await,
+        Scenario::Idle => idle(&opts, spawned, target, pid).await,
         _ => traffic(&opts, &target, pid).await,
     }
+}
+
+/// The relay to drive: the one given (--socketio-url, --quic, --pid), or one started here.
+async fn start_relay(opts: &Opts) -> anyhow::Result<(Option<Spawned>, Target, Option<u32>)> {
+    let mut target = Target {
+        socketio: opts.socketio_url.clone(),
+        quic: opts.quic,
+        ca: opts.ca.clone(),
+        batch_writes: opts.batch_writes,
+    };
+    let mut pid = opts.pid;
+    let spawned = if let Some(path) = &opts.spawn {
+        let dir = tempfile::tempdir()?;
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.args([
+            "--socketio-listen",
+            "127.0.0.1:0",
+            "--quic-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args([
+            "--max-clients",
+            &(opts.clients + 1000).max(100_000).to_string(),
+        ])
+        .args(&opts.relay_args);
+        let spawned = spawn(cmd, Some(dir), &mut target).await?;
+        target.ca = spawned
+            ._dir
+            .as_ref()
+            .map(|d| d.path().join(certs::CA_CERT_FILE));
+        pid = spawned.child.id();
+        Some(spawned)
+    } else if opts.spawn_forwarder {
+        let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+        cmd.arg("forwarder");
+        let spawned = spawn(cmd, None, &mut target).await?;
+        pid = spawned.child.id();
+        Some(spawned)
+    } else {
+        None
+    };
+    Ok((spawned, target, pid))
 }
 
 fn describe(target: &Target) -> String {
@@ -526,30 +532,63 @@ async fn traffic(opts: &Opts, target: &Target, pid: Option<u32>) -> anyhow::Resu
     Ok(())
 }
 
-async fn idle(opts: &Opts, target: &Target, pid: Option<u32>) -> anyhow::Result<()> {
-    let Some(pid) = pid else {
-        bail!("idle needs the relay's pid (--pid, or --spawn) to read its memory");
-    };
+async fn idle(
+    opts: &Opts,
+    mut spawned: Option<Spawned>,
+    mut target: Target,
+    mut pid: Option<u32>,
+) -> anyhow::Result<()> {
     let n = opts.clients;
     let tag = std::process::id();
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let baseline = rss(pid).context("reading the relay's RSS")?;
+    // A relay this tool starts is started afresh for each transport: every transport gets a
+    // clean baseline and the file-descriptor budget of one transport.
+    let fresh = spawned.is_some();
     println!(
-        "idle: {n} clients per transport ({}); relay RSS before: {:.1} MiB",
+        "idle: {n} clients per transport ({}){}",
         opts.transports
             .iter()
             .map(|t| t.name())
             .collect::<Vec<_>>()
             .join(", "),
-        mib(baseline)
+        if fresh {
+            ", a fresh relay for each"
+        } else {
+            ", all in the one relay"
+        }
     );
-    let mut sets = vec![];
-    let mut results = vec![];
-    let mut before = baseline;
     let start = Instant::now();
-    for &transport in &opts.transports {
+    let mut results = vec![];
+    let mut sets = vec![];
+    for (i, &transport) in opts.transports.iter().enumerate() {
+        if fresh && i > 0 {
+            for mut s in sets.drain(..) {
+                IdleSet::abort(&mut s);
+            }
+            drop(spawned.take());
+            let (s, t, p) = start_relay(opts).await?;
+            (spawned, target, pid) = (s, t, p);
+        }
+        let Some(pid) = pid else {
+            bail!("idle needs the relay's pid (--pid, or --spawn) to read its memory");
+        };
+        let relay_rss = || rss(pid).context("cannot read the relay's RSS (has it exited?)");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = relay_rss()?;
         let t = Instant::now();
         let prefix = format!("idle-{tag}-{}-", transport.name());
+        let progress = |c: u64, f: u64| {
+            println!(
+                "{:5.1}s  {}: {c} connected{}  relay RSS {:.1} MiB",
+                start.elapsed().as_secs_f64(),
+                transport.name(),
+                if f > 0 {
+                    format!(", {f} failed")
+                } else {
+                    String::new()
+                },
+                mib(rss(pid).unwrap_or(0))
+            )
+        };
         let set = match transport {
             Transport::Sio(eio) => {
                 let url = target.socketio.as_deref().context("no Socket.IO address")?;
@@ -559,17 +598,7 @@ async fn idle(opts: &Opts, target: &Target, pid: Option<u32>) -> anyhow::Result<
                 loop {
                     tick.tick().await;
                     let (c, f) = (set.count(), set.failed.load(Ordering::Relaxed));
-                    println!(
-                        "{:5.1}s  {}: {c} connected{}  relay RSS {:.1} MiB",
-                        start.elapsed().as_secs_f64(),
-                        transport.name(),
-                        if f > 0 {
-                            format!(", {f} failed")
-                        } else {
-                            String::new()
-                        },
-                        mib(rss(pid).unwrap_or(0))
-                    );
+                    progress(c, f);
                     if c + f >= n as u64 {
                         break;
                     }
@@ -577,13 +606,8 @@ async fn idle(opts: &Opts, target: &Target, pid: Option<u32>) -> anyhow::Result<
                 set
             }
             Transport::Quic => {
-                let name = transport.name();
-                IdleSet::quic(target, &prefix, n, opts.quic_concurrency, |c| {
-                    println!(
-                        "{:5.1}s  {name}: {c} connected  relay RSS {:.1} MiB",
-                        start.elapsed().as_secs_f64(),
-                        mib(rss(pid).unwrap_or(0))
-                    );
+                IdleSet::quic(&target, &prefix, n, opts.quic_concurrency, |c| {
+                    progress(c, 0)
                 })
                 .await?
             }
@@ -591,57 +615,50 @@ async fn idle(opts: &Opts, target: &Target, pid: Option<u32>) -> anyhow::Result<
         let opened_in = t.elapsed();
         // Let the relay settle (handshake buffers freed, first heartbeats).
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let after = rss(pid).context("reading the relay's RSS")?;
+        let after = relay_rss()?;
         let count = set.count().max(1);
         let per = after.saturating_sub(before) as f64 / count as f64 / 1024.0;
         println!(
-            "{:5.1}s  {}: {} connected in {:.1} s; relay RSS {:.1} MiB, +{:.1} MiB: {per:.1} KiB per connection",
+            "{:5.1}s  {}: {} connected in {:.1} s; relay RSS {:.1} -> {:.1} MiB: {per:.1} KiB per connection",
             start.elapsed().as_secs_f64(),
             transport.name(),
             set.count(),
             opened_in.as_secs_f64(),
+            mib(before),
             mib(after),
-            mib(after.saturating_sub(before))
         );
-        results.push((transport, set.count(), per));
-        before = after;
+        // Hold them: what idle connections cost in CPU (heartbeats), and whether memory stays.
+        let cpu0 = cpu_time(pid);
+        let held_from = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.tick().await;
+        while held_from.elapsed().as_secs_f64() < opts.duration {
+            tick.tick().await;
+            println!(
+                "{:5.1}s  {}: holding {}  relay RSS {:.1} MiB",
+                start.elapsed().as_secs_f64(),
+                transport.name(),
+                set.count(),
+                mib(rss(pid).unwrap_or(0))
+            );
+        }
+        let held = held_from.elapsed().as_secs_f64();
+        let cpu = match (cpu0, cpu_time(pid)) {
+            (Some(a), Some(b)) => (b - a).as_secs_f64() / held * 100.0,
+            _ => f64::NAN,
+        };
+        results.push((transport, set.count(), per, cpu, mib(before), mib(after)));
         sets.push(set);
     }
-    // Hold them: what idle connections cost in CPU (heartbeats), and whether memory stays.
-    let cpu0 = cpu_time(pid);
-    let t = Instant::now();
-    let mut tick = tokio::time::interval(Duration::from_secs(1));
-    tick.tick().await;
-    while t.elapsed().as_secs_f64() < opts.duration {
-        tick.tick().await;
-        println!(
-            "{:5.1}s  holding  relay RSS {:.1} MiB",
-            start.elapsed().as_secs_f64(),
-            mib(rss(pid).unwrap_or(0))
-        );
-    }
-    let held = t.elapsed().as_secs_f64();
     println!("--");
-    for (transport, count, per) in &results {
+    for (transport, count, per, cpu, before, after) in &results {
         println!(
-            "{:>5}: {count} idle clients, {per:.1} KiB of relay RSS per connection",
+            "{:>5}: {count} idle clients, {per:.1} KiB of relay RSS per connection ({before:.1} -> {after:.1} MiB; relay CPU while idle {cpu:.1}% of one core)",
             transport.name()
         );
     }
-    if let (Some(c0), Some(c1)) = (cpu0, cpu_time(pid)) {
-        println!(
-            "relay CPU while holding them: {:.1}% of one core",
-            (c1 - c0).as_secs_f64() / held * 100.0
-        );
-    }
-    println!(
-        "relay RSS: {:.1} MiB (before: {:.1} MiB)",
-        mib(rss(pid).unwrap_or(0)),
-        mib(baseline)
-    );
     for mut s in sets {
         s.abort();
     }
-    let _ = Eio::V3;
     Ok(())
 }

@@ -111,6 +111,11 @@ pub struct SioOptions {
     pub connect_timeout: Duration,
     /// See [`SioClient::write_each`].
     pub write_each: bool,
+    /// Local address to connect from (another 127.x address spreads many connections over
+    /// several source addresses, each with its own ephemeral ports: with tens of thousands
+    /// of connections and TIME_WAIT sockets on one address, the kernel's search for a free
+    /// port made connect() take milliseconds).
+    pub source: Option<std::net::IpAddr>,
 }
 
 impl SioOptions {
@@ -120,6 +125,7 @@ impl SioOptions {
             read_buffer: 64 * 1024,
             connect_timeout: Duration::from_secs(20),
             write_each: true,
+            source: None,
         }
     }
 }
@@ -174,9 +180,19 @@ impl SioClient {
             options.eio.number()
         );
         let request = url.as_str().into_client_request()?;
-        let tcp = TcpStream::connect(hostport)
-            .await
-            .with_context(|| format!("connecting to {hostport}"))?;
+        let tcp = match options.source {
+            None => TcpStream::connect(hostport).await,
+            Some(ip) => {
+                let addr = tokio::net::lookup_host(hostport)
+                    .await?
+                    .next()
+                    .ok_or_else(|| anyhow!("{hostport}: no address"))?;
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind((ip, 0).into())?;
+                socket.connect(addr).await
+            }
+        }
+        .with_context(|| format!("connecting to {hostport}"))?;
         tcp.set_nodelay(true)?;
         let config = WebSocketConfig::default()
             .read_buffer_size(options.read_buffer)
