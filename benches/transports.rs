@@ -8,7 +8,9 @@
 //!
 //! PATH is `sio_sio`, `quic_quic`, `sio_quic`, `quic_sio` through the relay (Socket.IO
 //! clients speak engine.io v3, as the 1.4.1 plugin's clients do), and the references:
-//! `bare_socketioxide` (a forwarder with socketioxide alone, p2p_relay_load::bare),
+//! `bare_socketioxide` (a forwarder with socketioxide alone, p2p_relay_load::bare; for
+//! one-way emits also `bare_socketioxide_inline`, the same with a `MessageHandler` of its own
+//! that runs in socketioxide's read loop instead of a task per event),
 //! `bare_quinn_copy` (a quinn relay that only copies between two streams) and
 //! `quinn_direct` (two quinn endpoints, no relay).
 //!
@@ -49,6 +51,7 @@ struct World {
     _relay: Server,
     relay: Target,
     bare: Target,
+    bare_inline: Target,
     direct: Direct,
     copy: CopyRelay,
     _dir: tempfile::TempDir,
@@ -73,6 +76,12 @@ async fn world() -> World {
         batch_writes: false,
     };
     tokio::spawn(p2p_relay_load::bare::serve(listener));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare_inline = Target {
+        socketio: Some(format!("http://{}", listener.local_addr().unwrap())),
+        ..bare.clone()
+    };
+    tokio::spawn(p2p_relay_load::bare::serve_with(listener, true));
     let direct = Direct::start(&dir.path().join("direct"))
         .await
         .expect("direct");
@@ -83,6 +92,7 @@ async fn world() -> World {
         _relay: relay,
         relay: target,
         bare,
+        bare_inline,
         direct,
         copy,
         _dir: dir,
@@ -119,7 +129,9 @@ fn emits(c: &mut Criterion) {
     ] {
         let mut group = c.benchmark_group(format!("emit/{label}"));
         group.throughput(Throughput::Elements(1));
-        for (name, target, from, to) in paths(&w) {
+        let mut all = paths(&w);
+        all.push(("bare_socketioxide_inline", &w.bare_inline, SIO, SIO));
+        for (name, target, from, to) in all {
             let mut p = rt.block_on(pair(target, from, to));
             let msg = Msg::new(kind, p.b.id());
             group.bench_function(BenchmarkId::from_parameter(name), |bench| {
@@ -210,10 +222,11 @@ impl Pipe {
         let (budgets, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
         tokio::spawn(async move {
             let _recv = _recv;
+            // Ends when the pipe or its connection goes (criterion may skip the bench).
             while let Some(n) = rx.recv().await {
-                quinn_ref::write_bytes(&mut send, n, CHUNK)
-                    .await
-                    .expect("write");
+                if quinn_ref::write_bytes(&mut send, n, CHUNK).await.is_err() {
+                    return;
+                }
             }
         });
         let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
@@ -221,7 +234,9 @@ impl Pipe {
         let b = b.clone();
         let (g, pr) = (got.clone(), progress.clone());
         tokio::spawn(async move {
-            let (_send, mut recv) = b.accept_bi().await.expect("accept");
+            let Ok((_send, mut recv)) = b.accept_bi().await else {
+                return;
+            };
             while let Ok(Some(chunk)) = recv.read_chunk(1 << 20, true).await {
                 g.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
                 pr.notify_waiters();

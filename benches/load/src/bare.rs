@@ -15,7 +15,10 @@ use dashmap::DashMap;
 use serde::de::{SeqAccess, Visitor};
 use serde::ser::SerializeTuple;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::{AckSender, Data, SocketRef};
+use socketioxide::handler::{FromMessageParts, MessageHandler};
+use socketioxide::socket::Socket;
 use socketioxide::SocketIo;
 
 /// All arguments of an event, spread again on emit (socketioxide hands extractors only
@@ -76,8 +79,37 @@ fn client_id(socket: &SocketRef) -> String {
         .unwrap_or_default()
 }
 
+/// `P2P_EMIT` handled inside socketioxide's read loop, with no task: socketioxide spawns a
+/// task for every event whose handler is a closure (even an empty one), but
+/// `MessageHandler` is a public trait, and a handler of one's own runs where it is called.
+struct InlineEmit(Peers);
+
+/// Marks [`InlineEmit`]'s `MessageHandler` impl apart from the closure impls.
+struct Inline;
+
+impl MessageHandler<LocalAdapter, Inline> for InlineEmit {
+    fn call(
+        &self,
+        s: Arc<Socket<LocalAdapter>>,
+        mut v: socketioxide::handler::Value,
+        ack_id: Option<i64>,
+    ) {
+        if let Ok(Data(emit)) = Data::<Emit>::from_message_parts(&s, &mut v, &ack_id) {
+            let target = self.0.get(&emit.target).map(|t| t.clone());
+            if let Some(target) = target {
+                let _ = target.emit(&emit.event, &Spread(emit.args));
+            }
+        }
+    }
+}
+
 /// The forwarder as an axum router (socketioxide layer at `/socket.io/`).
 pub fn router() -> axum::Router {
+    router_with(false)
+}
+
+/// As [`router`]; with `inline`, `P2P_EMIT` runs without a task per event ([`InlineEmit`]).
+pub fn router_with(inline: bool) -> axum::Router {
     let peers: Peers = Arc::new(DashMap::new());
     let (layer, io) = SocketIo::builder().max_buffer_size(8192).build_layer();
     io.ns("/", move |socket: SocketRef| {
@@ -92,15 +124,19 @@ pub fn router() -> axum::Router {
                 let _ = ack.send(&true);
             });
             let p = peers.clone();
-            socket.on("P2P_EMIT", move |Data(emit): Data<Emit>| {
-                let p = p.clone();
-                async move {
-                    let target = p.get(&emit.target).map(|t| t.clone());
-                    if let Some(target) = target {
-                        let _ = target.emit(&emit.event, &Spread(emit.args));
+            if inline {
+                socket.on("P2P_EMIT", InlineEmit(p));
+            } else {
+                socket.on("P2P_EMIT", move |Data(emit): Data<Emit>| {
+                    let p = p.clone();
+                    async move {
+                        let target = p.get(&emit.target).map(|t| t.clone());
+                        if let Some(target) = target {
+                            let _ = target.emit(&emit.event, &Spread(emit.args));
+                        }
                     }
-                }
-            });
+                });
+            }
             let p = peers.clone();
             socket.on(
                 "P2P_EMIT_ACKNOWLEDGE",
@@ -132,8 +168,13 @@ pub fn router() -> axum::Router {
 
 /// Serves the forwarder on `listener`, with TCP no-delay on every accepted socket.
 pub async fn serve(listener: tokio::net::TcpListener) -> std::io::Result<()> {
+    serve_with(listener, false).await
+}
+
+/// As [`serve`], with [`router_with`]`(inline)`.
+pub async fn serve_with(listener: tokio::net::TcpListener, inline: bool) -> std::io::Result<()> {
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router()).await
+    axum::serve(listener, router_with(inline)).await
 }

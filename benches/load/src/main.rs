@@ -73,6 +73,10 @@ struct Opts {
     /// Start the bare socketioxide forwarder (this binary, `forwarder`) and measure it.
     #[arg(long, conflicts_with_all = ["spawn", "socketio_url", "quic", "pid"])]
     spawn_forwarder: bool,
+    /// The forwarder (`forwarder`, `--spawn-forwarder`) handles P2P_EMIT inline in
+    /// socketioxide's read loop, without its task per event.
+    #[arg(long)]
+    inline: bool,
     /// Extra argument for the spawned relay (repeat for several).
     #[arg(long = "relay-arg", value_name = "ARG", allow_hyphen_values = true)]
     relay_args: Vec<String>,
@@ -161,7 +165,7 @@ async fn run(opts: Opts) -> anyhow::Result<()> {
             "Socket.IO gateway listening on http://{}",
             listener.local_addr()?
         );
-        return Ok(p2p_relay_load::bare::serve(listener).await?);
+        return Ok(p2p_relay_load::bare::serve_with(listener, opts.inline).await?);
     }
     let want_fds = match opts.scenario {
         // One transport at a time in a fresh relay when spawning; all at once otherwise.
@@ -231,6 +235,9 @@ async fn start_relay(opts: &Opts) -> anyhow::Result<(Option<Spawned>, Target, Op
     } else if opts.spawn_forwarder {
         let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
         cmd.arg("forwarder");
+        if opts.inline {
+            cmd.arg("--inline");
+        }
         let spawned = spawn(cmd, None, &mut target).await?;
         pid = spawned.child.id();
         Some(spawned)
