@@ -67,6 +67,7 @@ async fn world() -> World {
         quic: Some(relay.quic_addr()),
         ca: Some(relay.ca().expect("development CA").path.clone()),
         batch_writes: false,
+        raw_quic: false,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let bare = Target {
@@ -74,6 +75,7 @@ async fn world() -> World {
         quic: None,
         ca: None,
         batch_writes: false,
+        raw_quic: false,
     };
     tokio::spawn(p2p_relay_load::bare::serve(listener));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -26,6 +26,7 @@ async fn relay(dir: &std::path::Path) -> (Server, Target) {
         quic: Some(server.quic_addr()),
         ca: Some(server.ca().expect("development CA").path.clone()),
         batch_writes: false,
+        raw_quic: false,
     };
     (server, target)
 }
@@ -86,6 +87,7 @@ async fn the_bare_forwarder_relays_what_the_load_tool_sends() {
         quic: None,
         ca: None,
         batch_writes: true,
+        raw_quic: false,
     };
     tokio::spawn(p2p_relay_load::bare::serve(listener));
     let stats = Arc::new(Stats::default());

@@ -57,6 +57,8 @@ pub struct Target {
     /// Socket.IO clients batch what is ready into one write (default: one write per
     /// packet, as socket.io-client does).
     pub batch_writes: bool,
+    /// `quic` is a bare quinn copy relay (`--spawn-copy-relay`), not the relay's front end.
+    pub raw_quic: bool,
 }
 
 impl Target {

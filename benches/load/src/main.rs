@@ -40,6 +40,9 @@ enum Scenario {
     Idle,
     /// Runs the bare socketioxide forwarder (the reference for the Socket.IO path).
     Forwarder,
+    /// Runs a bare quinn copy relay (the reference for QUIC streams; `stream` against it
+    /// with --spawn-copy-relay).
+    CopyRelay,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -77,6 +80,10 @@ struct Opts {
     /// socketioxide's read loop, without its task per event.
     #[arg(long)]
     inline: bool,
+    /// `stream` only: start a bare quinn copy relay (this binary, `copy-relay`) and stream
+    /// through it with raw quinn clients, the reference for a spliced QUIC stream.
+    #[arg(long, conflicts_with_all = ["spawn", "spawn_forwarder", "socketio_url", "quic", "pid"])]
+    spawn_copy_relay: bool,
     /// Extra argument for the spawned relay (repeat for several).
     #[arg(long = "relay-arg", value_name = "ARG", allow_hyphen_values = true)]
     relay_args: Vec<String>,
@@ -159,6 +166,14 @@ struct Spawned {
 }
 
 async fn run(opts: Opts) -> anyhow::Result<()> {
+    if opts.scenario == Scenario::CopyRelay {
+        let dir = tempfile::tempdir()?;
+        let (endpoint, ca) = p2p_relay_load::quinn_ref::copy_relay_server(dir.path(), opts.listen)?;
+        println!("QUIC listening on {}", endpoint.local_addr()?);
+        println!("CA {}", ca.display());
+        p2p_relay_load::quinn_ref::serve_copy_relay(endpoint).await;
+        return Ok(());
+    }
     if opts.scenario == Scenario::Forwarder {
         let listener = tokio::net::TcpListener::bind(opts.listen).await?;
         println!(
@@ -207,6 +222,7 @@ async fn start_relay(opts: &Opts) -> anyhow::Result<(Option<Spawned>, Target, Op
         quic: opts.quic,
         ca: opts.ca.clone(),
         batch_writes: opts.batch_writes,
+        raw_quic: false,
     };
     let mut pid = opts.pid;
     let spawned = if let Some(path) = &opts.spawn {
@@ -230,6 +246,12 @@ async fn start_relay(opts: &Opts) -> anyhow::Result<(Option<Spawned>, Target, Op
             ._dir
             .as_ref()
             .map(|d| d.path().join(certs::CA_CERT_FILE));
+        pid = spawned.child.id();
+        Some(spawned)
+    } else if opts.spawn_copy_relay {
+        let mut cmd = tokio::process::Command::new(std::env::current_exe()?);
+        cmd.arg("copy-relay");
+        let spawned = spawn(cmd, None, &mut target).await?;
         pid = spawned.child.id();
         Some(spawned)
     } else if opts.spawn_forwarder {
@@ -280,6 +302,11 @@ async fn spawn(
                 target.socketio = Some(addr.trim().to_string());
             } else if let Some(addr) = line.strip_prefix("QUIC listening on ") {
                 target.quic = Some(addr.trim().parse()?);
+            } else if let Some(ca) = line.strip_prefix("CA ") {
+                // The copy relay: QUIC only, with its own CA.
+                target.ca = Some(ca.trim().into());
+                target.raw_quic = true;
+                return Ok::<_, anyhow::Error>(());
             }
             if target.socketio.is_some() && (!wants_quic || target.quic.is_some()) {
                 return Ok::<_, anyhow::Error>(());
@@ -319,17 +346,55 @@ async fn traffic(opts: &Opts, target: &Target, pid: Option<u32>) -> anyhow::Resu
         })
         .buffer_unordered(32);
     let mut pairs = Vec::with_capacity(opts.pairs);
+    let mut raw = tokio::task::JoinSet::new();
     use futures::StreamExt as _;
-    while let Some(p) = connecting.next().await {
-        pairs.push(p?);
+    if target.raw_quic {
+        // Raw quinn clients through the copy relay: one stream per pair, A writes 16 KiB
+        // chunks until the end, B counts what arrives.
+        if opts.scenario != Scenario::Stream {
+            bail!("the copy relay only copies streams: use the stream scenario");
+        }
+        drop(connecting);
+        let addr = target.quic.context("no copy relay address")?;
+        let ca = target.ca.clone().context("no copy relay CA")?;
+        for _ in 0..opts.pairs {
+            // The copy relay pairs connections in arrival order: connect one after the other.
+            let (a, ea) = p2p_relay_load::quinn_ref::connect_raw(addr, &ca).await?;
+            let (b, eb) = p2p_relay_load::quinn_ref::connect_raw(addr, &ca).await?;
+            let (mut send, _recv) = a.open_bi().await?;
+            raw.spawn(async move {
+                let _keep = (a, ea, _recv);
+                let chunk = bytes::Bytes::from(vec![0x5a; 16 * 1024]);
+                while send.write_chunk(chunk.clone()).await.is_ok() {}
+            });
+            let stats = stats.clone();
+            raw.spawn(async move {
+                let _keep = eb;
+                let Ok((_send, mut recv)) = b.accept_bi().await else {
+                    return;
+                };
+                while let Ok(Some(chunk)) = recv.read_chunk(1 << 20, true).await {
+                    stats
+                        .stream_bytes
+                        .fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    } else {
+        while let Some(p) = connecting.next().await {
+            pairs.push(p?);
+        }
+        drop(connecting);
     }
-    drop(connecting);
-    if opts.scenario == Scenario::Stream {
+    if opts.scenario == Scenario::Stream && !target.raw_quic {
         for p in &mut pairs {
             p.open_stream().await?;
         }
     }
     let what = match opts.scenario {
+        Scenario::Stream if target.raw_quic => {
+            "16 KiB chunks on raw quinn streams through the bare copy relay".to_string()
+        }
         Scenario::Stream => format!(
             "16 KiB chunks{}",
             if from == Transport::Quic {

@@ -232,3 +232,63 @@ impl PingPong {
         Ok(())
     }
 }
+
+/// A copy relay as a server of its own (the load tool's `copy-relay`): it pairs connections
+/// in the order they arrive, the first with the second, the third with the fourth, and
+/// copies every stream the first of a pair opens to a stream toward the second. Returns the
+/// endpoint and the CA file its clients trust.
+pub fn copy_relay_server(
+    cert_dir: &Path,
+    addr: SocketAddr,
+) -> anyhow::Result<(Endpoint, std::path::PathBuf)> {
+    let tls = tls(cert_dir)?;
+    let socket = std::net::UdpSocket::bind(addr)?;
+    if let Ok(state) = quinn::udp::UdpSocketState::new((&socket).into()) {
+        let _ = state.set_recv_buffer_size((&socket).into(), UDP_BUFFER);
+        let _ = state.set_send_buffer_size((&socket).into(), UDP_BUFFER);
+    }
+    let runtime = quinn::default_runtime().ok_or_else(|| anyhow::anyhow!("no tokio runtime"))?;
+    let endpoint = Endpoint::new(
+        quinn::EndpointConfig::default(),
+        Some(tls.server),
+        socket,
+        runtime,
+    )?;
+    Ok((endpoint, cert_dir.join(certs::CA_CERT_FILE)))
+}
+
+/// Serves [`copy_relay_server`]'s endpoint until it closes.
+pub async fn serve_copy_relay(endpoint: Endpoint) {
+    loop {
+        let Some(first) = endpoint.accept().await else {
+            return;
+        };
+        let Ok(first) = first.await else { continue };
+        let Some(second) = endpoint.accept().await else {
+            return;
+        };
+        let Ok(second) = second.await else { continue };
+        tokio::spawn(async move {
+            while let Ok((a_send, a_recv)) = first.accept_bi().await {
+                let Ok((b_send, b_recv)) = second.open_bi().await else {
+                    return;
+                };
+                tokio::spawn(copy(a_recv, b_send));
+                tokio::spawn(copy(b_recv, a_send));
+            }
+        });
+    }
+}
+
+/// A raw quinn client of a copy relay, trusting `ca`.
+pub async fn connect_raw(addr: SocketAddr, ca: &Path) -> anyhow::Result<(Connection, Endpoint)> {
+    let client = certs::Trust::CaFile(ca.to_path_buf()).client_config(ALPN)?;
+    let client = quinn::crypto::rustls::QuicClientConfig::try_from(client)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(5)));
+    let mut config = quinn::ClientConfig::new(Arc::new(client));
+    config.transport_config(Arc::new(transport));
+    let endpoint = endpoint(None)?;
+    let conn = connect(&endpoint, &config, addr).await?;
+    Ok((conn, endpoint))
+}
