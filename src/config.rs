@@ -154,6 +154,11 @@ pub struct Settings {
         value_parser = clap::value_parser!(u32).range(1..=MAX_LIST_PAGE as i64)
     )]
     pub list_page: u32,
+
+    /// On shutdown, how long each step may take (clients taking their close message,
+    /// connections ending) before what is left is cut, in milliseconds.
+    #[arg(long, env = "P2P_RELAY_SHUTDOWN_GRACE_MS", default_value_t = 2_000)]
+    pub shutdown_grace_ms: u64,
 }
 
 /// What the binary can do besides relaying.
@@ -176,6 +181,10 @@ impl Settings {
 
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.ack_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     /// The largest native control frame: a payload at the limit plus its framing.
@@ -229,6 +238,7 @@ impl Settings {
             outbox_messages: self.outbox_messages,
             ack_timeout: self.ack_timeout(),
             cors_origins: self.cors_origins.clone(),
+            shutdown_grace: self.shutdown_grace(),
             ..Default::default()
         }
     }

@@ -23,6 +23,9 @@ pub struct GatewayConfig {
     /// Web origins whose pages may connect. Any, by default, as with socket.io 2; when
     /// restricted, a Socket.IO request carrying another `Origin` is refused with 403.
     pub cors_origins: CorsOrigins,
+    /// On [`Gateway::close`](crate::Gateway::close), how long each step may take: clients
+    /// being written their last events, then socketioxide closing their transports.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -33,6 +36,7 @@ impl Default for GatewayConfig {
             socket_buffer_packets: 1024,
             ack_timeout: Duration::from_secs(30),
             cors_origins: CorsOrigins::Any,
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }

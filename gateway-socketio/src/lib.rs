@@ -15,6 +15,10 @@
 //! gateway_socketio::serve(listener, app).await
 //! # }
 //! ```
+//!
+//! Shutting down: stop the HTTP server accepting, close the relay's connections, then
+//! [`Gateway::close`], then wait for the server (see [`serve_with_shutdown`]); the relay
+//! binary's `Server::shutdown` does exactly this.
 
 mod acks;
 mod args;
@@ -25,20 +29,24 @@ mod eio3_binary;
 pub mod events;
 mod inbound;
 mod outbound;
+mod serve;
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use axum::serve::ListenerExt;
+use relay_core::CloseReason;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
+use tracing::{debug, warn};
 
 pub use args::Args;
 pub use config::GatewayConfig;
 pub use cors::{CorsOrigins, CorsOriginsError, OriginList, OriginProblem};
 use relay_runtime::RelayHandle;
+pub use serve::{serve, serve_with_shutdown, ServeShutdown};
 
-use connection::{Established, Handshake};
+use connection::{Conn, Established, Handshake, Tasks};
 
 /// Where socket.io clients send their requests (socketioxide's default, set explicitly
 /// because the CORS rule must cover exactly the same requests).
@@ -57,6 +65,9 @@ pub struct Gateway {
     layer: SocketIoLayer,
     io: SocketIo,
     cors: cors::Policy,
+    relay: RelayHandle,
+    tasks: Tasks,
+    shutdown_grace: Duration,
 }
 
 impl Gateway {
@@ -72,14 +83,28 @@ impl Gateway {
             .with_parser(socketioxide::ParserConfig::common().max_incoming_binary_buf_size(limit))
             .ack_timeout(config.ack_timeout + std::time::Duration::from_secs(2))
             .build_layer();
+        let tasks = Tasks::default();
+        let shutdown_grace = config.shutdown_grace;
         let config = Arc::new(config);
-        let admit = move |handshake: Handshake| {
+        let admit = {
             let relay = relay.clone();
-            let config = config.clone();
-            async move { connection::admit(&relay, &config, handshake).await }
+            let tasks = tasks.clone();
+            move |handshake: Handshake| {
+                let relay = relay.clone();
+                let config = config.clone();
+                let tasks = tasks.clone();
+                async move { connection::admit(&relay, &config, &tasks, handshake).await }
+            }
         };
         io.ns("/", (async |_: Established| {}).with(admit));
-        Self { layer, io, cors }
+        Self {
+            layer,
+            io,
+            cors,
+            relay,
+            tasks,
+            shutdown_grace,
+        }
     }
 
     /// Mounts the gateway on `router` (at `/socket.io/`, as socket.io clients expect), with
@@ -105,22 +130,61 @@ impl Gateway {
     pub fn io(&self) -> &SocketIo {
         &self.io
     }
-}
 
-/// Serves `app` on `listener` with TCP no-delay on every accepted socket (axum leaves it
-/// off; small relayed messages then wait for delayed ACKs and throughput collapses), and
-/// with each client's address known to the gateway (`ConnectInfo`), for the per-address
-/// connection limits and the admission callback. An app served otherwise should use
-/// `into_make_service_with_connect_info::<SocketAddr>()` too, or those limits do not apply.
-pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("could not set TCP_NODELAY: {e}");
+    /// Closes every Socket.IO connection and returns when the gateway's own tasks have
+    /// ended and socketioxide has closed every session's transport (each step bounded by
+    /// the configured `shutdown_grace`). The gateway takes no clients afterwards.
+    ///
+    /// Each client is told why first: the core closes its connection with
+    /// [`CloseReason::Shutdown`] (a no-op for those `RelayHandle::close_all` already closed),
+    /// so it gets `SERVER_ERROR` "the relay is shutting down" and its peer `P2P_DISCONNECT`;
+    /// then socketioxide closes its transport behind that message. Stop the HTTP server
+    /// from accepting before calling this (see [`ServeShutdown`]), so that no client
+    /// arrives meanwhile.
+    ///
+    /// socketioxide closes only sessions that are in a namespace. A websocket session that
+    /// is in none (its client was refused) ends when its TCP connection is cut
+    /// ([`ServeShutdown::cut_connections`]); a socket.io-client 4.x session that never
+    /// joined one keeps a socketioxide task until its connect timeout (45 s), which no API
+    /// of socketioxide 0.18 ends sooner.
+    pub async fn close(&self) {
+        let grace = self.shutdown_grace;
+        if let Some(sockets) = self.io.of("/").map(|ns| ns.sockets()) {
+            for socket in sockets {
+                if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+                    self.relay.close(conn.id, CloseReason::Shutdown);
+                }
+            }
         }
-    });
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .await
+        // Each drain ends once it has handed its client's last events to socketioxide.
+        self.tasks.tracker.close();
+        if tokio::time::timeout(grace, self.tasks.tracker.wait())
+            .await
+            .is_err()
+        {
+            debug!(
+                left = self.tasks.tracker.len(),
+                "Socket.IO clients still being written to; closing them anyway"
+            );
+        }
+        if tokio::time::timeout(grace, self.io.close()).await.is_err() {
+            warn!("socketioxide did not close every transport within {grace:?}");
+        }
+        self.tasks.abort.cancel();
+        if tokio::time::timeout(grace, self.tasks.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                left = self.tasks.tracker.len(),
+                "Socket.IO outbound tasks did not end when aborted"
+            );
+        }
+    }
+
+    /// Ends the gateway's own tasks at once, without telling anyone: for a `Drop`, which
+    /// cannot wait for [`Gateway::close`].
+    pub fn abort(&self) {
+        self.tasks.abort.cancel();
+    }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_core::rmpv::Value;
-use relay_core::{Answer, Event, Payload, Reply, Ticket};
+use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
@@ -123,7 +123,18 @@ async fn send(
         }
         Event::Close { reason } => {
             debug!(sid = %socket.id, %reason, "closing connection");
-            let _ = socket.clone().disconnect();
+            match reason {
+                // A replaced client must not come back on its own and take its id back:
+                // a namespace disconnect tells socket.io-client not to reconnect.
+                CloseReason::Replaced(_) => {
+                    let _ = socket.clone().disconnect();
+                }
+                // The socket stays in the namespace for `Gateway::close`, which closes its
+                // transport behind what was queued (socketioxide only closes the transports
+                // of sockets still in a namespace), as the Node server's `io.close()` did:
+                // the client sees the transport close and may reconnect to the next relay.
+                CloseReason::Shutdown => {}
+            }
             Err(Gone)
         }
         // A legacy client's streams have no ids: its chunks are plain acknowledged emits,

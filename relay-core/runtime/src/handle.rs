@@ -1,7 +1,7 @@
 //! The handle every front end and embedding application holds.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Instant, SystemTime};
 
@@ -44,6 +44,9 @@ struct Node {
     next_conn: AtomicU64,
     /// Every timer task, so shutting down can wait for all of them.
     tasks: TaskTracker,
+    /// Set by [`RelayHandle::close_all`]: from then on newcomers are refused, so that no
+    /// connection (nor its timer) appears after the relay was emptied.
+    closed: AtomicBool,
 }
 
 impl RelayHandle {
@@ -72,6 +75,7 @@ impl RelayHandle {
                 cells: DashMap::new(),
                 next_conn: AtomicU64::new(0),
                 tasks: TaskTracker::new(),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -157,6 +161,9 @@ impl RelayHandle {
         sink: Arc<dyn Sink>,
     ) -> Result<ConnId, ConnectError> {
         let node = &self.node;
+        if node.closed.load(Ordering::SeqCst) {
+            return Err(ConnectError::ShuttingDown);
+        }
         let Admitted { client, claims, ip } = admitted;
         if let Some(ip) = ip {
             node.ips().enter(ip)?;
@@ -184,11 +191,19 @@ impl RelayHandle {
         let connection =
             Connection::new(addr, client, transport, node.config.clone()).with_claims(claims);
         let cell = Arc::new(Cell::new(connection, sink, ip));
-        node.cells.insert(addr.conn, cell.clone());
+        // The timer is armed before the cell can be found: whoever removes the cell (a
+        // disconnect, a replacement, close_all) then always finds the timer to stop.
         let timer = node
             .tasks
             .spawn(drive_timer(Arc::downgrade(&self.node), cell.clone()));
         *cell.timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer.abort_handle());
+        node.cells.insert(addr.conn, cell);
+        // close_all may have run between the check above and the insert, without seeing
+        // this cell: then it is this call's to undo (removing twice is harmless).
+        if node.closed.load(Ordering::SeqCst) {
+            node.remove(addr.conn, None);
+            return Err(ConnectError::ShuttingDown);
+        }
         Ok(addr.conn)
     }
 
@@ -206,15 +221,30 @@ impl RelayHandle {
         self.node.remove(conn, None);
     }
 
-    /// Closes every connection, telling each client why (a relay shutting down), and waits
-    /// for every task the core started to end.
+    /// Closes one connection, telling its client why (its front end gets the reason as a
+    /// `ServerError` and then `Close`) and whoever it was involved with that it is gone.
+    /// Does nothing for a connection already forgotten.
+    pub fn close(&self, conn: ConnId, reason: CloseReason) {
+        self.node.remove(conn, Some(reason));
+    }
+
+    /// Closes every connection, telling each client why (a relay shutting down), refuses
+    /// connections from then on ([`ConnectError::ShuttingDown`]), and waits for every task
+    /// the core started to end.
     pub async fn close_all(&self, reason: CloseReason) {
+        self.close_all_now(reason);
+        self.node.tasks.wait().await;
+    }
+
+    /// What [`RelayHandle::close_all`] does without waiting: for a `Drop`, which cannot.
+    /// The timers are aborted and end at their next turn on the runtime.
+    pub fn close_all_now(&self, reason: CloseReason) {
+        self.node.closed.store(true, Ordering::SeqCst);
         let conns: Vec<ConnId> = self.node.cells.iter().map(|e| *e.key()).collect();
         for conn in conns {
             self.node.remove(conn, Some(reason.clone()));
         }
         self.node.tasks.close();
-        self.node.tasks.wait().await;
     }
 
     // The server-side API of the original Node plugin.
