@@ -256,7 +256,13 @@ mod tests {
         assert_eq!(settings.rate(), RateLimits::default());
         assert_eq!(settings.core().ip, IpLimits::default());
         let settings = Settings::parse_from([
-            "p2p-relay", "--rate-messages", "10", "--rate-burst", "5", "--rate-bytes", "100",
+            "p2p-relay",
+            "--rate-messages",
+            "10",
+            "--rate-burst",
+            "5",
+            "--rate-bytes",
+            "100",
         ]);
         // Half a second of bytes, but never less than one maximal message.
         assert_eq!(settings.rate().byte_burst, 1024 * 1024);
@@ -269,7 +275,14 @@ mod tests {
         let e = Settings::try_parse_from(["p2p-relay", "--auth", "url"]).unwrap_err();
         assert!(e.to_string().contains("--auth-url"), "{e}");
         let settings = Settings::try_parse_from([
-            "p2p-relay", "token", "--auth-secret-file", "s", "--sub", "A", "--peers", "B,t-*",
+            "p2p-relay",
+            "token",
+            "--auth-secret-file",
+            "s",
+            "--sub",
+            "A",
+            "--peers",
+            "B,t-*",
         ])
         .unwrap();
         let Some(Tool::Token(token)) = settings.command else {

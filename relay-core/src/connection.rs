@@ -88,11 +88,17 @@ struct Request {
 #[derive(Debug)]
 enum RequestKind {
     Register,
-    Ack { event: String },
+    Ack {
+        event: String,
+    },
     Unregister,
-    Stream { stream: StreamId },
+    Stream {
+        stream: StreamId,
+    },
     /// A chunk of a bridged stream toward a legacy peer.
-    Chunk { stream: StreamId },
+    Chunk {
+        stream: StreamId,
+    },
 }
 
 #[derive(Debug)]
@@ -105,12 +111,19 @@ struct Asked {
 
 #[derive(Debug)]
 enum AskedKind {
-    Register { client: ClientId, transport: Transport },
+    Register {
+        client: ClientId,
+        transport: Transport,
+    },
     Ack,
     Unregister,
-    Stream { stream: StreamId },
+    Stream {
+        stream: StreamId,
+    },
     /// A legacy peer's chunk handed to this (native) client for a bridged stream.
-    Chunk { stream: StreamId },
+    Chunk {
+        stream: StreamId,
+    },
     /// A notice whose answer changes nothing (this client's own `P2P_UNREGISTER`, or one
     /// sent to clear a pairing that could not be completed).
     Notice,
@@ -321,8 +334,12 @@ impl Connection {
                     self.send(from, self.register_answer(q, false));
                 } else {
                     let from_client = client.clone();
-                    let ticket =
-                        self.ask(now, from, Some(q), AskedKind::Register { client, transport });
+                    let ticket = self.ask(
+                        now,
+                        from,
+                        Some(q),
+                        AskedKind::Register { client, transport },
+                    );
                     self.events.push_back(Event::RegisterRequest {
                         ticket,
                         from: from_client,
@@ -425,13 +442,7 @@ impl Connection {
                 .is_some_and(|a| matches!(a.kind, AskedKind::Ack))
         });
         match ack.and_then(|t| self.take_asked(t)) {
-            Some(asked) => self.send(
-                asked.from,
-                PeerMsg::Refused {
-                    q: asked.q,
-                    error,
-                },
-            ),
+            Some(asked) => self.send(asked.from, PeerMsg::Refused { q: asked.q, error }),
             None => {
                 if let Some(peer) = self.peer.as_ref().map(|p| p.addr) {
                     self.send(peer, PeerMsg::Refused { q: None, error });
@@ -526,7 +537,9 @@ impl Connection {
             | Command::List { .. }
             | Command::OpenStream { .. } => (true, 0),
             // An emit over the size limit is refused as such, and costs no bytes.
-            Command::Emit { args, .. } => (true, args.size().min(self.config.max_message_bytes + 1)),
+            Command::Emit { args, .. } => {
+                (true, args.size().min(self.config.max_message_bytes + 1))
+            }
             Command::StreamChunk { .. } => (false, 0),
             Command::CloseStream { .. } | Command::Answer { .. } => (false, 0),
         };
@@ -575,7 +588,8 @@ impl Connection {
                     Some(RequestError::TooManyPending(self.requests.len()))
                 }
                 Ok(target) => {
-                    let q = self.request(now, Some(req), None, target.clone(), RequestKind::Register);
+                    let q =
+                        self.request(now, Some(req), None, target.clone(), RequestKind::Register);
                     self.registering = Some(q);
                     self.queries.push_back(Query::Lookup { q, client: target });
                     None
@@ -624,7 +638,13 @@ impl Connection {
         }
     }
 
-    fn register_answered(&mut self, from: Addr, q: QuestionId, accepted: bool, transport: Transport) {
+    fn register_answered(
+        &mut self,
+        from: Addr,
+        q: QuestionId,
+        accepted: bool,
+        transport: Transport,
+    ) {
         let Some(request) = self.take_request_from(q, from) else {
             // This end gave up (timed out) meanwhile: the target must not keep the pairing.
             if accepted {
@@ -718,8 +738,7 @@ impl Connection {
                 size: args.size(),
                 limit: self.config.max_message_bytes,
             })
-        } else if ack.is_some() && self.requests.len() >= self.config.max_pending_per_connection
-        {
+        } else if ack.is_some() && self.requests.len() >= self.config.max_pending_per_connection {
             Some(RequestError::TooManyPending(self.requests.len()))
         } else {
             None
@@ -810,11 +829,17 @@ impl Connection {
             return trace!(?stream, "chunk for a stream that ended");
         };
         if held.kind != StreamKind::Bridged {
-            let message = format!("stream {} is not bridged: its bytes go on the stream", stream.0);
+            let message = format!(
+                "stream {} is not bridged: its bytes go on the stream",
+                stream.0
+            );
             return self.fail(None, RequestError::Malformed(message));
         }
         if held.in_flight {
-            let message = format!("stream {}: one chunk at a time toward a legacy peer", stream.0);
+            let message = format!(
+                "stream {}: one chunk at a time toward a legacy peer",
+                stream.0
+            );
             return self.fail(None, RequestError::Malformed(message));
         }
         held.in_flight = true;
@@ -974,7 +999,10 @@ impl Connection {
                     Some(RequestError::PayloadTooLarge { size, limit })
                 } else {
                     // An ack's arguments are payload this client moves, like an event's.
-                    self.rate.bytes(now, size).err().map(RequestError::RateLimited)
+                    self.rate
+                        .bytes(now, size)
+                        .err()
+                        .map(RequestError::RateLimited)
                 };
                 if let Some(error) = refused {
                     self.server_error(&error);
@@ -1155,7 +1183,8 @@ impl Connection {
 
     fn take_request(&mut self, q: QuestionId) -> Option<Request> {
         let request = self.requests.remove(&q)?;
-        self.deadlines.remove(&(request.deadline, Timer::Request(q)));
+        self.deadlines
+            .remove(&(request.deadline, Timer::Request(q)));
         Some(request)
     }
 
@@ -1190,7 +1219,8 @@ impl Connection {
 
     fn take_asked(&mut self, ticket: Ticket) -> Option<Asked> {
         let asked = self.asked.remove(&ticket)?;
-        self.deadlines.remove(&(asked.deadline, Timer::Asked(ticket)));
+        self.deadlines
+            .remove(&(asked.deadline, Timer::Asked(ticket)));
         Some(asked)
     }
 

@@ -243,10 +243,15 @@ async fn start_relay(opts: &Opts) -> anyhow::Result<(Option<Spawned>, Target, Op
         // A load tool measures the relay's paths, not its protective limits: lift the
         // per-client rates and per-address caps, unless the relay arguments set them.
         .args(
-            ["--rate-messages", "--rate-bytes", "--max-connections-per-ip", "--connect-rate-per-ip"]
-                .into_iter()
-                .filter(|flag| !opts.relay_args.iter().any(|a| a.starts_with(flag)))
-                .flat_map(|flag| [flag, "0"]),
+            [
+                "--rate-messages",
+                "--rate-bytes",
+                "--max-connections-per-ip",
+                "--connect-rate-per-ip",
+            ]
+            .into_iter()
+            .filter(|flag| !opts.relay_args.iter().any(|a| a.starts_with(flag)))
+            .flat_map(|flag| [flag, "0"]),
         )
         .args(&opts.relay_args);
         let spawned = spawn(cmd, Some(dir), &mut target).await?;

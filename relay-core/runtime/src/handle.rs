@@ -9,7 +9,7 @@ use dashmap::DashMap;
 use relay_core::auth::unix_seconds;
 use relay_core::{
     check_client_id, Addr, AllowAll, Authenticator, Claimed, ClientId, ClientLimits, CloseReason,
-    Command, ConnId, ConnectError, Config, Connection, Event, IpGate, LocalDirectory, NodeId,
+    Command, Config, ConnId, ConnectError, Connection, Event, IpGate, LocalDirectory, NodeId,
     PeerMsg, Presented, Transport,
 };
 use tokio_util::task::TaskTracker;
@@ -116,10 +116,10 @@ impl RelayHandle {
         sink: Arc<dyn Sink>,
     ) -> Result<ConnId, ConnectError> {
         let (client, ip) = self.knock(client_id, None)?;
-        let claims = self
-            .node
-            .auth
-            .authenticate_now(presented(&client, credentials, None, transport));
+        let claims =
+            self.node
+                .auth
+                .authenticate_now(presented(&client, credentials, None, transport));
         let admitted = self.admitted(client, ip, claims)?;
         self.connect_admitted(admitted, transport, sink)
     }
@@ -168,7 +168,10 @@ impl RelayHandle {
         if let Some(ip) = ip {
             node.ips().enter(ip)?;
         }
-        let addr = Addr::new(node.id, ConnId(node.next_conn.fetch_add(1, Ordering::Relaxed)));
+        let addr = Addr::new(
+            node.id,
+            ConnId(node.next_conn.fetch_add(1, Ordering::Relaxed)),
+        );
         let claimed = node.directory().claim(
             &client,
             addr,
@@ -503,11 +506,25 @@ mod tests {
         }
     }
 
-    fn pair(handle: &RelayHandle, a: &str, b: &str) -> (ConnId, ConnId, Arc<Recorder>, Arc<Recorder>) {
+    fn pair(
+        handle: &RelayHandle,
+        a: &str,
+        b: &str,
+    ) -> (ConnId, ConnId, Arc<Recorder>, Arc<Recorder>) {
         let (ra, rb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-        let ca = handle.connect(Some(a), None, Transport::Native, ra.clone()).unwrap();
-        let cb = handle.connect(Some(b), None, Transport::Legacy, rb.clone()).unwrap();
-        handle.command(ca, Command::Register { req: ReqId(0), target: b.into() });
+        let ca = handle
+            .connect(Some(a), None, Transport::Native, ra.clone())
+            .unwrap();
+        let cb = handle
+            .connect(Some(b), None, Transport::Legacy, rb.clone())
+            .unwrap();
+        handle.command(
+            ca,
+            Command::Register {
+                req: ReqId(0),
+                target: b.into(),
+            },
+        );
         let ticket = rb
             .take()
             .into_iter()
@@ -516,10 +533,19 @@ mod tests {
                 _ => None,
             })
             .expect("a pairing request");
-        handle.command(cb, Command::Answer { ticket, answer: Answer::Accept(true) });
+        handle.command(
+            cb,
+            Command::Answer {
+                ticket,
+                answer: Answer::Accept(true),
+            },
+        );
         assert!(matches!(
             ra.take().as_slice(),
-            [Event::Reply { reply: Reply::Registered(true), .. }]
+            [Event::Reply {
+                reply: Reply::Registered(true),
+                ..
+            }]
         ));
         (ca, cb, ra, rb)
     }
@@ -572,7 +598,10 @@ mod tests {
                             if let Some(n) = seq_of(&event) {
                                 log.push(n);
                                 seen += 1;
-                                if let Event::Deliver { ticket: Some(t), .. } = event {
+                                if let Event::Deliver {
+                                    ticket: Some(t), ..
+                                } = event
+                                {
                                     let answer = Answer::Ack(Payload::Values(vec![Value::from(n)]));
                                     handle.command(b, Command::Answer { ticket: t, answer });
                                 }
@@ -590,12 +619,18 @@ mod tests {
             while replies.len() < EMITS as usize && Instant::now() < deadline {
                 for event in ra.take() {
                     match event {
-                        Event::Reply { req, reply: Reply::Ack(args) } => {
+                        Event::Reply {
+                            req,
+                            reply: Reply::Ack(args),
+                        } => {
                             let n = match args.into_values().unwrap()[0] {
                                 Value::Integer(n) => n.as_u64().unwrap(),
                                 _ => panic!("ack without its number"),
                             };
-                            assert!(replies.insert(req.0, n).is_none(), "second reply to {req:?}");
+                            assert!(
+                                replies.insert(req.0, n).is_none(),
+                                "second reply to {req:?}"
+                            );
                         }
                         other => panic!("{a:?} got {other:?}"),
                     }
@@ -648,6 +683,9 @@ mod tests {
         assert_eq!(answered.len(), 500);
         assert_eq!(disconnected, 1);
         assert!(handle.peer_of("A").is_none());
-        assert_eq!(handle.client_ids(), vec![relay_core::ClientId::new("A").unwrap()]);
+        assert_eq!(
+            handle.client_ids(),
+            vec![relay_core::ClientId::new("A").unwrap()]
+        );
     }
 }

@@ -298,7 +298,11 @@ fn stream_chunks_move_at_their_receivers_pace_not_the_byte_rate() {
     // its receiver before the next, as the legacy plugin writes a stream.
     for _ in 0..10 {
         let req = h.emit_ack(a, "B", crate::P2P_EMIT_STREAM, bytes(600));
-        let (_, _, ticket) = h.drain().delivered(b).pop().expect("the chunk is delivered");
+        let (_, _, ticket) = h
+            .drain()
+            .delivered(b)
+            .pop()
+            .expect("the chunk is delivered");
         h.answer(b, ticket.unwrap(), Answer::Ack(Payload::empty()));
         assert!(matches!(h.drain().reply(a, req), Reply::Ack(_)));
     }
