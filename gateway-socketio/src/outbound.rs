@@ -209,12 +209,8 @@ async fn retry(mut send: impl FnMut() -> Result<(), SendError>) -> Result<(), Go
 fn values_or_error(payload: Payload) -> Args {
     match payload.into_values() {
         Ok(values) => Args(values),
-        Err(e) => Args(vec![error_object(&e.to_string())]),
+        Err(e) => Args(vec![relay_core::payload::error_value(&e.to_string())]),
     }
-}
-
-fn error_object(message: &str) -> Value {
-    relay_core::payload::error_value(message)
 }
 
 /// The ack arguments a reply becomes, in the shape the legacy client expects for the
@@ -233,7 +229,7 @@ fn reply_args(kind: RequestKind, reply: Reply) -> Args {
         Reply::Failed(error) => match kind {
             RequestKind::Register | RequestKind::Stream => one(Value::from(false)),
             RequestKind::Unregister | RequestKind::List => Args::default(),
-            RequestKind::Emit => one(error_object(&error.to_string())),
+            RequestKind::Emit => one(relay_core::payload::error_value(&error.to_string())),
         },
     }
 }

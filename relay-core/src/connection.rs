@@ -285,7 +285,13 @@ impl Connection {
 
     /// One request from this connection's client.
     pub fn handle(&mut self, now: Instant, command: Command) {
-        if let Some(limit) = self.over_rate(now, &command) {
+        // An emit's payload size is walked once (values are measured, not encoded) and used
+        // by both the rate and the size limit.
+        let emit_size = match &command {
+            Command::Emit { args, .. } => args.size(),
+            _ => 0,
+        };
+        if let Some(limit) = self.over_rate(now, &command, emit_size) {
             return self.rate_limited(command, limit);
         }
         match command {
@@ -296,7 +302,7 @@ impl Connection {
                 event,
                 args,
                 ack,
-            } => self.emit(now, &target, event, args, ack),
+            } => self.emit(now, &target, event, args, emit_size, ack),
             Command::List { req, after, limit } => {
                 self.queries.push_back(Query::List { req, after, limit })
             }
@@ -525,7 +531,12 @@ impl Connection {
     /// back by its receiver's ack, one at a time, so it already moves only as fast as the
     /// other end takes it, as the bytes of a QUIC stream do; counting it here would cap
     /// every file transfer at the message byte rate and cut streams short.
-    fn over_rate(&mut self, now: Instant, command: &Command) -> Option<RateLimit> {
+    fn over_rate(
+        &mut self,
+        now: Instant,
+        command: &Command,
+        emit_size: usize,
+    ) -> Option<RateLimit> {
         let (request, bytes) = match command {
             Command::Emit {
                 event,
@@ -537,9 +548,7 @@ impl Connection {
             | Command::List { .. }
             | Command::OpenStream { .. } => (true, 0),
             // An emit over the size limit is refused as such, and costs no bytes.
-            Command::Emit { args, .. } => {
-                (true, args.size().min(self.config.max_message_bytes + 1))
-            }
+            Command::Emit { .. } => (true, emit_size.min(self.config.max_message_bytes + 1)),
             Command::StreamChunk { .. } => (false, 0),
             Command::CloseStream { .. } | Command::Answer { .. } => (false, 0),
         };
@@ -724,6 +733,7 @@ impl Connection {
         target: &str,
         event: String,
         args: Payload,
+        size: usize,
         ack: Option<ReqId>,
     ) {
         let peer = self.peer.as_ref().filter(|p| p.client.as_str() == target);
@@ -733,9 +743,9 @@ impl Connection {
             Some(RequestError::ReservedEvent(event.clone()))
         } else if peer.is_none() {
             Some(RequestError::NotPairedWith(target.to_owned()))
-        } else if args.size() > self.config.max_message_bytes {
+        } else if size > self.config.max_message_bytes {
             Some(RequestError::PayloadTooLarge {
-                size: args.size(),
+                size,
                 limit: self.config.max_message_bytes,
             })
         } else if ack.is_some() && self.requests.len() >= self.config.max_pending_per_connection {
