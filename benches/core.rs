@@ -9,9 +9,16 @@ use relay_core::{Answer, Command, Config, Event, Payload, Relay, ReqId};
 
 fn paired() -> (Relay, relay_core::ConnId, relay_core::ConnId) {
     let now = Instant::now();
-    let mut relay = Relay::new(Config { rate: relay_core::RateLimits::OFF, ..Config::default() });
-    let a = relay.connect(now, Some("A"), None, relay_core::Transport::Native).unwrap();
-    let b = relay.connect(now, Some("B"), None, relay_core::Transport::Native).unwrap();
+    let mut relay = Relay::new(Config {
+        rate: relay_core::RateLimits::OFF,
+        ..Config::default()
+    });
+    let a = relay
+        .connect(now, Some("A"), None, relay_core::Transport::Native)
+        .unwrap();
+    let b = relay
+        .connect(now, Some("B"), None, relay_core::Transport::Native)
+        .unwrap();
     relay.handle(
         now,
         a,

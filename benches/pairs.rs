@@ -20,11 +20,11 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use relay_runtime::{RelayHandle, Refused, Sink};
 use relay_core::rmpv::Value;
-use relay_core::{Transport, 
-    Answer, Command, Config, ConnId, Event, Payload, Reply, ReqId, Ticket,
+use relay_core::{
+    Answer, Command, Config, ConnId, Event, Payload, Reply, ReqId, Ticket, Transport,
 };
+use relay_runtime::{Refused, RelayHandle, Sink};
 
 const THREADS: usize = 2;
 const PAIRS: [usize; 3] = [1, 4, 16];
@@ -136,7 +136,10 @@ struct Relayed {
 impl Relayed {
     /// A relay with `n` pairs, split over `min(THREADS, n)` lanes. Call inside a runtime.
     fn new(n: usize) -> Self {
-        let handle = RelayHandle::new(Config { rate: relay_core::RateLimits::OFF, ..Config::default() });
+        let handle = RelayHandle::new(Config {
+            rate: relay_core::RateLimits::OFF,
+            ..Config::default()
+        });
         let lanes = THREADS.min(n);
         let channels: Vec<_> = (0..lanes)
             .map(|_| (mpsc::channel(), mpsc::channel()))
@@ -156,8 +159,12 @@ impl Relayed {
             };
             let (a_id, b_id) = (format!("a{i}"), format!("b{i}"));
             let (sent, received) = (sink(), sink());
-            let a = handle.connect(Some(&a_id), None, Transport::Native, sent.clone()).unwrap();
-            let b = handle.connect(Some(&b_id), None, Transport::Native, received.clone()).unwrap();
+            let a = handle
+                .connect(Some(&a_id), None, Transport::Native, sent.clone())
+                .unwrap();
+            let b = handle
+                .connect(Some(&b_id), None, Transport::Native, received.clone())
+                .unwrap();
             let register = Command::Register {
                 req: ReqId(0),
                 target: b_id.clone(),

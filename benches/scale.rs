@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 use relay_core::rmpv::Value;
-use relay_core::{Transport, Answer, Command, Config, ConnId, Event, Outgoing, Payload, Relay, ReqId, Ticket};
+use relay_core::{
+    Answer, Command, Config, ConnId, Event, Outgoing, Payload, Relay, ReqId, Ticket, Transport,
+};
 
 /// Sizes of the crowd of other connections.
 const SIZES: [usize; 2] = [100, 100_000];
@@ -73,8 +75,12 @@ struct Pair {
 impl Pair {
     fn connect(relay: &mut Relay, now: Instant, name: &str) -> Self {
         let (a_id, b_id) = (format!("{name}-a"), format!("{name}-b"));
-        let a = relay.connect(now, Some(&a_id), None, Transport::Native).expect("connect");
-        let b = relay.connect(now, Some(&b_id), None, Transport::Native).expect("connect");
+        let a = relay
+            .connect(now, Some(&a_id), None, Transport::Native)
+            .expect("connect");
+        let b = relay
+            .connect(now, Some(&b_id), None, Transport::Native)
+            .expect("connect");
         Pair { a, b, a_id, b_id }
     }
 

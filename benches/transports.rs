@@ -1,29 +1,44 @@
-//! The transports side by side, in one run on one machine, so that their ratio is the
-//! figure to read (absolute numbers move with whatever else the machine is doing):
+//! Every relayed path side by side with what the libraries alone cost, in one run on one
+//! machine, so that ratios are the figures to read (absolute numbers move with whatever
+//! else the machine is doing). docs/BENCHMARKS.md says what each measures.
 //!
-//! - `quic_stream/direct`: one QUIC stream between two quinn endpoints, no relay;
-//! - `quic_stream/relayed`: the same bytes client -> relay -> client through the relay's
-//!   QUIC front end (a stream spliced QUIC to QUIC);
-//! - `quic_emit_ack/relayed`: one emit with ack round trip between two native clients.
+//! - `emit/{small,16k}/PATH`: one-way emits, 64 in flight, per message;
+//! - `emit_ack/{small,16k}/PATH`: one emit with ack at a time: the round trip;
+//! - `stream/PATH`: 16 MiB over one stream per iteration, in 16 KiB chunks.
 //!
-//! Everything runs in this process on one tokio runtime, so the relay, the sender and the
-//! receiver share the machine's two cores; the Socket.IO figures come from the node load
-//! script (`tests/interop/load.js`), since no Rust Socket.IO client is in the tree.
+//! PATH is `sio_sio`, `quic_quic`, `sio_quic`, `quic_sio` through the relay (Socket.IO
+//! clients speak engine.io v3, as the 1.4.1 plugin's clients do), and the references:
+//! `bare_socketioxide` (a forwarder with socketioxide alone, p2p_relay_load::bare; for
+//! one-way emits also `bare_socketioxide_inline`, the same with a `MessageHandler` of its own
+//! that runs in socketioxide's read loop instead of a task per event),
+//! `bare_quinn_copy` (a quinn relay that only copies between two streams) and
+//! `quinn_direct` (two quinn endpoints, no relay).
+//!
+//! Everything runs in this process on one tokio runtime with two workers: relay, clients and
+//! references share the machine's two cores. The clients are the load tool's
+//! (`benches/load`), so the same paths can be driven from another process with
+//! `p2p-relay-load` for CPU per message.
 
-use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use native_client::{Args, Client, ClientEvent, ConnectOptions};
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use p2p_relay::{Server, Settings};
-use quinn::{RecvStream, SendStream};
+use p2p_relay_load::endpoint::{Msg, PayloadKind, Target, Transport};
+use p2p_relay_load::pair::{EmitOpts, Pair};
+use p2p_relay_load::quinn_ref::{self, CopyRelay, Direct, PingPong};
+use p2p_relay_load::sio::Eio;
+use p2p_relay_load::stats::Stats;
+use tokio::runtime::Runtime;
+use tokio::sync::Notify;
 
-const STREAM_BYTES: usize = 64 * 1024 * 1024;
-const CHUNK: usize = 64 * 1024;
+const STREAM_BYTES: u64 = 16 * 1024 * 1024;
+const CHUNK: usize = 16 * 1024;
+const WINDOW: usize = 64;
+const SIO: Transport = Transport::Sio(Eio::V3);
 
-fn runtime() -> tokio::runtime::Runtime {
+fn runtime() -> Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -31,167 +46,290 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-/// Writes `STREAM_BYTES` in chunks that share one buffer, then finishes, and keeps the
-/// stream until the reader is done (dropping it early would cut the tail).
-async fn write_all(mut send: SendStream) {
-    let chunk = Bytes::from(vec![0x5a; CHUNK]);
-    let mut left = STREAM_BYTES;
-    while left > 0 {
-        let n = left.min(CHUNK);
-        send.write_chunk(chunk.slice(..n)).await.expect("write");
-        left -= n;
-    }
-    send.finish().expect("finish");
-    let _ = send.stopped().await;
+/// The relay, the bare forwarder and the quinn references, all on loopback.
+struct World {
+    _relay: Server,
+    relay: Target,
+    bare: Target,
+    bare_inline: Target,
+    direct: Direct,
+    copy: CopyRelay,
+    _dir: tempfile::TempDir,
 }
 
-async fn read_all(mut recv: RecvStream) {
-    let mut got = 0;
-    while let Some(chunk) = recv.read_chunk(CHUNK, true).await.expect("read") {
-        got += chunk.bytes.len();
-    }
-    assert_eq!(got, STREAM_BYTES);
-}
-
-/// Two quinn endpoints talking directly, with the relay's own development certificates.
-struct Direct {
-    client: quinn::Connection,
-    server: quinn::Connection,
-    _endpoints: (quinn::Endpoint, quinn::Endpoint),
-}
-
-async fn direct(dir: &std::path::Path) -> Direct {
-    let dev = certs::DevCerts::load_or_create(dir).expect("certs");
-    let alpn: &[&[u8]] = &[b"bench"];
-    let tls = certs::server_config(&dev.server_identity(), alpn).expect("server tls");
-    let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls).expect("quic tls");
-    let server_config = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    let server = quinn::Endpoint::server(server_config, "127.0.0.1:0".parse().unwrap())
-        .expect("server endpoint");
-    let addr: SocketAddr = server.local_addr().unwrap();
-    let tls = dev.trust().client_config(alpn).expect("client tls");
-    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).expect("quic tls");
-    let mut client = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    client.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let connecting = client.connect(addr, "localhost").unwrap();
-    let (client_conn, server_conn) = tokio::join!(connecting, async {
-        server.accept().await.unwrap().await.unwrap()
-    });
-    Direct {
-        client: client_conn.unwrap(),
-        server: server_conn,
-        _endpoints: (server, client),
-    }
-}
-
-/// A relay with two native clients paired through it; B accepts every stream request.
-struct Relayed {
-    _server: Server,
-    a: Client,
-    _a_incoming: native_client::Incoming,
-    b_streams: tokio::sync::mpsc::Receiver<native_client::P2pStream>,
-}
-
-async fn relayed(dir: &std::path::Path) -> Relayed {
-    let settings = Settings::on_free_local_ports(dir);
-    let server = Server::start(&settings).await.expect("relay");
-    let options = |id: &str| {
-        ConnectOptions::new(id)
-            .addr(server.quic_addr())
-            .trust(certs::Trust::CaFile(server.ca().unwrap().path.clone()))
-    };
-    let (a, _a_incoming) = Client::connect(options("A")).await.expect("A");
-    let (b, mut b_incoming) = Client::connect(options("B")).await.expect("B");
-    let (tx, b_streams) = tokio::sync::mpsc::channel(4);
-    tokio::spawn(async move {
-        let _b = b;
-        while let Some(event) = b_incoming.next().await {
-            match event {
-                ClientEvent::RegisterRequest(r) | ClientEvent::StreamRequest(r) => r.accept(),
-                ClientEvent::Event { ack: Some(ack), .. } => {
-                    let _ = ack.send(Args::new());
-                }
-                ClientEvent::Stream(s) => {
-                    let _ = tx.send(s).await;
-                }
-                _ => {}
-            }
-        }
-    });
-    assert!(a.register("B").await.expect("register"));
-    Relayed {
-        _server: server,
-        a,
-        _a_incoming,
-        b_streams,
-    }
-}
-
-fn quic_stream(c: &mut Criterion) {
-    let rt = runtime();
+async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    let direct = rt.block_on(direct(&dir.path().join("direct")));
-    let mut relayed = rt.block_on(relayed(&dir.path().join("relay")));
+    // Benchmarks measure the relay's paths, not its protective limits.
+    let mut settings = Settings::on_free_local_ports(&dir.path().join("relay"));
+    settings.rate_messages = 0;
+    settings.rate_bytes = 0;
+    settings.max_connections_per_ip = 0;
+    settings.connect_rate_per_ip = 0;
+    let relay = Server::start(&settings).await.expect("relay");
+    let target = Target {
+        socketio: Some(format!("http://{}", relay.socketio_addr())),
+        quic: Some(relay.quic_addr()),
+        ca: Some(relay.ca().expect("development CA").path.clone()),
+        batch_writes: false,
+        raw_quic: false,
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare = Target {
+        socketio: Some(format!("http://{}", listener.local_addr().unwrap())),
+        quic: None,
+        ca: None,
+        batch_writes: false,
+        raw_quic: false,
+    };
+    tokio::spawn(p2p_relay_load::bare::serve(listener));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare_inline = Target {
+        socketio: Some(format!("http://{}", listener.local_addr().unwrap())),
+        ..bare.clone()
+    };
+    tokio::spawn(p2p_relay_load::bare::serve_with(listener, true));
+    let direct = Direct::start(&dir.path().join("direct"))
+        .await
+        .expect("direct");
+    let copy = CopyRelay::start(&dir.path().join("copy"))
+        .await
+        .expect("copy relay");
+    World {
+        _relay: relay,
+        relay: target,
+        bare,
+        bare_inline,
+        direct,
+        copy,
+        _dir: dir,
+    }
+}
 
-    let mut group = c.benchmark_group("quic_stream");
-    group
-        .throughput(Throughput::Bytes(STREAM_BYTES as u64))
-        .sample_size(10)
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(8));
+/// The relayed paths (and the bare forwarder), by name.
+fn paths(w: &World) -> Vec<(&'static str, &Target, Transport, Transport)> {
+    vec![
+        ("sio_sio", &w.relay, SIO, SIO),
+        ("quic_quic", &w.relay, Transport::Quic, Transport::Quic),
+        ("sio_quic", &w.relay, SIO, Transport::Quic),
+        ("quic_sio", &w.relay, Transport::Quic, SIO),
+        ("bare_socketioxide", &w.bare, SIO, SIO),
+    ]
+}
 
-    group.bench_function("direct", |bench| {
-        bench.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let (send, _) = direct.client.open_bi().await.unwrap();
-                    // The server sees the stream once its first bytes arrive.
-                    let writer = tokio::spawn(write_all(send));
-                    let (_, recv) = direct.server.accept_bi().await.unwrap();
-                    read_all(recv).await;
-                    writer.abort();
+static NEXT_ID: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+async fn pair(target: &Target, from: Transport, to: Transport) -> Pair {
+    let n = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let (a, b) = (format!("bench-{n}-a"), format!("bench-{n}-b"));
+    Pair::connect(target, (from, to), (&a, &b), Arc::new(Stats::default()))
+        .await
+        .expect("pair")
+}
+
+fn emits(c: &mut Criterion) {
+    let rt = runtime();
+    let w = rt.block_on(world());
+    for (kind, label) in [
+        (PayloadKind::Small, "small"),
+        (PayloadKind::Binary16k, "16k"),
+    ] {
+        let mut group = c.benchmark_group(format!("emit/{label}"));
+        group.throughput(Throughput::Elements(1));
+        let mut all = paths(&w);
+        all.push(("bare_socketioxide_inline", &w.bare_inline, SIO, SIO));
+        for (name, target, from, to) in all {
+            let mut p = rt.block_on(pair(target, from, to));
+            let msg = Msg::new(kind, p.b.id());
+            group.bench_function(BenchmarkId::from_parameter(name), |bench| {
+                bench.iter_custom(|iters| {
+                    let opts = EmitOpts {
+                        ack: false,
+                        window: WINDOW,
+                        rate: None,
+                        count: Some(iters),
+                        until: None,
+                    };
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        let done = p.emit_loop(&msg, &opts).await.expect("emits");
+                        assert_eq!(done, iters);
+                        start.elapsed()
+                    })
+                })
+            });
+            rt.block_on(p.close());
+        }
+        group.finish();
+    }
+}
+
+fn emit_acks(c: &mut Criterion) {
+    let rt = runtime();
+    let w = rt.block_on(world());
+    for (kind, label, size) in [
+        (PayloadKind::Small, "small", 64),
+        (PayloadKind::Binary16k, "16k", CHUNK),
+    ] {
+        let mut group = c.benchmark_group(format!("emit_ack/{label}"));
+        group.throughput(Throughput::Elements(1));
+        for (name, target, from, to) in paths(&w) {
+            let mut p = rt.block_on(pair(target, from, to));
+            let msg = Msg::new(kind, p.b.id());
+            group.bench_function(BenchmarkId::from_parameter(name), |bench| {
+                bench.iter_custom(|iters| {
+                    let opts = EmitOpts {
+                        ack: true,
+                        window: 1,
+                        rate: None,
+                        count: Some(iters),
+                        until: None,
+                    };
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        p.emit_loop(&msg, &opts).await.expect("acks");
+                        start.elapsed()
+                    })
+                })
+            });
+            rt.block_on(p.close());
+        }
+        // A message of about the same size there and back, over quinn alone.
+        for (name, a, b) in [
+            ("bare_quinn_copy", &w.copy.a, &w.copy.b),
+            ("quinn_direct", &w.direct.a, &w.direct.b),
+        ] {
+            let mut pp = rt.block_on(PingPong::start(a, b, size)).expect("ping-pong");
+            group.bench_function(BenchmarkId::from_parameter(name), |bench| {
+                bench.iter_custom(|iters| {
+                    rt.block_on(async {
+                        let start = Instant::now();
+                        for _ in 0..iters {
+                            pp.round_trip().await.expect("round trip");
+                        }
+                        start.elapsed()
+                    })
+                })
+            });
+        }
+        group.finish();
+    }
+}
+
+/// One long-lived quinn stream: a writer task fed byte budgets, a reader task counting.
+struct Pipe {
+    budgets: tokio::sync::mpsc::UnboundedSender<u64>,
+    got: Arc<std::sync::atomic::AtomicU64>,
+    progress: Arc<Notify>,
+}
+
+impl Pipe {
+    async fn open(a: &quinn::Connection, b: &quinn::Connection) -> Pipe {
+        let (mut send, _recv) = a.open_bi().await.expect("open");
+        let (budgets, mut rx) = tokio::sync::mpsc::unbounded_channel::<u64>();
+        tokio::spawn(async move {
+            let _recv = _recv;
+            // Ends when the pipe or its connection goes (criterion may skip the bench).
+            while let Some(n) = rx.recv().await {
+                if quinn_ref::write_bytes(&mut send, n, CHUNK).await.is_err() {
+                    return;
                 }
-                start.elapsed()
-            })
-        })
-    });
+            }
+        });
+        let got = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let progress = Arc::new(Notify::new());
+        let b = b.clone();
+        let (g, pr) = (got.clone(), progress.clone());
+        tokio::spawn(async move {
+            let Ok((_send, mut recv)) = b.accept_bi().await else {
+                return;
+            };
+            while let Ok(Some(chunk)) = recv.read_chunk(1 << 20, true).await {
+                g.fetch_add(chunk.bytes.len() as u64, Ordering::Relaxed);
+                pr.notify_waiters();
+            }
+        });
+        Pipe {
+            budgets,
+            got,
+            progress,
+        }
+    }
 
-    group.bench_function("relayed", |bench| {
-        bench.iter_custom(|iters| {
-            rt.block_on(async {
-                let start = Instant::now();
-                for _ in 0..iters {
-                    let stream = relayed.a.open_stream("B").await.unwrap().expect("accepted");
-                    let (send, _) = stream.into_quinn();
-                    let writer = tokio::spawn(write_all(send));
-                    // B's end is the stream the relay opened toward it.
-                    let b_stream = relayed.b_streams.recv().await.expect("B's stream");
-                    let (_, recv) = b_stream.into_quinn();
-                    read_all(recv).await;
-                    writer.abort();
-                }
-                start.elapsed()
-            })
-        })
-    });
-    group.finish();
+    async fn pump(&self, n: u64) {
+        let goal = self.got.load(Ordering::Relaxed) + n;
+        self.budgets.send(n).expect("writer");
+        loop {
+            let progress = self.progress.notified();
+            tokio::pin!(progress);
+            progress.as_mut().enable();
+            if self.got.load(Ordering::Relaxed) >= goal {
+                return;
+            }
+            progress.await;
+        }
+    }
+}
 
-    let mut group = c.benchmark_group("quic_emit_ack");
-    group
-        .throughput(Throughput::Elements(1))
-        .measurement_time(Duration::from_secs(5));
-    group.bench_function("relayed", |bench| {
-        bench.to_async(&rt).iter(|| async {
-            relayed
-                .a
-                .emit_with_ack("ping", Args::new().with(1))
-                .await
-                .expect("ack")
-        })
-    });
+fn streams(c: &mut Criterion) {
+    let rt = runtime();
+    let w = rt.block_on(world());
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Bytes(STREAM_BYTES));
+    for (name, target, from, to) in [
+        ("quic_quic", &w.relay, Transport::Quic, Transport::Quic),
+        ("sio_sio", &w.relay, SIO, SIO),
+        ("sio_quic", &w.relay, SIO, Transport::Quic),
+        ("bare_socketioxide", &w.bare, SIO, SIO),
+    ] {
+        let mut p = rt.block_on(async {
+            let mut p = pair(target, from, to).await;
+            p.open_stream().await.expect("stream");
+            p
+        });
+        group.bench_function(BenchmarkId::from_parameter(name), |bench| {
+            bench.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        p.pump(Some(STREAM_BYTES), None).await.expect("pump");
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+        rt.block_on(p.close());
+    }
+    for (name, a, b) in [
+        ("bare_quinn_copy", &w.copy.a, &w.copy.b),
+        ("quinn_direct", &w.direct.a, &w.direct.b),
+    ] {
+        let pipe = rt.block_on(Pipe::open(a, b));
+        group.bench_function(BenchmarkId::from_parameter(name), |bench| {
+            bench.iter_custom(|iters| {
+                rt.block_on(async {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        pipe.pump(STREAM_BYTES).await;
+                    }
+                    start.elapsed()
+                })
+            })
+        });
+    }
     group.finish();
 }
 
-criterion_group!(benches, quic_stream);
+fn config() -> Criterion {
+    Criterion::default()
+        .sample_size(10)
+        .warm_up_time(Duration::from_millis(500))
+        .measurement_time(Duration::from_secs(2))
+        .without_plots()
+}
+
+criterion_group! {
+    name = benches;
+    config = config();
+    targets = emits, emit_acks, streams
+}
 criterion_main!(benches);

@@ -157,8 +157,8 @@ pub struct Settings {
     #[arg(long, env = "P2P_RELAY_RATE_BURST", default_value_t = 2000)]
     pub rate_burst: u32,
 
-    /// Payload bytes per second one client may send (event and ack arguments, chunks of
-    /// streams to Socket.IO peers); 0: no limit.
+    /// Payload bytes per second one client may send (event and ack arguments; stream
+    /// chunks are paced by their receiver's acks and not counted); 0: no limit.
     #[arg(long, env = "P2P_RELAY_RATE_BYTES", default_value_t = 8 * 1024 * 1024)]
     pub rate_bytes: u32,
 
@@ -184,6 +184,11 @@ pub struct Settings {
         value_parser = clap::value_parser!(u32).range(1..=MAX_LIST_PAGE as i64)
     )]
     pub list_page: u32,
+
+    /// On shutdown, how long each step may take (clients taking their close message,
+    /// connections ending) before what is left is cut, in milliseconds.
+    #[arg(long, env = "P2P_RELAY_SHUTDOWN_GRACE_MS", default_value_t = 2_000)]
+    pub shutdown_grace_ms: u64,
 }
 
 /// What the binary can do besides relaying.
@@ -210,6 +215,10 @@ impl Settings {
 
     pub fn ack_timeout(&self) -> Duration {
         Duration::from_millis(self.ack_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
     }
 
     /// The largest native control frame: a payload at the limit plus its framing.
@@ -265,6 +274,7 @@ impl Settings {
             ack_timeout: self.ack_timeout(),
             cors_origins: self.cors_origins.clone(),
             connect_timeout: Duration::from_millis(self.socketio_connect_timeout_ms),
+            shutdown_grace: self.shutdown_grace(),
             ..Default::default()
         }
     }
@@ -282,7 +292,13 @@ mod tests {
         assert_eq!(settings.rate(), RateLimits::default());
         assert_eq!(settings.core().ip, IpLimits::default());
         let settings = Settings::parse_from([
-            "p2p-relay", "--rate-messages", "10", "--rate-burst", "5", "--rate-bytes", "100",
+            "p2p-relay",
+            "--rate-messages",
+            "10",
+            "--rate-burst",
+            "5",
+            "--rate-bytes",
+            "100",
         ]);
         // Half a second of bytes, but never less than one maximal message.
         assert_eq!(settings.rate().byte_burst, 1024 * 1024);
@@ -295,7 +311,14 @@ mod tests {
         let e = Settings::try_parse_from(["p2p-relay", "--auth", "url"]).unwrap_err();
         assert!(e.to_string().contains("--auth-url"), "{e}");
         let settings = Settings::try_parse_from([
-            "p2p-relay", "token", "--auth-secret-file", "s", "--sub", "A", "--peers", "B,t-*",
+            "p2p-relay",
+            "token",
+            "--auth-secret-file",
+            "s",
+            "--sub",
+            "A",
+            "--peers",
+            "B,t-*",
         ])
         .unwrap();
         let Some(Tool::Token(token)) = settings.command else {

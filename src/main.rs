@@ -19,7 +19,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", command.token()?);
         return Ok(());
     }
-    let server = Server::start(&settings).await?;
+    let mut server = Server::start(&settings).await?;
     // These lines are a contract: tests and scripts read the addresses from stdout.
     let mut out = std::io::stdout().lock();
     writeln!(
@@ -52,11 +52,48 @@ async fn main() -> anyhow::Result<()> {
         ),
         None => tracing::info!("QUIC clients: {}", server.quic_addr()),
     }
-    tokio::select! {
-        result = server.run() => result,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("shutting down");
+    let outcome = tokio::select! {
+        result = server.run() => result.map_err(anyhow::Error::from),
+        signal = shutdown_signal() => {
+            tracing::info!("{signal}: shutting down");
             Ok(())
+        }
+    };
+    if let Err(e) = &outcome {
+        tracing::error!("{e}; shutting down");
+    }
+    server.shutdown().await;
+    outcome
+}
+
+/// Resolves with the name of the first shutdown signal: Ctrl-C, or (on Unix) SIGTERM, which
+/// service managers and container runtimes send.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut terminate) => tokio::select! {
+                name = ctrl_c() => name,
+                _ = terminate.recv() => "terminated",
+            },
+            Err(e) => {
+                tracing::warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the relay");
+                ctrl_c().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    ctrl_c().await
+}
+
+async fn ctrl_c() -> &'static str {
+    match tokio::signal::ctrl_c().await {
+        Ok(()) => "interrupted",
+        Err(e) => {
+            // Without a way to be told, run until killed rather than stop at once.
+            tracing::warn!("cannot listen for Ctrl-C ({e})");
+            std::future::pending().await
         }
     }
 }

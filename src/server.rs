@@ -1,21 +1,48 @@
 //! Wiring: one relay core, its front ends, and one call to shut everything down.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
-use gateway_socketio::Gateway;
+use gateway_socketio::{Gateway, ServeShutdown};
 use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
 
 use crate::quic::{QuicConfig, QuicFrontEnd};
 use crate::Settings;
 
-/// A running relay. Dropping it stops every task it started.
+/// A running relay. [`Server::shutdown`] stops it in order and waits for every task it
+/// started; dropping it instead aborts what is left.
 pub struct Server {
     relay: RelayHandle,
+    gateway: Gateway,
     socketio_addr: SocketAddr,
     quic_addr: SocketAddr,
     ca: Option<CaInfo>,
-    tasks: JoinSet<std::io::Result<()>>,
+    /// The front ends' serving tasks (each owns its connections' tasks).
+    tasks: JoinSet<(FrontEnd, std::io::Result<()>)>,
+    http: ServeShutdown,
+    quic_stop: CancellationToken,
+    shutdown_grace: Duration,
+}
+
+/// Which front end a serving task is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FrontEnd {
+    SocketIo,
+    Quic,
+}
+
+/// A front end stopped serving on its own.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("the Socket.IO gateway stopped: {0}")]
+    SocketIo(std::io::Error),
+    #[error("the QUIC front end stopped: {0}")]
+    Quic(std::io::Error),
+    #[error("a front end's task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Where clients find the development CA to trust.
@@ -48,8 +75,7 @@ impl Server {
             })?;
         let socketio_addr = listener.local_addr()?;
         let app = gateway.attach(axum::Router::new());
-        let header_timeout = std::time::Duration::from_millis(settings.http_header_timeout_ms);
-        tasks.spawn(gateway_socketio::serve_with(listener, app, header_timeout));
+        let http = ServeShutdown::new();
 
         let (identity, ca) = identity(settings)?;
         let quic_config = QuicConfig {
@@ -59,18 +85,32 @@ impl Server {
             idle_timeout: settings.quic_idle_timeout(),
             max_streams_per_connection: (settings.max_streams as u32).saturating_add(1),
             list_page: settings.list_page as usize,
+            shutdown_grace: settings.shutdown_grace(),
             ..QuicConfig::default()
         };
         let quic = QuicFrontEnd::bind(settings.quic_listen, &identity, &quic_config)?;
         let quic_addr = quic.local_addr()?;
-        tasks.spawn(quic.serve(relay.clone(), quic_config));
+        let quic_stop = CancellationToken::new();
+
+        // Spawned only once both front ends are bound, so a failed start leaves nothing
+        // running.
+        let header_timeout = std::time::Duration::from_millis(settings.http_header_timeout_ms);
+        let serving =
+            gateway_socketio::serve_with_shutdown(listener, app, http.clone(), header_timeout);
+        tasks.spawn(async move { (FrontEnd::SocketIo, serving.await) });
+        let serving = quic.serve(relay.clone(), quic_config, quic_stop.clone());
+        tasks.spawn(async move { (FrontEnd::Quic, serving.await) });
 
         Ok(Self {
             relay,
+            gateway,
             socketio_addr,
             quic_addr,
             ca,
             tasks,
+            http,
+            quic_stop,
+            shutdown_grace: settings.shutdown_grace(),
         })
     }
 
@@ -91,19 +131,80 @@ impl Server {
         &self.relay
     }
 
-    /// Runs until a front end fails (they do not end on their own otherwise).
-    pub async fn run(mut self) -> anyhow::Result<()> {
+    /// Runs until a front end stops (they do not end on their own otherwise). Cancel-safe,
+    /// so it can race a shutdown signal; call [`Server::shutdown`] afterwards either way.
+    pub async fn run(&mut self) -> Result<(), RunError> {
         match self.tasks.join_next().await {
-            Some(Ok(Ok(()))) | None => Ok(()),
-            Some(Ok(Err(e))) => Err(e.into()),
+            None | Some(Ok((_, Ok(())))) => Ok(()),
+            Some(Ok((FrontEnd::SocketIo, Err(e)))) => Err(RunError::SocketIo(e)),
+            Some(Ok((FrontEnd::Quic, Err(e)))) => Err(RunError::Quic(e)),
             Some(Err(e)) => Err(e.into()),
         }
     }
 
-    /// Stops every front end and waits for their tasks to end.
+    /// Stops the relay and returns when every task it started has ended: the front ends'
+    /// accept loops and connection tasks (axum's and quinn's), socketioxide's sessions, the
+    /// gateway's outbound tasks, and the core's timers.
+    ///
+    /// In order: both front ends stop accepting; the core closes every connection, telling
+    /// each client why (Socket.IO: `SERVER_ERROR` "the relay is shutting down", then its
+    /// transport closes; QUIC: a `Closing` frame, then a close with code `SHUTDOWN`); then it
+    /// waits for the connections to end. Each wait is bounded by the shutdown grace, and
+    /// connections that outstay it are cut, so a client that does not read cannot hold
+    /// the shutdown up.
     pub async fn shutdown(mut self) {
-        self.tasks.abort_all();
-        while self.tasks.join_next().await.is_some() {}
+        let grace = self.shutdown_grace;
+        self.http.stop_accepting();
+        self.quic_stop.cancel();
+
+        let closing = self.relay.close_all(relay_core::CloseReason::Shutdown);
+        if tokio::time::timeout(grace, closing).await.is_err() {
+            warn!("the core's timers did not end within {grace:?} of being stopped");
+        }
+        debug!("every client told; closing the Socket.IO gateway");
+        self.gateway.close().await;
+
+        // The QUIC front end bounds its own steps; axum's graceful end waits for requests
+        // still in progress, which the gateway's close has just answered.
+        let finished = tokio::time::timeout(grace, self.join_all()).await;
+        if finished.is_err() {
+            warn!("connections still open {grace:?} after their clients were told; cutting them");
+            self.http.cut_connections();
+            // The QUIC front end's own bounds: two steps of the grace are still to come.
+            if tokio::time::timeout(grace * 3, self.join_all())
+                .await
+                .is_err()
+            {
+                warn!("front ends still running after being cut; aborting them");
+                self.tasks.shutdown().await;
+            }
+        }
+        debug!("relay shut down");
+    }
+
+    /// Waits for every front end's task, logging how each ended.
+    async fn join_all(&mut self) {
+        while let Some(done) = self.tasks.join_next().await {
+            match done {
+                Ok((_, Ok(()))) => {}
+                Ok((front_end, Err(e))) => warn!(?front_end, "front end ended with {e}"),
+                Err(e) => warn!("a front end's task failed: {e}"),
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    /// A server dropped without [`Server::shutdown`]: stop everything at once, waiting for
+    /// nothing. The front ends' tasks are aborted (the `JoinSet` aborts them when dropped,
+    /// and with them every connection task they own), axum's connection tasks, which no
+    /// handle owns, end by the cut, and the core's timers and the gateway's tasks are
+    /// aborted. Nothing of this happens after a shutdown, which has already ended it all.
+    fn drop(&mut self) {
+        self.http.cut_connections();
+        self.quic_stop.cancel();
+        self.relay.close_all_now(relay_core::CloseReason::Shutdown);
+        self.gateway.abort();
     }
 }
 

@@ -436,6 +436,14 @@ async fn silent_connections_block_no_one_and_shutdown_closes_them() {
             "{err}"
         );
     }
+    // A client in the core is told why before its connection closes.
+    match next(&mut a_in).await {
+        ClientEvent::ServerError { code, message } => {
+            assert_eq!(code, None, "a notice, not a request's failure");
+            assert_eq!(message, "the relay is shutting down");
+        }
+        other => panic!("{other:?}"),
+    }
     match next(&mut a_in).await {
         ClientEvent::Closed(reason) => {
             assert_eq!(reason.code(), Some(CloseCode::Shutdown), "{reason}")

@@ -31,6 +31,9 @@ pub struct GatewayConfig {
     /// Socket.IO connect packet). A connection that never does is closed: it would hold a
     /// socket and its engine.io state for nothing (socketioxide's `connect_timeout`).
     pub connect_timeout: Duration,
+    /// On [`Gateway::close`](crate::Gateway::close), how long each step may take: clients
+    /// being written their last events, then socketioxide closing their transports.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for GatewayConfig {
@@ -43,6 +46,7 @@ impl Default for GatewayConfig {
             ack_timeout: Duration::from_secs(30),
             cors_origins: CorsOrigins::Any,
             connect_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }

@@ -15,6 +15,8 @@ use socketioxide::handler::FromConnectParts;
 use socketioxide::socket::Socket;
 use socketioxide_core::Value;
 use tokio::task::AbortHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::acks::AckWaiters;
@@ -40,6 +42,26 @@ pub(crate) struct Awaiting {
     pub kind: RequestKind,
 }
 
+/// The tasks the gateway itself spawns (one outbound drain per established socket), so
+/// that closing the gateway can wait for every one of them, and end at once those that
+/// outstay its shutdown grace.
+#[derive(Clone, Default)]
+pub(crate) struct Tasks {
+    pub tracker: TaskTracker,
+    pub abort: CancellationToken,
+}
+
+impl Tasks {
+    fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) -> AbortHandle {
+        let abort = self.abort.clone();
+        self.tracker
+            .spawn(async move {
+                abort.run_until_cancelled_owned(task).await;
+            })
+            .abort_handle()
+    }
+}
+
 /// Per-connection state, stored in the socket's extensions.
 pub(crate) struct Conn {
     pub handle: RelayHandle,
@@ -53,6 +75,7 @@ pub(crate) struct Conn {
     /// task starts.
     pending_rx: Mutex<Option<OutboxReceiver>>,
     drain: Mutex<Option<AbortHandle>>,
+    tasks: Tasks,
 }
 
 impl Conn {
@@ -197,6 +220,7 @@ fn remote_of(socket: &Socket<LocalAdapter>) -> Option<SocketAddr> {
 pub(crate) async fn admit(
     handle: &RelayHandle,
     config: &GatewayConfig,
+    tasks: &Tasks,
     handshake: Handshake,
 ) -> Result<(), ConnectError> {
     let socket = handshake.socket;
@@ -225,6 +249,7 @@ pub(crate) async fn admit(
         awaiting: Mutex::new(HashMap::new()),
         pending_rx: Mutex::new(Some(rx)),
         drain: Mutex::new(None),
+        tasks: tasks.clone(),
     });
     socket.extensions.insert(conn);
     // Listen before the client learns it is connected, so that no early event finds the
@@ -257,7 +282,7 @@ impl FromConnectParts<LocalAdapter> for Established {
                     debug!(sid = %socket.id, "could not send the limits: {e}");
                 }
                 let drain = outbound::drain(socket.clone(), conn.clone(), rx);
-                *conn.drain.lock().expect("drain lock") = Some(tokio::spawn(drain).abort_handle());
+                *conn.drain.lock().expect("drain lock") = Some(conn.tasks.spawn(drain));
             }
         }
         Ok(Established)

@@ -15,6 +15,10 @@
 //! gateway_socketio::serve(listener, app).await
 //! # }
 //! ```
+//!
+//! Shutting down: stop the HTTP server accepting, close the relay's connections, then
+//! [`Gateway::close`], then wait for the server (see [`serve_with_shutdown`]); the relay
+//! binary's `Server::shutdown` does exactly this.
 
 mod acks;
 mod args;
@@ -25,21 +29,24 @@ mod eio3_binary;
 pub mod events;
 mod inbound;
 mod outbound;
+mod serve;
 
 use std::sync::Arc;
-
 use std::time::Duration;
 
+use relay_core::CloseReason;
 use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
+use tracing::{debug, warn};
 
 pub use args::{event_args, Args, ArgsError, MAX_NESTING};
 pub use config::GatewayConfig;
 pub use cors::{CorsOrigins, CorsOriginsError, OriginList, OriginProblem};
 use relay_runtime::RelayHandle;
+pub use serve::{serve, serve_with_shutdown, ServeShutdown, DEFAULT_HEADER_READ_TIMEOUT};
 
-use connection::{Established, Handshake};
+use connection::{Conn, Established, Handshake, Tasks};
 
 /// Where socket.io clients send their requests (socketioxide's default, set explicitly
 /// because the CORS rule must cover exactly the same requests).
@@ -58,6 +65,9 @@ pub struct Gateway {
     layer: SocketIoLayer,
     io: SocketIo,
     cors: cors::Policy,
+    relay: RelayHandle,
+    tasks: Tasks,
+    shutdown_grace: Duration,
 }
 
 impl Gateway {
@@ -74,14 +84,28 @@ impl Gateway {
             .ack_timeout(config.ack_timeout + std::time::Duration::from_secs(2))
             .connect_timeout(config.connect_timeout)
             .build_layer();
+        let tasks = Tasks::default();
+        let shutdown_grace = config.shutdown_grace;
         let config = Arc::new(config);
-        let admit = move |handshake: Handshake| {
+        let admit = {
             let relay = relay.clone();
-            let config = config.clone();
-            async move { connection::admit(&relay, &config, handshake).await }
+            let tasks = tasks.clone();
+            move |handshake: Handshake| {
+                let relay = relay.clone();
+                let config = config.clone();
+                let tasks = tasks.clone();
+                async move { connection::admit(&relay, &config, &tasks, handshake).await }
+            }
         };
         io.ns("/", (async |_: Established| {}).with(admit));
-        Self { layer, io, cors }
+        Self {
+            layer,
+            io,
+            cors,
+            relay,
+            tasks,
+            shutdown_grace,
+        }
     }
 
     /// Mounts the gateway on `router` (at `/socket.io/`, as socket.io clients expect), with
@@ -107,89 +131,61 @@ impl Gateway {
     pub fn io(&self) -> &SocketIo {
         &self.io
     }
-}
 
-/// How long a client may take to send a request head: from the moment a connection is
-/// accepted, or from the end of its previous request when it is kept alive. Idle and
-/// trickling connections are closed after it, so they cannot pile up until the process
-/// runs out of file descriptors.
-pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// [`serve_with`] with [`DEFAULT_HEADER_READ_TIMEOUT`].
-pub async fn serve(listener: tokio::net::TcpListener, app: axum::Router) -> std::io::Result<()> {
-    serve_with(listener, app, DEFAULT_HEADER_READ_TIMEOUT).await
-}
-
-/// Serves `app` on `listener` until the future is dropped (which ends every connection).
-///
-/// What `axum::serve` does, plus what it cannot: a timer for hyper, so that a connection
-/// that does not deliver a request head within `header_read_timeout` (an idle socket, or
-/// headers sent a byte a second) is closed. TCP no-delay is set on every accepted socket
-/// (axum leaves it off; small relayed messages then wait for delayed ACKs and throughput
-/// collapses). Each request carries its client's address as
-/// `axum::extract::ConnectInfo<SocketAddr>` in its extensions (what
-/// `into_make_service_with_connect_info` provides), for the per-address connection limits
-/// and the admission callback. Websocket upgrades are served, after which the header timeout no longer
-/// applies and the engine.io heartbeat watches the connection.
-pub async fn serve_with(
-    listener: tokio::net::TcpListener,
-    app: axum::Router,
-    header_read_timeout: Duration,
-) -> std::io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use tower::ServiceExt;
-
-    // HTTP/1.1 only: Socket.IO clients speak nothing else, and hyper-util's automatic
-    // version detection waits for a first byte before any timer runs, so an idle socket
-    // would never be timed out.
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_read_timeout);
-    let mut connections = tokio::task::JoinSet::new();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => {
-                let (tcp, remote_addr) = match accepted {
-                    Ok(accepted) => accepted,
-                    Err(e) => {
-                        accept_failed(e).await;
-                        continue;
-                    }
-                };
-                if let Err(e) = tcp.set_nodelay(true) {
-                    tracing::warn!("could not set TCP_NODELAY: {e}");
+    /// Closes every Socket.IO connection and returns when the gateway's own tasks have
+    /// ended and socketioxide has closed every session's transport (each step bounded by
+    /// the configured `shutdown_grace`). The gateway takes no clients afterwards.
+    ///
+    /// Each client is told why first: the core closes its connection with
+    /// [`CloseReason::Shutdown`] (a no-op for those `RelayHandle::close_all` already closed),
+    /// so it gets `SERVER_ERROR` "the relay is shutting down" and its peer `P2P_DISCONNECT`;
+    /// then socketioxide closes its transport behind that message. Stop the HTTP server
+    /// from accepting before calling this (see [`ServeShutdown`]), so that no client
+    /// arrives meanwhile.
+    ///
+    /// socketioxide closes only sessions that are in a namespace. A websocket session that
+    /// is in none (its client was refused) ends when its TCP connection is cut
+    /// ([`ServeShutdown::cut_connections`]); a socket.io-client 4.x session that never
+    /// joined one keeps a socketioxide task until its connect timeout (45 s), which no API
+    /// of socketioxide 0.18 ends sooner.
+    pub async fn close(&self) {
+        let grace = self.shutdown_grace;
+        if let Some(sockets) = self.io.of("/").map(|ns| ns.sockets()) {
+            for socket in sockets {
+                if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+                    self.relay.close(conn.id, CloseReason::Shutdown);
                 }
-                let service = app.clone().map_request(
-                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut()
-                            .insert(axum::extract::ConnectInfo(remote_addr));
-                        req.map(axum::body::Body::new)
-                    },
-                );
-                let service = hyper_util::service::TowerToHyperService::new(service);
-                let builder = builder.clone();
-                connections.spawn(async move {
-                    let io = TokioIo::new(tcp);
-                    let connection = builder.serve_connection(io, service).with_upgrades();
-                    if let Err(e) = connection.await {
-                        tracing::trace!("connection ended: {e}");
-                    }
-                });
             }
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+        // Each drain ends once it has handed its client's last events to socketioxide.
+        self.tasks.tracker.close();
+        if tokio::time::timeout(grace, self.tasks.tracker.wait())
+            .await
+            .is_err()
+        {
+            debug!(
+                left = self.tasks.tracker.len(),
+                "Socket.IO clients still being written to; closing them anyway"
+            );
+        }
+        if tokio::time::timeout(grace, self.io.close()).await.is_err() {
+            warn!("socketioxide did not close every transport within {grace:?}");
+        }
+        self.tasks.abort.cancel();
+        if tokio::time::timeout(grace, self.tasks.tracker.wait())
+            .await
+            .is_err()
+        {
+            warn!(
+                left = self.tasks.tracker.len(),
+                "Socket.IO outbound tasks did not end when aborted"
+            );
         }
     }
-}
 
-/// An accept that failed: a connection that went away before it was accepted is skipped;
-/// anything else (out of file descriptors, mostly) is waited out for a second rather than
-/// spun on.
-async fn accept_failed(e: std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
-        return;
+    /// Ends the gateway's own tasks at once, without telling anyone: for a `Drop`, which
+    /// cannot wait for [`Gateway::close`].
+    pub fn abort(&self) {
+        self.tasks.abort.cancel();
     }
-    tracing::error!("cannot accept a Socket.IO connection: {e}");
-    tokio::time::sleep(Duration::from_secs(1)).await;
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_core::rmpv::Value;
-use relay_core::{Answer, Event, Payload, Reply, Ticket};
+use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
@@ -156,7 +156,18 @@ async fn send(
         }
         Event::Close { reason } => {
             debug!(sid = %socket.id, %reason, "closing connection");
-            let _ = socket.clone().disconnect();
+            match reason {
+                // A replaced client must not come back on its own and take its id back:
+                // a namespace disconnect tells socket.io-client not to reconnect.
+                CloseReason::Replaced(_) => {
+                    let _ = socket.clone().disconnect();
+                }
+                // The socket stays in the namespace for `Gateway::close`, which closes its
+                // transport behind what was queued (socketioxide only closes the transports
+                // of sockets still in a namespace), as the Node server's `io.close()` did:
+                // the client sees the transport close and may reconnect to the next relay.
+                CloseReason::Shutdown => {}
+            }
             Err(Gone)
         }
         // A legacy client's streams have no ids: its chunks are plain acknowledged emits,
@@ -236,12 +247,8 @@ async fn retry(mut send: impl FnMut() -> Result<(), SendError>) -> Result<(), Go
 fn values_or_error(payload: Payload) -> Args {
     match payload.into_json_values() {
         Ok(values) => Args(values),
-        Err(e) => Args(vec![error_object(&e.to_string())]),
+        Err(e) => Args(vec![relay_core::payload::error_value(&e.to_string())]),
     }
-}
-
-fn error_object(message: &str) -> Value {
-    relay_core::payload::error_value(message)
 }
 
 /// The ack arguments a reply becomes, in the shape the legacy client expects for the
@@ -260,7 +267,7 @@ fn reply_args(kind: RequestKind, reply: Reply) -> Args {
         Reply::Failed(error) => match kind {
             RequestKind::Register | RequestKind::Stream => one(Value::from(false)),
             RequestKind::Unregister | RequestKind::List => Args::default(),
-            RequestKind::Emit => one(error_object(&error.to_string())),
+            RequestKind::Emit => one(relay_core::payload::error_value(&error.to_string())),
         },
     }
 }

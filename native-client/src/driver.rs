@@ -94,12 +94,21 @@ async fn run(
     answers: mpsc::UnboundedReceiver<Bytes>,
     events: mpsc::Sender<ClientEvent>,
 ) {
-    let ended = tokio::select! {
-        ended = read_loop(&shared, reader, &events) => ended,
-        ended = write_loop(writer, requests, answers) => ended,
-        ended = accept_loop(&shared, &events) => ended,
+    let read = read_loop(&shared, reader, &events);
+    tokio::pin!(read);
+    let (ended, still_reading) = tokio::select! {
+        ended = &mut read => (ended, false),
+        ended = write_loop(writer, requests, answers) => (ended, true),
+        ended = accept_loop(&shared, &events) => (ended, true),
     };
     let mut error = shared.conn.close_reason();
+    if still_reading && !matches!(error, None | Some(quinn::ConnectionError::LocallyClosed)) {
+        // The relay closed the connection, and another loop saw it first. What the relay
+        // wrote before closing (a ServerError and the Closing frame saying why) may still
+        // wait unread in the control stream: quinn hands it out before the error, so read it
+        // rather than lose it.
+        let _ = tokio::time::timeout(CLOSE_WAIT, &mut read).await;
+    }
     if error.is_none() && ended.relay_closing {
         // A relay that closes a connection may end the control stream first; give its
         // CONNECTION_CLOSE (which carries the code) a moment to arrive.

@@ -88,11 +88,17 @@ struct Request {
 #[derive(Debug)]
 enum RequestKind {
     Register,
-    Ack { event: String },
+    Ack {
+        event: String,
+    },
     Unregister,
-    Stream { stream: StreamId },
+    Stream {
+        stream: StreamId,
+    },
     /// A chunk of a bridged stream toward a legacy peer.
-    Chunk { stream: StreamId },
+    Chunk {
+        stream: StreamId,
+    },
 }
 
 #[derive(Debug)]
@@ -110,9 +116,13 @@ enum AskedKind {
     /// be expressible in JSON.
     Ack { json_for: Option<ClientId> },
     Unregister,
-    Stream { stream: StreamId },
+    Stream {
+        stream: StreamId,
+    },
     /// A legacy peer's chunk handed to this (native) client for a bridged stream.
-    Chunk { stream: StreamId },
+    Chunk {
+        stream: StreamId,
+    },
     /// A notice whose answer changes nothing (this client's own `P2P_UNREGISTER`, or one
     /// sent to clear a pairing that could not be completed).
     Notice,
@@ -274,7 +284,13 @@ impl Connection {
 
     /// One request from this connection's client.
     pub fn handle(&mut self, now: Instant, command: Command) {
-        if let Some(limit) = self.over_rate(now, &command) {
+        // An emit's payload size is walked once (values are measured, not encoded) and used
+        // by both the rate and the size limit.
+        let emit_size = match &command {
+            Command::Emit { args, .. } => args.size(),
+            _ => 0,
+        };
+        if let Some(limit) = self.over_rate(now, &command, emit_size) {
             return self.rate_limited(command, limit);
         }
         match command {
@@ -285,7 +301,7 @@ impl Connection {
                 event,
                 args,
                 ack,
-            } => self.emit(now, &target, event, args, ack),
+            } => self.emit(now, &target, event, args, emit_size, ack),
             Command::List { req, after, limit } => {
                 self.queries.push_back(Query::List { req, after, limit })
             }
@@ -323,8 +339,12 @@ impl Connection {
                     self.send(from, self.register_answer(q, false));
                 } else {
                     let from_client = client.clone();
-                    let ticket =
-                        self.ask(now, from, Some(q), AskedKind::Register { client, transport });
+                    let ticket = self.ask(
+                        now,
+                        from,
+                        Some(q),
+                        AskedKind::Register { client, transport },
+                    );
                     self.events.push_back(Event::RegisterRequest {
                         ticket,
                         from: from_client,
@@ -427,13 +447,7 @@ impl Connection {
                 .is_some_and(|a| matches!(a.kind, AskedKind::Ack { .. }))
         });
         match ack.and_then(|t| self.take_asked(t)) {
-            Some(asked) => self.send(
-                asked.from,
-                PeerMsg::Refused {
-                    q: asked.q,
-                    error,
-                },
-            ),
+            Some(asked) => self.send(asked.from, PeerMsg::Refused { q: asked.q, error }),
             None => {
                 if let Some(peer) = self.peer.as_ref().map(|p| p.addr) {
                     self.send(peer, PeerMsg::Refused { q: None, error });
@@ -511,17 +525,30 @@ impl Connection {
 
     /// The rate limit `command` is over, if any. Requests count toward the request rate and
     /// their payload toward the byte rate; answers are bounded by the questions they answer
-    /// (their payload is counted where it is handled), and a bridged chunk by the one chunk
-    /// in flight the legacy side allows, so only its bytes count.
-    fn over_rate(&mut self, now: Instant, command: &Command) -> Option<RateLimit> {
+    /// (their payload is counted where it is handled). Stream traffic is not rate limited:
+    /// a stream chunk (a bridged chunk, or a legacy `P2P_EMIT_STREAM` with its ack) is held
+    /// back by its receiver's ack, one at a time, so it already moves only as fast as the
+    /// other end takes it, as the bytes of a QUIC stream do; counting it here would cap
+    /// every file transfer at the message byte rate and cut streams short.
+    fn over_rate(
+        &mut self,
+        now: Instant,
+        command: &Command,
+        emit_size: usize,
+    ) -> Option<RateLimit> {
         let (request, bytes) = match command {
+            Command::Emit {
+                event,
+                ack: Some(_),
+                ..
+            } if event == P2P_EMIT_STREAM => (false, 0),
             Command::Register { .. }
             | Command::Unregister { .. }
             | Command::List { .. }
             | Command::OpenStream { .. } => (true, 0),
             // An emit over the size limit is refused as such, and costs no bytes.
-            Command::Emit { args, .. } => (true, args.size().min(self.config.max_message_bytes + 1)),
-            Command::StreamChunk { data, .. } => (false, data.len()),
+            Command::Emit { .. } => (true, emit_size.min(self.config.max_message_bytes + 1)),
+            Command::StreamChunk { .. } => (false, 0),
             Command::CloseStream { .. } | Command::Answer { .. } => (false, 0),
         };
         if request {
@@ -569,7 +596,8 @@ impl Connection {
                     Some(RequestError::TooManyPending(self.requests.len()))
                 }
                 Ok(target) => {
-                    let q = self.request(now, Some(req), None, target.clone(), RequestKind::Register);
+                    let q =
+                        self.request(now, Some(req), None, target.clone(), RequestKind::Register);
                     self.registering = Some(q);
                     self.queries.push_back(Query::Lookup { q, client: target });
                     None
@@ -618,7 +646,13 @@ impl Connection {
         }
     }
 
-    fn register_answered(&mut self, from: Addr, q: QuestionId, accepted: bool, transport: Transport) {
+    fn register_answered(
+        &mut self,
+        from: Addr,
+        q: QuestionId,
+        accepted: bool,
+        transport: Transport,
+    ) {
         let Some(request) = self.take_request_from(q, from) else {
             // This end gave up (timed out) meanwhile: the target must not keep the pairing.
             if accepted {
@@ -698,6 +732,7 @@ impl Connection {
         target: &str,
         event: String,
         args: Payload,
+        size: usize,
         ack: Option<ReqId>,
     ) {
         let peer = self.peer.as_ref().filter(|p| p.client.as_str() == target);
@@ -707,13 +742,12 @@ impl Connection {
             Some(RequestError::ReservedEvent(event.clone()))
         } else if peer.is_none() {
             Some(RequestError::NotPairedWith(target.to_owned()))
-        } else if args.size() > self.config.max_message_bytes {
+        } else if size > self.config.max_message_bytes {
             Some(RequestError::PayloadTooLarge {
-                size: args.size(),
+                size,
                 limit: self.config.max_message_bytes,
             })
-        } else if ack.is_some() && self.requests.len() >= self.config.max_pending_per_connection
-        {
+        } else if ack.is_some() && self.requests.len() >= self.config.max_pending_per_connection {
             Some(RequestError::TooManyPending(self.requests.len()))
         } else {
             None
@@ -824,11 +858,17 @@ impl Connection {
             return trace!(?stream, "chunk for a stream that ended");
         };
         if held.kind != StreamKind::Bridged {
-            let message = format!("stream {} is not bridged: its bytes go on the stream", stream.0);
+            let message = format!(
+                "stream {} is not bridged: its bytes go on the stream",
+                stream.0
+            );
             return self.fail(None, RequestError::Malformed(message));
         }
         if held.in_flight {
-            let message = format!("stream {}: one chunk at a time toward a legacy peer", stream.0);
+            let message = format!(
+                "stream {}: one chunk at a time toward a legacy peer",
+                stream.0
+            );
             return self.fail(None, RequestError::Malformed(message));
         }
         held.in_flight = true;
@@ -1183,7 +1223,8 @@ impl Connection {
 
     fn take_request(&mut self, q: QuestionId) -> Option<Request> {
         let request = self.requests.remove(&q)?;
-        self.deadlines.remove(&(request.deadline, Timer::Request(q)));
+        self.deadlines
+            .remove(&(request.deadline, Timer::Request(q)));
         Some(request)
     }
 
@@ -1218,7 +1259,8 @@ impl Connection {
 
     fn take_asked(&mut self, ticket: Ticket) -> Option<Asked> {
         let asked = self.asked.remove(&ticket)?;
-        self.deadlines.remove(&(asked.deadline, Timer::Asked(ticket)));
+        self.deadlines
+            .remove(&(asked.deadline, Timer::Asked(ticket)));
         Some(asked)
     }
 

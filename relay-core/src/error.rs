@@ -34,6 +34,9 @@ pub enum ConnectError {
         per_second: u32,
         burst: u32,
     },
+    /// The relay is closing every connection; a newcomer would be closed at once.
+    #[error("the relay is shutting down")]
+    ShuttingDown,
 }
 
 /// Why a request from a connected client failed. The connection lives on.

@@ -33,7 +33,7 @@ pub use auth::{
 pub use client_id::{ClientId, InvalidClientId, MAX_CLIENT_ID_BYTES};
 pub use config::{Config, DuplicatePolicy};
 pub use connection::{Connection, MAX_INBOUND_CHUNKS};
-pub use directory::{Answered, ClientPage, Claimed, LocalDirectory, Query};
+pub use directory::{Answered, Claimed, ClientPage, LocalDirectory, Query};
 pub use error::{CloseReason, ConnectError, ErrorCode, RequestError};
 pub use event::{
     Answer, Command, ConnId, Event, Outgoing, Reply, ReqId, StreamEnd, StreamId, Ticket,

@@ -46,7 +46,9 @@ pub enum PeerMsg {
     /// The asker cannot complete a pairing (it timed out, or paired elsewhere first): the
     /// target must not believe in it. Names the question, so a pairing the two made the
     /// other way round is left alone.
-    RegisterCancel { q: QuestionId },
+    RegisterCancel {
+        q: QuestionId,
+    },
     /// Relay `event(args)` to the peer; with a question, its client's ack is wanted.
     Deliver {
         event: String,
@@ -54,27 +56,44 @@ pub enum PeerMsg {
         q: Option<QuestionId>,
     },
     /// The client's ack to a `Deliver` (or the native side took a bridged chunk).
-    Acked { q: QuestionId, args: Payload },
+    Acked {
+        q: QuestionId,
+        args: Payload,
+    },
     /// The question (or, without one, a plain emit) could not be served.
     Refused {
         q: Option<QuestionId>,
         error: RequestError,
     },
     /// The sender ended the pairing; answer with `Unregistered` once the client cleared it.
-    Unregister { q: QuestionId },
-    Unregistered { q: QuestionId },
+    Unregister {
+        q: QuestionId,
+    },
+    Unregistered {
+        q: QuestionId,
+    },
     /// The sender asks to open a stream; the id is the opener's.
-    StreamRequest { q: QuestionId, stream: StreamId },
+    StreamRequest {
+        q: QuestionId,
+        stream: StreamId,
+    },
     /// The acceptor's client accepted (`granted`) or declined the stream.
-    StreamAnswer { q: QuestionId, granted: bool },
+    StreamAnswer {
+        q: QuestionId,
+        granted: bool,
+    },
     /// The sender is done with a stream; the receiver forgets it too (the bytes' own end
     /// travels on the stream).
-    StreamForget { stream: StreamId },
+    StreamForget {
+        stream: StreamId,
+    },
     /// The sender's connection is gone: whatever involved it is over.
     Gone,
     /// The receiving connection must close (a newer connection claimed its clientId on
     /// another node).
-    Close { reason: CloseReason },
+    Close {
+        reason: CloseReason,
+    },
 }
 
 impl PeerMsg {

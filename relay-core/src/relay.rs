@@ -60,7 +60,12 @@ impl Relay {
     }
 
     pub fn with_authenticator(config: Config, auth: impl Authenticator) -> Self {
-        Self::build(NodeId(0), config, Box::new(auth), Some(LocalDirectory::default()))
+        Self::build(
+            NodeId(0),
+            config,
+            Box::new(auth),
+            Some(LocalDirectory::default()),
+        )
     }
 
     /// A node of a deployment whose directory is shared: claims are made by the caller
@@ -191,7 +196,8 @@ impl Relay {
             }
         }
         debug!(%client, %addr, "connected");
-        let conn = Connection::new(addr, client, transport, self.config.clone()).with_claims(claims);
+        let conn =
+            Connection::new(addr, client, transport, self.config.clone()).with_claims(claims);
         self.conns.insert(addr.conn, conn);
         addr.conn
     }
@@ -369,7 +375,10 @@ impl Relay {
                 match self.conns.get(&addr.conn) {
                     None => return Err(format!("directory names closed {addr} for {client}")),
                     Some(c) if c.client() != client => {
-                        return Err(format!("directory maps {client} to {addr} of {}", c.client()))
+                        return Err(format!(
+                            "directory maps {client} to {addr} of {}",
+                            c.client()
+                        ))
                     }
                     Some(_) => {}
                 }
@@ -381,11 +390,7 @@ impl Relay {
                 if peer.node == self.node {
                     match self.conns.get(&peer.conn).and_then(|p| p.peer()) {
                         Some((back, _)) if back == c.addr() => {}
-                        _ => {
-                            return Err(format!(
-                                "pairing of {id:?} with {peer} is not symmetric"
-                            ))
-                        }
+                        _ => return Err(format!("pairing of {id:?} with {peer} is not symmetric")),
                     }
                     let theirs = &self.conns[&peer.conn];
                     for (stream, kind) in c.streams() {
@@ -396,7 +401,9 @@ impl Relay {
                 }
             }
             for addr in c.involved() {
-                if addr.node == self.node && addr != c.addr() && !self.conns.contains_key(&addr.conn)
+                if addr.node == self.node
+                    && addr != c.addr()
+                    && !self.conns.contains_key(&addr.conn)
                 {
                     return Err(format!("{id:?} waits on closed {addr}"));
                 }
@@ -474,7 +481,9 @@ impl Relay {
         let mut work = VecDeque::from([conn]);
         while let Some(id) = work.pop_front() {
             loop {
-                let Some(c) = self.conns.get_mut(&id) else { break };
+                let Some(c) = self.conns.get_mut(&id) else {
+                    break;
+                };
                 let mut progress = false;
                 while let Some(query) = c.poll_query() {
                     progress = true;

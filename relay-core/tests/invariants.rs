@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
 use relay_core::rmpv::Value;
-use relay_core::{Transport, 
+use relay_core::{
     Answer, ClientId, Command, Config, ConnId, DuplicatePolicy, Event, Payload, Relay, Reply,
-    ReqId, StreamId, Ticket,
+    ReqId, StreamId, Ticket, Transport,
 };
 
 const IDS: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
@@ -255,7 +255,10 @@ impl Driver {
             Op::Connect { id, malformed } => {
                 let raw = if malformed { "bad\nid" } else { IDS[id] };
                 let claimed = (!(malformed && id == 0)).then_some(raw);
-                if let Ok(conn) = self.relay.connect(self.now, claimed, None, Transport::Native) {
+                if let Ok(conn) = self
+                    .relay
+                    .connect(self.now, claimed, None, Transport::Native)
+                {
                     prop_assert!(!malformed, "a malformed id was admitted");
                     prop_assert!(!self.conns.contains(&conn), "{conn:?} reused");
                     self.conns.push(conn);
@@ -306,7 +309,15 @@ impl Driver {
             Op::List { conn } => {
                 if let Some(conn) = conn_at(self, conn) {
                     let req = self.req(conn);
-                    self.relay.handle(self.now, conn, Command::List { req, after: None, limit: None });
+                    self.relay.handle(
+                        self.now,
+                        conn,
+                        Command::List {
+                            req,
+                            after: None,
+                            limit: None,
+                        },
+                    );
                 }
             }
             Op::OpenStream { conn, target } => {
@@ -368,7 +379,8 @@ impl Driver {
             Op::Undelivered { conn, ticket } => {
                 if let Some(conn) = conn_at(self, conn) {
                     let ticket = ticket.and_then(|t| self.ticket_at(t)).map(|(t, ..)| t);
-                    self.relay.report_undelivered(self.now, conn, "chat", ticket, 4);
+                    self.relay
+                        .report_undelivered(self.now, conn, "chat", ticket, 4);
                 }
             }
             Op::Advance { millis } => {
@@ -634,7 +646,15 @@ fn scripted_run_reaches_every_reply_kind() {
     handle(&mut d, a, emit);
     answer_last(&mut d, b, Answer::Ack(Payload::empty()));
     let list = d.req(b);
-    handle(&mut d, b, Command::List { req: list, after: None, limit: None });
+    handle(
+        &mut d,
+        b,
+        Command::List {
+            req: list,
+            after: None,
+            limit: None,
+        },
+    );
     let unreg = d.req(b);
     handle(&mut d, b, Command::Unregister { req: unreg });
     answer_last(&mut d, a, Answer::Done);

@@ -87,57 +87,32 @@ impl Native {
 
 /// Serves one incoming connection from handshake to close.
 pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
-    let quic = match incoming.await {
-        Ok(quic) => quic,
-        Err(e) => {
-            debug!("QUIC handshake failed: {e}");
-            return;
+    // Until the client is in the core, the front end stopping ends the connection at once;
+    // from then on the core closes it (with a Closing frame that says why).
+    let stopping = shared.stopping.clone();
+    let quic = tokio::select! {
+        quic = incoming => match quic {
+            Ok(quic) => quic,
+            Err(e) => return debug!("QUIC handshake failed: {e}"),
+        },
+        _ = stopping.cancelled() => return,
+    };
+    let hello = tokio::select! {
+        hello = hello(&shared, &quic) => hello,
+        _ = stopping.cancelled() => {
+            return quic.close(code(CloseCode::Shutdown), super::SHUTDOWN_REASON);
         }
+    };
+    let Some(Hello {
+        client_id,
+        credentials,
+        reader,
+        mut writer,
+    }) = hello
+    else {
+        return;
     };
     let remote = quic.remote_address();
-    let timeout = shared.config.handshake_timeout;
-    let (send, recv) = match tokio::time::timeout(timeout, quic.accept_bi()).await {
-        Ok(Ok(streams)) => streams,
-        Ok(Err(e)) => return debug!(%remote, "connection ended before its control stream: {e}"),
-        Err(_) => {
-            return quic.close(
-                code(CloseCode::ProtocolViolation),
-                b"no control stream opened in time",
-            )
-        }
-    };
-    let mut reader = FrameReader::new(recv, shared.config.max_frame_bytes);
-    let mut writer = FrameWriter::new(send);
-    let hello = match tokio::time::timeout(timeout, reader.next()).await {
-        Ok(Ok(Some(body))) => frame::decode::<ClientFrame>(&body).map_err(|e| e.to_string()),
-        Ok(Ok(None)) => Err("control stream closed before hello".to_owned()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err("no hello in time".to_owned()),
-    };
-    let (client_id, credentials) = match hello {
-        Ok(ClientFrame::Hello {
-            version,
-            client_id,
-            credentials,
-        }) => {
-            if version != wire::PROTOCOL_VERSION {
-                let message = format!(
-                    "protocol version {version} is not supported; this relay speaks version {}",
-                    wire::PROTOCOL_VERSION
-                );
-                return refuse(&quic, &mut writer, CloseCode::VersionMismatch, message).await;
-            }
-            (client_id, credentials)
-        }
-        Ok(other) => {
-            let message = format!("the first frame must be Hello, got {}", other.name());
-            return refuse(&quic, &mut writer, CloseCode::ProtocolViolation, message).await;
-        }
-        Err(message) => {
-            let message = format!("expected a Hello frame: {message}");
-            return refuse(&quic, &mut writer, CloseCode::ProtocolViolation, message).await;
-        }
-    };
 
     // The hello's credentials are the token (or whatever the admission callback expects);
     // admission may ask a callback, within the handshake time.
@@ -147,7 +122,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         Some(remote),
         Transport::Native,
     );
-    let admitted = match tokio::time::timeout(timeout, admitted).await {
+    let admitted = tokio::select! {
+        admitted = tokio::time::timeout(shared.config.handshake_timeout, admitted) => admitted,
+        _ = stopping.cancelled() => {
+            return quic.close(code(CloseCode::Shutdown), super::SHUTDOWN_REASON);
+        }
+    };
+    let admitted = match admitted {
         Ok(admitted) => admitted,
         Err(_) => {
             let message = "admission did not complete in time".to_owned();
@@ -165,7 +146,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     });
     let id = match connected {
         Ok(id) => id,
-        Err(e) => return refuse(&quic, &mut writer, CloseCode::Refused, e.to_string()).await,
+        Err(e) => {
+            let code = match e {
+                relay_core::ConnectError::ShuttingDown => CloseCode::Shutdown,
+                _ => CloseCode::Refused,
+            };
+            return refuse(&quic, &mut writer, code, e.to_string()).await;
+        }
     };
     debug!(%remote, client = %client_id, ?id, "native client connected");
     let welcome = ServerFrame::Welcome {
@@ -198,9 +185,78 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     shared.conns.remove(&id);
     shared.relay.disconnect(id);
     tasks.shutdown().await;
-    native.tasks.lock().expect("tasks lock").abort_all();
+    let mut started = std::mem::take(&mut *native.tasks.lock().expect("tasks lock"));
+    started.shutdown().await;
     quic.close(code(CloseCode::Normal), b"");
     debug!(%remote, ?id, "native client gone");
+}
+
+/// What a client says before it is admitted, with the control stream it said it on.
+struct Hello {
+    client_id: String,
+    credentials: Option<bytes::Bytes>,
+    reader: FrameReader<quinn::RecvStream>,
+    writer: FrameWriter<quinn::SendStream>,
+}
+
+/// Waits for the control stream and its Hello; refuses (and returns `None`) a client that
+/// is too slow, says something else first, or speaks another protocol version.
+async fn hello(shared: &Shared, quic: &quinn::Connection) -> Option<Hello> {
+    let remote = quic.remote_address();
+    let timeout = shared.config.handshake_timeout;
+    let (send, recv) = match tokio::time::timeout(timeout, quic.accept_bi()).await {
+        Ok(Ok(streams)) => streams,
+        Ok(Err(e)) => {
+            debug!(%remote, "connection ended before its control stream: {e}");
+            return None;
+        }
+        Err(_) => {
+            quic.close(
+                code(CloseCode::ProtocolViolation),
+                b"no control stream opened in time",
+            );
+            return None;
+        }
+    };
+    let mut reader = FrameReader::new(recv, shared.config.max_frame_bytes);
+    let mut writer = FrameWriter::new(send);
+    let hello = match tokio::time::timeout(timeout, reader.next()).await {
+        Ok(Ok(Some(body))) => frame::decode::<ClientFrame>(&body).map_err(|e| e.to_string()),
+        Ok(Ok(None)) => Err("control stream closed before hello".to_owned()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err("no hello in time".to_owned()),
+    };
+    let (why, message) = match hello {
+        Ok(ClientFrame::Hello {
+            version,
+            client_id,
+            credentials,
+        }) if version == wire::PROTOCOL_VERSION => {
+            return Some(Hello {
+                client_id,
+                credentials,
+                reader,
+                writer,
+            })
+        }
+        Ok(ClientFrame::Hello { version, .. }) => (
+            CloseCode::VersionMismatch,
+            format!(
+                "protocol version {version} is not supported; this relay speaks version {}",
+                wire::PROTOCOL_VERSION
+            ),
+        ),
+        Ok(other) => (
+            CloseCode::ProtocolViolation,
+            format!("the first frame must be Hello, got {}", other.name()),
+        ),
+        Err(message) => (
+            CloseCode::ProtocolViolation,
+            format!("expected a Hello frame: {message}"),
+        ),
+    };
+    refuse(quic, &mut writer, why, message).await;
+    None
 }
 
 async fn refuse(

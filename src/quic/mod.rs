@@ -11,12 +11,13 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dashmap::DashMap;
+use futures::FutureExt;
 use p2p_relay_wire::{self as wire, CloseCode, ResetCode};
 use relay_core::{ConnId, StreamEnd};
 use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 
 /// Settings of the QUIC front end.
 #[derive(Debug, Clone)]
@@ -42,6 +43,10 @@ pub struct QuicConfig {
     pub udp_buffer_bytes: usize,
     /// Client ids in a list page when the client asks for no size.
     pub list_page: usize,
+    /// On shutdown, how long each step may take: connections taking their `Closing`
+    /// frame, then what is left ending after the endpoint closed them, then the endpoint
+    /// going idle. A client that does not read cannot hold the relay up longer.
+    pub shutdown_grace: Duration,
 }
 
 impl Default for QuicConfig {
@@ -55,6 +60,7 @@ impl Default for QuicConfig {
             idle_timeout: Duration::from_secs(10),
             udp_buffer_bytes: 4 * 1024 * 1024,
             list_page: relay_core::directory::DEFAULT_LIST_PAGE,
+            shutdown_grace: Duration::from_secs(2),
         }
     }
 }
@@ -71,6 +77,9 @@ pub(crate) struct Shared {
     pub relay: RelayHandle,
     pub config: QuicConfig,
     pub conns: DashMap<ConnId, quinn::Connection>,
+    /// Cancelled when the front end stops accepting: connections still saying hello close
+    /// at once instead of holding the shutdown up until their handshake timeout.
+    pub stopping: CancellationToken,
 }
 
 /// Cuts a relayed stream short, with the reason its ends are reset with.
@@ -153,13 +162,27 @@ impl QuicFrontEnd {
         self.endpoint.local_addr()
     }
 
-    /// Accepts connections until the endpoint closes. Every connection task belongs to this
-    /// future: dropping it ends them all.
-    pub async fn serve(self, relay: RelayHandle, config: QuicConfig) -> std::io::Result<()> {
+    /// Accepts connections until `stop` is cancelled (or the endpoint closes), then shuts
+    /// the front end down and returns when every connection task has ended.
+    ///
+    /// Shutting down goes in order: new connection attempts are refused; the connections
+    /// the core closes (`RelayHandle::close_all`, which the caller runs after cancelling
+    /// `stop`) write their `Closing` frame and close with its code; whatever is still open
+    /// after `shutdown_grace` is closed by the endpoint with `SHUTDOWN`; the endpoint is then
+    /// given up to `shutdown_grace` to go idle, so its close reaches the peers. Every
+    /// connection task belongs to this future: dropping it ends them all.
+    pub async fn serve(
+        self,
+        relay: RelayHandle,
+        config: QuicConfig,
+        stop: CancellationToken,
+    ) -> std::io::Result<()> {
+        let grace = config.shutdown_grace;
         let shared = Arc::new(Shared {
             relay,
             config,
             conns: DashMap::new(),
+            stopping: stop.clone(),
         });
         let mut conns = JoinSet::new();
         let endpoint = self.endpoint.clone();
@@ -167,21 +190,66 @@ impl QuicFrontEnd {
         info!("QUIC front end serving");
         loop {
             tokio::select! {
+                biased;
+                _ = stop.cancelled() => break,
                 incoming = endpoint.accept() => {
                     let Some(incoming) = incoming else { break };
                     conns.spawn(connection::serve(shared.clone(), incoming));
                 }
-                Some(done) = conns.join_next(), if !conns.is_empty() => {
-                    if let Err(e) = done {
-                        if e.is_panic() {
-                            tracing::error!("a QUIC connection task panicked: {e}");
-                        }
-                    }
-                }
+                Some(done) = conns.join_next(), if !conns.is_empty() => report(done),
             }
         }
-        debug!("QUIC endpoint closed");
+
+        endpoint.set_server_config(None);
+        while let Some(Some(incoming)) = endpoint.accept().now_or_never() {
+            incoming.refuse();
+        }
+        debug!(open = conns.len(), "QUIC front end stopped accepting");
+        if tokio::time::timeout(grace, join_all(&mut conns))
+            .await
+            .is_err()
+        {
+            debug!(
+                open = conns.len(),
+                "closing the native connections still open"
+            );
+        }
+        endpoint.close(code(CloseCode::Shutdown), SHUTDOWN_REASON);
+        if tokio::time::timeout(grace, join_all(&mut conns))
+            .await
+            .is_err()
+        {
+            warn!(
+                open = conns.len(),
+                "native connection tasks outlived the endpoint's close; aborting them"
+            );
+            conns.shutdown().await;
+        }
+        if tokio::time::timeout(grace, endpoint.wait_idle())
+            .await
+            .is_err()
+        {
+            warn!("the QUIC endpoint was not idle within {grace:?} of closing");
+        }
+        debug!("QUIC front end shut down");
         Ok(())
+    }
+}
+
+/// What the endpoint tells peers it closes on shutdown.
+pub(crate) const SHUTDOWN_REASON: &[u8] = b"relay shutting down";
+
+async fn join_all(conns: &mut JoinSet<()>) {
+    while let Some(done) = conns.join_next().await {
+        report(done);
+    }
+}
+
+fn report(done: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = done {
+        if e.is_panic() {
+            tracing::error!("a QUIC connection task panicked: {e}");
+        }
     }
 }
 
@@ -189,7 +257,6 @@ struct CloseOnDrop(quinn::Endpoint);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0
-            .close(code(CloseCode::Shutdown), b"relay shutting down");
+        self.0.close(code(CloseCode::Shutdown), SHUTDOWN_REASON);
     }
 }

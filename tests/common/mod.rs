@@ -44,6 +44,8 @@ pub struct Relay {
     _dir: tempfile::TempDir,
 }
 
+// One per test: the size of the larger variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 enum Kind {
     InProcess(Option<Server>),
     Binary {

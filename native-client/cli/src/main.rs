@@ -316,7 +316,9 @@ impl Shared {
             return Some(Plan::ToEof);
         }
         let at = all.unnamed.iter().position(|(from, _)| from == peer)?;
-        all.unnamed.remove(at).map(|(_, announced)| Plan::Sized(announced))
+        all.unnamed
+            .remove(at)
+            .map(|(_, announced)| Plan::Sized(announced))
     }
 }
 
@@ -528,7 +530,10 @@ async fn save_to(
         started.get_or_insert_with(Instant::now);
         if n == 0 {
             if let Some(Plan::Sized(file)) = &plan {
-                bail!("the stream ended after {size} of {} announced bytes", file.size);
+                bail!(
+                    "the stream ended after {size} of {} announced bytes",
+                    file.size
+                );
             }
             break;
         }

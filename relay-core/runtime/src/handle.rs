@@ -1,7 +1,7 @@
 //! The handle every front end and embedding application holds.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Instant, SystemTime};
 
@@ -9,7 +9,7 @@ use dashmap::DashMap;
 use relay_core::auth::unix_seconds;
 use relay_core::{
     check_client_id, Addr, AllowAll, Authenticator, Claimed, ClientId, ClientLimits, CloseReason,
-    Command, ConnId, ConnectError, Config, Connection, Event, IpGate, LocalDirectory, NodeId,
+    Command, Config, ConnId, ConnectError, Connection, Event, IpGate, LocalDirectory, NodeId,
     PeerMsg, Presented, Transport,
 };
 use tokio_util::task::TaskTracker;
@@ -44,6 +44,9 @@ struct Node {
     next_conn: AtomicU64,
     /// Every timer task, so shutting down can wait for all of them.
     tasks: TaskTracker,
+    /// Set by [`RelayHandle::close_all`]: from then on newcomers are refused, so that no
+    /// connection (nor its timer) appears after the relay was emptied.
+    closed: AtomicBool,
 }
 
 impl RelayHandle {
@@ -72,6 +75,7 @@ impl RelayHandle {
                 cells: DashMap::new(),
                 next_conn: AtomicU64::new(0),
                 tasks: TaskTracker::new(),
+                closed: AtomicBool::new(false),
             }),
         }
     }
@@ -112,10 +116,10 @@ impl RelayHandle {
         sink: Arc<dyn Sink>,
     ) -> Result<ConnId, ConnectError> {
         let (client, ip) = self.knock(client_id, None)?;
-        let claims = self
-            .node
-            .auth
-            .authenticate_now(presented(&client, credentials, None, transport));
+        let claims =
+            self.node
+                .auth
+                .authenticate_now(presented(&client, credentials, None, transport));
         let admitted = self.admitted(client, ip, claims)?;
         self.connect_admitted(admitted, transport, sink)
     }
@@ -157,11 +161,17 @@ impl RelayHandle {
         sink: Arc<dyn Sink>,
     ) -> Result<ConnId, ConnectError> {
         let node = &self.node;
+        if node.closed.load(Ordering::SeqCst) {
+            return Err(ConnectError::ShuttingDown);
+        }
         let Admitted { client, claims, ip } = admitted;
         if let Some(ip) = ip {
             node.ips().enter(ip)?;
         }
-        let addr = Addr::new(node.id, ConnId(node.next_conn.fetch_add(1, Ordering::Relaxed)));
+        let addr = Addr::new(
+            node.id,
+            ConnId(node.next_conn.fetch_add(1, Ordering::Relaxed)),
+        );
         let claimed = node.directory().claim(
             &client,
             addr,
@@ -184,11 +194,19 @@ impl RelayHandle {
         let connection =
             Connection::new(addr, client, transport, node.config.clone()).with_claims(claims);
         let cell = Arc::new(Cell::new(connection, sink, ip));
-        node.cells.insert(addr.conn, cell.clone());
+        // The timer is armed before the cell can be found: whoever removes the cell (a
+        // disconnect, a replacement, close_all) then always finds the timer to stop.
         let timer = node
             .tasks
             .spawn(drive_timer(Arc::downgrade(&self.node), cell.clone()));
         *cell.timer.lock().unwrap_or_else(|p| p.into_inner()) = Some(timer.abort_handle());
+        node.cells.insert(addr.conn, cell);
+        // close_all may have run between the check above and the insert, without seeing
+        // this cell: then it is this call's to undo (removing twice is harmless).
+        if node.closed.load(Ordering::SeqCst) {
+            node.remove(addr.conn, None);
+            return Err(ConnectError::ShuttingDown);
+        }
         Ok(addr.conn)
     }
 
@@ -206,15 +224,30 @@ impl RelayHandle {
         self.node.remove(conn, None);
     }
 
-    /// Closes every connection, telling each client why (a relay shutting down), and waits
-    /// for every task the core started to end.
+    /// Closes one connection, telling its client why (its front end gets the reason as a
+    /// `ServerError` and then `Close`) and whoever it was involved with that it is gone.
+    /// Does nothing for a connection already forgotten.
+    pub fn close(&self, conn: ConnId, reason: CloseReason) {
+        self.node.remove(conn, Some(reason));
+    }
+
+    /// Closes every connection, telling each client why (a relay shutting down), refuses
+    /// connections from then on ([`ConnectError::ShuttingDown`]), and waits for every task
+    /// the core started to end.
     pub async fn close_all(&self, reason: CloseReason) {
+        self.close_all_now(reason);
+        self.node.tasks.wait().await;
+    }
+
+    /// What [`RelayHandle::close_all`] does without waiting: for a `Drop`, which cannot.
+    /// The timers are aborted and end at their next turn on the runtime.
+    pub fn close_all_now(&self, reason: CloseReason) {
+        self.node.closed.store(true, Ordering::SeqCst);
         let conns: Vec<ConnId> = self.node.cells.iter().map(|e| *e.key()).collect();
         for conn in conns {
             self.node.remove(conn, Some(reason.clone()));
         }
         self.node.tasks.close();
-        self.node.tasks.wait().await;
     }
 
     // The server-side API of the original Node plugin.
@@ -473,11 +506,25 @@ mod tests {
         }
     }
 
-    fn pair(handle: &RelayHandle, a: &str, b: &str) -> (ConnId, ConnId, Arc<Recorder>, Arc<Recorder>) {
+    fn pair(
+        handle: &RelayHandle,
+        a: &str,
+        b: &str,
+    ) -> (ConnId, ConnId, Arc<Recorder>, Arc<Recorder>) {
         let (ra, rb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
-        let ca = handle.connect(Some(a), None, Transport::Native, ra.clone()).unwrap();
-        let cb = handle.connect(Some(b), None, Transport::Legacy, rb.clone()).unwrap();
-        handle.command(ca, Command::Register { req: ReqId(0), target: b.into() });
+        let ca = handle
+            .connect(Some(a), None, Transport::Native, ra.clone())
+            .unwrap();
+        let cb = handle
+            .connect(Some(b), None, Transport::Legacy, rb.clone())
+            .unwrap();
+        handle.command(
+            ca,
+            Command::Register {
+                req: ReqId(0),
+                target: b.into(),
+            },
+        );
         let ticket = rb
             .take()
             .into_iter()
@@ -486,10 +533,19 @@ mod tests {
                 _ => None,
             })
             .expect("a pairing request");
-        handle.command(cb, Command::Answer { ticket, answer: Answer::Accept(true) });
+        handle.command(
+            cb,
+            Command::Answer {
+                ticket,
+                answer: Answer::Accept(true),
+            },
+        );
         assert!(matches!(
             ra.take().as_slice(),
-            [Event::Reply { reply: Reply::Registered(true), .. }]
+            [Event::Reply {
+                reply: Reply::Registered(true),
+                ..
+            }]
         ));
         (ca, cb, ra, rb)
     }
@@ -542,7 +598,10 @@ mod tests {
                             if let Some(n) = seq_of(&event) {
                                 log.push(n);
                                 seen += 1;
-                                if let Event::Deliver { ticket: Some(t), .. } = event {
+                                if let Event::Deliver {
+                                    ticket: Some(t), ..
+                                } = event
+                                {
                                     let answer = Answer::Ack(Payload::Values(vec![Value::from(n)]));
                                     handle.command(b, Command::Answer { ticket: t, answer });
                                 }
@@ -560,12 +619,18 @@ mod tests {
             while replies.len() < EMITS as usize && Instant::now() < deadline {
                 for event in ra.take() {
                     match event {
-                        Event::Reply { req, reply: Reply::Ack(args) } => {
+                        Event::Reply {
+                            req,
+                            reply: Reply::Ack(args),
+                        } => {
                             let n = match args.into_values().unwrap()[0] {
                                 Value::Integer(n) => n.as_u64().unwrap(),
                                 _ => panic!("ack without its number"),
                             };
-                            assert!(replies.insert(req.0, n).is_none(), "second reply to {req:?}");
+                            assert!(
+                                replies.insert(req.0, n).is_none(),
+                                "second reply to {req:?}"
+                            );
                         }
                         other => panic!("{a:?} got {other:?}"),
                     }
@@ -618,6 +683,9 @@ mod tests {
         assert_eq!(answered.len(), 500);
         assert_eq!(disconnected, 1);
         assert!(handle.peer_of("A").is_none());
-        assert_eq!(handle.client_ids(), vec![relay_core::ClientId::new("A").unwrap()]);
+        assert_eq!(
+            handle.client_ids(),
+            vec![relay_core::ClientId::new("A").unwrap()]
+        );
     }
 }

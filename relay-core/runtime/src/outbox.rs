@@ -148,6 +148,13 @@ impl OutboxReceiver {
         Some(event)
     }
 
+    /// The next event if one is queued, without waiting.
+    pub fn try_recv(&mut self) -> Option<Event> {
+        let (size, event) = self.rx.try_recv().ok()?;
+        self.outbox.bytes.fetch_sub(size, Ordering::AcqRel);
+        Some(event)
+    }
+
     /// The queue this receiver drains.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox

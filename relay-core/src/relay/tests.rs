@@ -6,7 +6,10 @@ use bytes::Bytes;
 use rmpv::Value;
 
 use super::*;
-use crate::{Answer, AuthError, Claims, ClientId, Config, ConnectError, DuplicatePolicy, ErrorCode, Event, Payload, Presented, Reply, ReqId, RequestError, StreamEnd, Transport};
+use crate::{
+    Answer, AuthError, Claims, ClientId, Config, ConnectError, DuplicatePolicy, ErrorCode, Event,
+    Payload, Presented, Reply, ReqId, RequestError, StreamEnd, Transport,
+};
 
 /// A relay, a fake clock (a base instant plus an offset) and the events polled so far.
 struct Harness {
@@ -340,7 +343,10 @@ fn rich_values() -> Payload {
 #[test]
 fn connect_refuses_a_missing_id() {
     let mut h = Harness::new();
-    let err = h.relay.connect(h.now, None, None, Transport::Native).unwrap_err();
+    let err = h
+        .relay
+        .connect(h.now, None, None, Transport::Native)
+        .unwrap_err();
     assert_eq!(err, ConnectError::MissingClientId);
     assert_eq!(err.to_string(), "clientId query parameter is required");
     assert!(h.relay.client_ids().is_empty());
@@ -351,23 +357,35 @@ fn connect_refuses_a_missing_id() {
 fn connect_refuses_invalid_ids() {
     let mut h = Harness::new();
     let now = h.now;
-    let err = h.relay.connect(now, Some(""), None, Transport::Native).unwrap_err();
+    let err = h
+        .relay
+        .connect(now, Some(""), None, Transport::Native)
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid clientId: clientId must not be empty"
     );
-    let err = h.relay.connect(now, Some("a\u{7}b"), None, Transport::Native).unwrap_err();
+    let err = h
+        .relay
+        .connect(now, Some("a\u{7}b"), None, Transport::Native)
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid clientId: clientId must not contain control characters"
     );
     let long = "x".repeat(129);
-    let err = h.relay.connect(now, Some(&long), None, Transport::Native).unwrap_err();
+    let err = h
+        .relay
+        .connect(now, Some(&long), None, Transport::Native)
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "invalid clientId: clientId is 129 bytes long; the limit is 128"
     );
-    assert!(h.relay.connect(now, Some(&long[..128]), None, Transport::Native).is_ok());
+    assert!(h
+        .relay
+        .connect(now, Some(&long[..128]), None, Transport::Native)
+        .is_ok());
     assert_eq!(h.relay.client_ids().len(), 1);
     h.check();
 }
@@ -379,7 +397,10 @@ fn duplicate_under_reject_is_refused_and_the_first_stays() {
         ..Config::default()
     });
     let a = h.connect("A");
-    let err = h.relay.connect(h.now, Some("A"), None, Transport::Native).unwrap_err();
+    let err = h
+        .relay
+        .connect(h.now, Some("A"), None, Transport::Native)
+        .unwrap_err();
     assert_eq!(err, ConnectError::Duplicate(id("A")));
     assert_eq!(err.to_string(), "clientId 'A' is already connected");
     assert_eq!(h.relay.conn_of("A"), Some(a));
@@ -484,8 +505,12 @@ fn authenticator_and_client_limit_refuse_at_the_door() {
         err.to_string(),
         "clientId 'B' was refused: the token's signature is not valid for this relay's secret (HS256)"
     );
-    assert!(relay.connect(now, Some("A"), None, Transport::Native).is_err());
-    assert!(relay.connect(now, Some("A"), Some(&b"secret"[..]), Transport::Native).is_ok());
+    assert!(relay
+        .connect(now, Some("A"), None, Transport::Native)
+        .is_err());
+    assert!(relay
+        .connect(now, Some("A"), Some(&b"secret"[..]), Transport::Native)
+        .is_ok());
     assert_eq!(relay.client_ids(), ids(&["A"]));
 
     let mut h = Harness::with(Config {
@@ -494,7 +519,10 @@ fn authenticator_and_client_limit_refuse_at_the_door() {
     });
     h.connect("A");
     h.connect("B");
-    let err = h.relay.connect(h.now, Some("C"), None, Transport::Native).unwrap_err();
+    let err = h
+        .relay
+        .connect(h.now, Some("C"), None, Transport::Native)
+        .unwrap_err();
     assert_eq!(err, ConnectError::TooManyClients(2));
     // Replacing an existing id does not add a client, so it is allowed when full.
     h.connect("A");
@@ -1570,7 +1598,8 @@ fn undelivered_ack_question_answers_the_requester() {
     h.pair(a, b);
     let req = h.emit_ack(a, "B", "ping", Payload::empty());
     let ticket = h.drain().delivered(b)[0].2.unwrap();
-    h.relay.report_undelivered(h.now, b, "ping", Some(ticket), 8);
+    h.relay
+        .report_undelivered(h.now, b, "ping", Some(ticket), 8);
     h.check();
     let out = h.drain();
     let text = "could not deliver 'ping' to 'B': its queue is full (8 messages)";
@@ -1619,7 +1648,8 @@ fn undelivered_with_a_foreign_ticket_keeps_that_request_answerable() {
     let req = h.register(a, "B");
     let to_b = h.drain().register_request(b);
     h.relay.report_undelivered(h.now, d, "x", Some(to_b), 1);
-    h.relay.report_undelivered(h.now, b, "P2P_REGISTER", Some(to_b), 1);
+    h.relay
+        .report_undelivered(h.now, b, "P2P_REGISTER", Some(to_b), 1);
     h.check();
     h.drain();
     assert_eq!(h.relay.pending_len(), 1);
@@ -1642,14 +1672,28 @@ fn list_is_sorted_and_current() {
     h.connect("Mid");
     let m = h.connect("m2");
     let req = h.req();
-    h.cmd(zed, Command::List { req, after: None, limit: None });
+    h.cmd(
+        zed,
+        Command::List {
+            req,
+            after: None,
+            limit: None,
+        },
+    );
     match h.drain().reply(zed, req) {
         Reply::Clients(list) => assert_eq!(list.ids, ids(&["Mid", "alpha", "m2", "zed"])),
         other => panic!("{other:?}"),
     }
     h.disconnect(m);
     let req = h.req();
-    h.cmd(zed, Command::List { req, after: None, limit: None });
+    h.cmd(
+        zed,
+        Command::List {
+            req,
+            after: None,
+            limit: None,
+        },
+    );
     match h.drain().reply(zed, req) {
         Reply::Clients(list) => assert_eq!(list.ids, ids(&["Mid", "alpha", "zed"])),
         other => panic!("{other:?}"),
@@ -1719,7 +1763,14 @@ fn commands_from_forgotten_connections_are_ignored() {
     h.open_stream(a, "A");
     h.emit(a, "A", "x", Payload::empty());
     let req = h.req();
-    h.cmd(a, Command::List { req, after: None, limit: None });
+    h.cmd(
+        a,
+        Command::List {
+            req,
+            after: None,
+            limit: None,
+        },
+    );
     assert!(h.drain().is_empty());
     assert_eq!(h.relay.pending_len(), 0);
 }

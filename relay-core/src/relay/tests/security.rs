@@ -288,3 +288,31 @@ fn the_byte_rate_counts_event_and_ack_payloads() {
     h.emit(a, "B", "e", bytes(900));
     assert_eq!(h.drain().delivered(b).len(), 1);
 }
+
+#[test]
+fn stream_chunks_move_at_their_receivers_pace_not_the_byte_rate() {
+    let mut h = Harness::with(limited());
+    let (a, b) = (h.connect("A"), h.connect("B"));
+    h.pair(a, b);
+    // Ten chunks of 600 bytes within one second: six times the byte rate, each acked by
+    // its receiver before the next, as the legacy plugin writes a stream.
+    for _ in 0..10 {
+        let req = h.emit_ack(a, "B", crate::P2P_EMIT_STREAM, bytes(600));
+        let (_, _, ticket) = h
+            .drain()
+            .delivered(b)
+            .pop()
+            .expect("the chunk is delivered");
+        h.answer(b, ticket.unwrap(), Answer::Ack(Payload::empty()));
+        assert!(matches!(h.drain().reply(a, req), Reply::Ack(_)));
+    }
+    // Ordinary events are still held to the rate: the chunks took none of its budget, so
+    // one fits and the next does not.
+    h.emit(a, "B", "e", bytes(600));
+    assert_eq!(h.drain().delivered(b).len(), 1);
+    let req = h.emit_ack(a, "B", "e", bytes(600));
+    assert!(matches!(
+        failed(h.drain().reply(a, req)),
+        RequestError::RateLimited(_)
+    ));
+}
