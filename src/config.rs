@@ -4,21 +4,17 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use relay_core::directory::{DEFAULT_LIST_PAGE, MAX_LIST_PAGE};
 use relay_core::{DuplicatePolicy, IpLimits, RateLimits};
 
-use crate::auth::{mint::TokenCommand, AuthMode};
+use crate::auth::AuthMode;
 
 /// p2p-relay: pairs two clients and relays their events, acks and streams, over Socket.IO
 /// (legacy socket.io-p2p-plugin clients) and QUIC (native clients).
 #[derive(Debug, Clone, Parser)]
-#[command(version, about, args_conflicts_with_subcommands = true)]
+#[command(version, about)]
 pub struct Settings {
-    /// Without a subcommand, the relay starts.
-    #[command(subcommand)]
-    pub command: Option<Tool>,
-
     /// Address of the Socket.IO gateway (port 0 picks a free port).
     #[arg(
         long,
@@ -189,13 +185,14 @@ pub struct Settings {
     /// connections ending) before what is left is cut, in milliseconds.
     #[arg(long, env = "P2P_RELAY_SHUTDOWN_GRACE_MS", default_value_t = 2_000)]
     pub shutdown_grace_ms: u64,
-}
 
-/// What the binary can do besides relaying.
-#[derive(Debug, Clone, Subcommand)]
-pub enum Tool {
-    /// Print a token for one clientId, signed with the relay's shared secret.
-    Token(TokenCommand),
+    // Operations: the admin listener, logs, the drain on shutdown (see their modules).
+    #[command(flatten)]
+    pub admin: crate::admin::AdminSettings,
+    #[command(flatten)]
+    pub logs: crate::logging::LogSettings,
+    #[command(flatten)]
+    pub drain: crate::drain::DrainSettings,
 }
 
 impl Settings {
@@ -205,6 +202,7 @@ impl Settings {
         let mut settings = Self::parse_from(["p2p-relay"]);
         settings.socketio_listen = "127.0.0.1:0".parse().expect("a valid address");
         settings.quic_listen = "127.0.0.1:0".parse().expect("a valid address");
+        settings.admin.admin_listen = "127.0.0.1:0".parse().expect("a valid address");
         settings.data_dir = Some(data_dir.to_path_buf());
         settings
     }
@@ -287,7 +285,6 @@ mod tests {
     #[test]
     fn defaults_and_the_byte_burst() {
         let settings = Settings::parse_from(["p2p-relay"]);
-        assert!(settings.command.is_none());
         assert_eq!(settings.auth, AuthMode::None);
         assert_eq!(settings.rate(), RateLimits::default());
         assert_eq!(settings.core().ip, IpLimits::default());
@@ -305,28 +302,11 @@ mod tests {
     }
 
     #[test]
-    fn token_mode_needs_its_secret_and_the_subcommand_parses() {
+    fn token_mode_needs_its_secret() {
         let e = Settings::try_parse_from(["p2p-relay", "--auth", "token"]).unwrap_err();
         assert!(e.to_string().contains("--auth-secret-file"), "{e}");
         let e = Settings::try_parse_from(["p2p-relay", "--auth", "url"]).unwrap_err();
         assert!(e.to_string().contains("--auth-url"), "{e}");
-        let settings = Settings::try_parse_from([
-            "p2p-relay",
-            "token",
-            "--auth-secret-file",
-            "s",
-            "--sub",
-            "A",
-            "--peers",
-            "B,t-*",
-        ])
-        .unwrap();
-        let Some(Tool::Token(token)) = settings.command else {
-            panic!("the token subcommand")
-        };
-        assert_eq!(token.sub, "A");
-        assert_eq!(token.peers.unwrap(), vec!["B", "t-*"]);
-        assert_eq!(token.ttl, Duration::from_secs(3600));
     }
 
     fn parse(args: &[&str]) -> Result<Settings, clap::Error> {

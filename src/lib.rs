@@ -1,9 +1,13 @@
 //! The p2p-relay server: one relay core with its Socket.IO gateway and QUIC front end.
 
 pub mod auth;
+pub mod admin;
 pub mod config;
+pub mod drain;
+pub mod logging;
 pub mod quic;
 pub mod server;
+pub mod settings;
 
 pub use config::Settings;
 pub use server::Server;

@@ -1,24 +1,38 @@
 use std::io::Write;
 
-use clap::Parser;
 use gateway_socketio::CorsOrigins;
-use p2p_relay::{Server, Settings};
+use p2p_relay::auth::AuthSetupError;
+use p2p_relay::settings::{self, Subcommand};
+use p2p_relay::Server;
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let loaded = settings::load(std::env::args_os()).unwrap_or_else(|e| e.exit());
+    match &loaded.command {
+        Some(Subcommand::Config) => {
+            print!("{}", settings::render_report(&loaded));
+            return Ok(());
+        }
+        Some(Subcommand::Token(command)) => {
+            let secret = loaded
+                .settings
+                .auth_secret_file
+                .as_deref()
+                .ok_or(AuthSetupError::TokenNeedsSecret)?;
+            // Only the token on stdout, so that scripts can capture it.
+            println!("{}", command.token(secret)?);
+            return Ok(());
+        }
+        None => {}
+    }
+    let settings = loaded.settings;
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
-    let settings = Settings::parse();
-    if let Some(p2p_relay::config::Tool::Token(command)) = &settings.command {
-        // Only the token on stdout, so that scripts can capture it.
-        println!("{}", command.token()?);
-        return Ok(());
-    }
     let mut server = Server::start(&settings).await?;
     // These lines are a contract: tests and scripts read the addresses from stdout.
     let mut out = std::io::stdout().lock();

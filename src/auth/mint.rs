@@ -1,6 +1,6 @@
 //! `p2p-relay token`: mints a token for one clientId with the relay's shared secret.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use relay_core::auth::token::{mint, TokenClaims};
@@ -9,12 +9,12 @@ use relay_core::auth::unix_seconds;
 use super::{read_secret, AuthSetupError};
 
 /// Prints a token that a relay started with `--auth token` and the same secret admits.
-#[derive(Debug, Clone, clap::Args)]
+///
+/// The secret is the relay's own `--auth-secret-file` setting (from a flag, the
+/// environment or the config file), so a token minted with the relay's configuration is
+/// one the relay admits.
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
 pub struct TokenCommand {
-    /// The shared secret (the relay's --auth-secret-file).
-    #[arg(long, env = "P2P_RELAY_AUTH_SECRET_FILE", value_name = "FILE")]
-    pub auth_secret_file: PathBuf,
-
     /// The clientId the token is for.
     #[arg(long, value_name = "ID")]
     pub sub: String,
@@ -31,9 +31,9 @@ pub struct TokenCommand {
 }
 
 impl TokenCommand {
-    /// The token, signed now.
-    pub fn token(&self) -> Result<String, AuthSetupError> {
-        let secret = read_secret(&self.auth_secret_file)?;
+    /// The token, signed now with the secret in `secret_file`.
+    pub fn token(&self, secret_file: &Path) -> Result<String, AuthSetupError> {
+        let secret = read_secret(secret_file)?;
         let now = unix_seconds(SystemTime::now());
         let claims = TokenClaims {
             sub: self.sub.clone(),

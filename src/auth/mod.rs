@@ -36,6 +36,8 @@ pub enum AuthSetupError {
     },
     #[error("the auth secret file {0} is empty: put a long random secret in it (e.g. `openssl rand -hex 32`)")]
     SecretEmpty(String),
+    #[error("`p2p-relay token` signs with the relay's secret: give it --auth-secret-file FILE (or P2P_RELAY_AUTH_SECRET_FILE, or auth_secret_file in the config file)")]
+    TokenNeedsSecret,
     #[error("--auth {0} needs {1}")]
     Missing(&'static str, &'static str),
     #[error("--auth-url {url} is not a usable http(s) URL: {reason}")]

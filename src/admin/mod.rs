@@ -1,0 +1,5 @@
+//! The admin listener.
+
+mod settings;
+
+pub use settings::AdminSettings;
