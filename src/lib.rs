@@ -7,6 +7,7 @@ pub mod drain;
 pub mod logging;
 pub mod quic;
 pub mod server;
+pub mod service;
 pub mod settings;
 
 pub use config::Settings;

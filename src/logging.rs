@@ -27,6 +27,10 @@ pub struct LogSettings {
     pub verbose: bool,
 }
 
+/// The filter of `--verbose`.
+const VERBOSE: &str = "info,p2p_relay=debug,relay_core=debug,relay_runtime=debug,\
+                       gateway_socketio=debug,certs=debug";
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {
     Text,
@@ -44,7 +48,9 @@ impl LogSettings {
 
     /// Installs the process's log subscriber. Call once, before anything logs.
     pub fn init(&self) {
-        let default = if self.verbose { "debug" } else { "info" };
+        // Verbose means this relay's own crates; their dependencies' debug output would
+        // drown it (RUST_LOG can still ask for it).
+        let default = if self.verbose { VERBOSE } else { "info" };
         let filter =
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
         let builder = tracing_subscriber::fmt()

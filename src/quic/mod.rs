@@ -17,7 +17,7 @@ use relay_core::{ConnId, StreamEnd};
 use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 /// Settings of the QUIC front end.
 #[derive(Debug, Clone)]
@@ -187,7 +187,7 @@ impl QuicFrontEnd {
         let mut conns = JoinSet::new();
         let endpoint = self.endpoint.clone();
         let _close_on_drop = CloseOnDrop(self.endpoint);
-        info!("QUIC front end serving");
+        debug!("QUIC front end serving");
         loop {
             tokio::select! {
                 biased;
