@@ -9,6 +9,7 @@ pub mod quic;
 pub mod server;
 pub mod service;
 pub mod settings;
+pub mod signals;
 
 pub use config::Settings;
 pub use server::Server;

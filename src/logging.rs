@@ -51,8 +51,7 @@ impl LogSettings {
         // Verbose means this relay's own crates; their dependencies' debug output would
         // drown it (RUST_LOG can still ask for it).
         let default = if self.verbose { VERBOSE } else { "info" };
-        let filter =
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+        let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
         let builder = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_writer(std::io::stderr);

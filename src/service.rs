@@ -4,11 +4,16 @@
 //! form; every other start-up fact is one log line on stderr. Nothing is said twice.
 
 use std::io::Write;
+use std::sync::Arc;
+
+use anyhow::Context;
 
 use gateway_socketio::CorsOrigins;
 use tracing::{error, info, warn};
 
+use crate::admin::{Access, Admin, Health, Watched};
 use crate::logging::LogSettings;
+use crate::signals::Signals;
 use crate::settings::Loaded;
 use crate::{Server, Settings};
 
@@ -18,13 +23,27 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         warn!("{warning}");
     }
     let settings = loaded.settings;
+    // Before anything binds: an admin listener beyond loopback without a token is refused.
+    let access = Access::from_settings(&settings.admin)?;
+    let mut signals = Signals::install().context("cannot listen for SIGTERM and SIGINT")?;
     let mut server = Server::start(&settings).await?;
-    announce(&server)?;
-    log_facts(&settings, &server, loaded.file.as_ref().map(|(path, _)| path));
+    let health = Arc::new(Health::default());
+    let watched = Watched {
+        relay: server.relay().clone(),
+        health: health.clone(),
+        socketio_addr: server.socketio_addr(),
+        quic_addr: server.quic_addr(),
+    };
+    let admin = Admin::start(settings.admin.admin_listen, access.clone(), watched).await?;
+    // Server::start returned: both front ends accept connections.
+    health.set_ready();
+    announce(&server, &admin)?;
+    let file = loaded.file.as_ref().map(|(path, _)| path);
+    log_facts(&settings, &server, &access, file);
     let outcome = tokio::select! {
         result = server.run() => result.map_err(anyhow::Error::from),
-        signal = shutdown_signal() => {
-            info!("{signal}: shutting down");
+        stop = signals.next() => {
+            info!("{stop}: shutting down");
             Ok(())
         }
     };
@@ -35,40 +54,9 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     outcome
 }
 
-/// Resolves with the name of the first shutdown signal: Ctrl-C, or (on Unix) SIGTERM, which
-/// service managers and container runtimes send.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut terminate) => tokio::select! {
-                name = ctrl_c() => name,
-                _ = terminate.recv() => "terminated",
-            },
-            Err(e) => {
-                warn!("cannot listen for SIGTERM ({e}); only Ctrl-C stops the relay");
-                ctrl_c().await
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    ctrl_c().await
-}
-
-async fn ctrl_c() -> &'static str {
-    match tokio::signal::ctrl_c().await {
-        Ok(()) => "interrupted",
-        Err(e) => {
-            // Without a way to be told, run until killed rather than stop at once.
-            warn!("cannot listen for Ctrl-C ({e})");
-            std::future::pending().await
-        }
-    }
-}
 
 /// The listening lines: a contract, read by tests and scripts from stdout.
-fn announce(server: &Server) -> std::io::Result<()> {
+fn announce(server: &Server, admin: &Admin) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -76,11 +64,17 @@ fn announce(server: &Server) -> std::io::Result<()> {
         server.socketio_addr()
     )?;
     writeln!(out, "QUIC listening on {}", server.quic_addr())?;
+    writeln!(out, "Admin listening on http://{}", admin.addr())?;
     out.flush()
 }
 
 /// One log line per start-up fact that stdout does not already carry.
-fn log_facts(settings: &Settings, server: &Server, file: Option<&std::path::PathBuf>) {
+fn log_facts(
+    settings: &Settings,
+    server: &Server,
+    access: &Access,
+    file: Option<&std::path::PathBuf>,
+) {
     if let Some(path) = file {
         info!("configuration read from {}", path.display());
     }
@@ -100,6 +94,10 @@ fn log_facts(settings: &Settings, server: &Server, file: Option<&std::path::Path
             ca.fingerprint
         ),
         None => info!("QUIC: certificate from --cert"),
+    }
+    match access {
+        Access::Open => info!("admin: open to this machine only (loopback, no token)"),
+        Access::Token(_) => info!("admin: admin token required (Authorization: Bearer)"),
     }
 }
 

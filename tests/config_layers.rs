@@ -24,7 +24,8 @@ fn config_file(text: &str) -> tempfile::NamedTempFile {
         .suffix(".toml")
         .tempfile()
         .expect("a temporary file");
-    file.write_all(text.as_bytes()).expect("write the config file");
+    file.write_all(text.as_bytes())
+        .expect("write the config file");
     file
 }
 
@@ -66,7 +67,10 @@ fn file_then_environment_then_flag() {
     let report = report(&output);
     let at = |key: &str| report.get(key).cloned().unwrap_or_else(|| panic!("{key}"));
     assert_eq!(at("outbox_messages"), ("1024".into(), "default".into()));
-    assert_eq!(at("ack_timeout_ms"), ("1000".into(), format!("file {path}:2")));
+    assert_eq!(
+        at("ack_timeout_ms"),
+        ("1000".into(), format!("file {path}:2"))
+    );
     assert_eq!(at("max_pending"), ("2000".into(), format!("file {path}:3")));
     assert_eq!(
         at("max_streams"),

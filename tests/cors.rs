@@ -415,6 +415,8 @@ async fn the_binary_refuses_a_bad_origin_list_from_the_environment_at_start() {
                 "127.0.0.1:0",
                 "--quic-listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(dir.path())

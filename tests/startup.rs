@@ -22,28 +22,39 @@ fn relay(dir: &std::path::Path, extra: &[&str]) -> Command {
 }
 
 fn relay_on(dir: &std::path::Path, socketio: &str, extra: &[&str]) -> Command {
+    let admin = if extra.contains(&"--admin-listen") {
+        None
+    } else {
+        Some("127.0.0.1:0")
+    };
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2p-relay"));
-    cmd.args(["--socketio-listen", socketio, "--quic-listen", "127.0.0.1:0"])
-        .arg("--data-dir")
-        .arg(dir)
-        .args(extra)
-        .env_remove("RUST_LOG")
-        .env_remove("NO_COLOR")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args([
+        "--socketio-listen",
+        socketio,
+        "--quic-listen",
+        "127.0.0.1:0",
+    ])
+    .args(admin.map(|a| ["--admin-listen", a]).into_iter().flatten())
+    .arg("--data-dir")
+    .arg(dir)
+    .args(extra)
+    .env_remove("RUST_LOG")
+    .env_remove("NO_COLOR")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     cmd
 }
 
-/// Reads stdout until the QUIC line (the last of the listening lines).
+/// Reads stdout until the admin line (the last of the listening lines).
 async fn listening_lines(child: &mut Child) -> Vec<String> {
     let stdout = child.stdout.take().expect("piped stdout");
     let mut lines = BufReader::new(stdout).lines();
     within("the listening lines", async {
         let mut seen = Vec::new();
         while let Some(line) = lines.next_line().await.expect("read stdout") {
-            let last = line.starts_with("QUIC listening on ");
+            let last = line.starts_with("Admin listening on ");
             seen.push(line);
             if last {
                 break;
@@ -67,7 +78,9 @@ async fn interrupt(mut child: Child) -> (Option<i32>, String) {
     within("the relay exiting", pipe.read_to_string(&mut stderr))
         .await
         .expect("read stderr");
-    let status = within("the relay exiting", child.wait()).await.expect("wait");
+    let status = within("the relay exiting", child.wait())
+        .await
+        .expect("wait");
     (status.code(), stderr)
 }
 
@@ -78,12 +91,16 @@ async fn start_up_facts_are_said_once_and_interrupt_exits_zero() {
     certs::DevCerts::load_or_create(dir.path()).unwrap();
     let mut child = relay(dir.path(), &[]).spawn().expect("start the relay");
     let lines = listening_lines(&mut child).await;
-    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert_eq!(lines.len(), 3, "{lines:?}");
     assert!(lines[0].starts_with("Socket.IO gateway listening on http://127.0.0.1:"));
     assert!(lines[1].starts_with("QUIC listening on 127.0.0.1:"));
+    assert!(lines[2].starts_with("Admin listening on http://127.0.0.1:"));
     let (code, stderr) = interrupt(child).await;
     assert_eq!(code, Some(0), "{stderr}");
-    assert!(!stderr.contains('\x1b'), "no colour when not on a terminal: {stderr:?}");
+    assert!(
+        !stderr.contains('\x1b'),
+        "no colour when not on a terminal: {stderr:?}"
+    );
     let messages: Vec<&str> = stderr
         .lines()
         .map(|l| l.split_once(": ").map_or(l, |(_, message)| message))
@@ -94,11 +111,16 @@ async fn start_up_facts_are_said_once_and_interrupt_exits_zero() {
             "said twice: {message}\n{stderr}"
         );
         assert!(
-            !lines.iter().any(|l| message.contains(l.rsplit(' ').next().unwrap())),
+            !lines
+                .iter()
+                .any(|l| message.contains(l.rsplit(' ').next().unwrap())),
             "a listening address repeated in the log: {message}"
         );
     }
-    assert!(stderr.contains("Socket.IO: web pages of any origin may connect"), "{stderr}");
+    assert!(
+        stderr.contains("Socket.IO: web pages of any origin may connect"),
+        "{stderr}"
+    );
     assert!(stderr.contains("QUIC: development certificate"), "{stderr}");
 }
 
@@ -120,7 +142,9 @@ async fn json_logs_are_one_object_per_line() {
         messages.push(object["message"].as_str().unwrap_or_default().to_owned());
     }
     assert!(
-        messages.iter().any(|m| m.starts_with("created a development CA")),
+        messages
+            .iter()
+            .any(|m| m.starts_with("created a development CA")),
         "{messages:?}"
     );
     assert!(
@@ -154,4 +178,22 @@ async fn a_port_in_use_stops_the_relay_with_one_line_and_no_backtrace() {
     assert!(lines[0].contains("in use"), "{stderr}");
     assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
     drop(taken);
+}
+
+#[tokio::test]
+async fn an_admin_listener_beyond_loopback_needs_a_token_before_anything_binds() {
+    let dir = tempfile::tempdir().unwrap();
+    // Refused before any socket is bound: nothing listens on 0.0.0.0.
+    let output = within(
+        "the relay refusing its admin listener",
+        relay(dir.path(), &["--admin-listen", "0.0.0.0:0"]).output(),
+    )
+    .await
+    .expect("run the relay");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert!(output.stdout.is_empty(), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(stderr.contains("0.0.0.0:0"), "{stderr}");
+    assert!(stderr.contains("--admin-token-file"), "{stderr}");
 }

@@ -8,7 +8,8 @@
 use std::sync::Arc;
 
 use relay_core::rmpv::Value;
-use relay_core::{Command, ErrorCode, Event, Payload, Reply, RequestError};
+use relay_core::{Command, ErrorCode, Event, Payload, Reply, RequestError, Transport};
+use relay_runtime::metrics::Direction;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
@@ -77,8 +78,15 @@ fn handle_event(conn: &Conn, event: &str, args: Result<Vec<Value>, String>, ack_
     };
     let req = (kind != RequestKind::Emit || ack_id.is_some()).then(|| conn.next_req(ack_id, kind));
     match parse(kind, args, req) {
-        Ok(command) => conn.handle.command(conn.id, command),
+        Ok(command) => {
+            if let Command::Emit { args, .. } = &command {
+                let metrics = conn.handle.metrics();
+                metrics.bytes(Transport::Legacy, Direction::In, args.size() as u64);
+            }
+            conn.handle.command(conn.id, command)
+        }
         Err(message) => {
+            conn.handle.metrics().malformed(Transport::Legacy);
             conn.outbox.push(Event::ServerError {
                 code: Some(ErrorCode::Invalid),
                 message: message.clone(),

@@ -10,7 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use relay_core::rmpv::Value;
-use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket};
+use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket, Transport};
+use relay_runtime::metrics::Direction;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
@@ -114,6 +115,9 @@ async fn send(
             args,
             ticket,
         } => {
+            let size = args.size() as u64;
+            let metrics = conn.handle.metrics();
+            metrics.bytes(Transport::Legacy, Direction::Out, size);
             let values = values_or_error(args);
             match ticket {
                 None => retry(|| socket.emit(&event, &values)).await,

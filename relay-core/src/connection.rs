@@ -215,6 +215,11 @@ impl Connection {
         self.streams.iter().map(|(id, h)| (*id, h.kind))
     }
 
+    /// How many streams this connection holds.
+    pub fn streams_len(&self) -> usize {
+        self.streams.len()
+    }
+
     /// Every address this connection is waiting on or was asked by (for invariant checks).
     pub fn involved(&self) -> impl Iterator<Item = Addr> + '_ {
         self.requests

@@ -11,7 +11,8 @@ use futures::FutureExt;
 use p2p_relay_wire::ResetCode;
 use quinn::{RecvStream, SendStream};
 use relay_core::payload::error_value;
-use relay_core::{Answer, Command, Payload, StreamId, Ticket, MAX_INBOUND_CHUNKS};
+use relay_core::{Answer, Command, Payload, StreamId, Ticket, Transport, MAX_INBOUND_CHUNKS};
+use relay_runtime::metrics::Direction;
 use tokio::sync::mpsc;
 use tracing::debug;
 
@@ -113,6 +114,7 @@ pub(crate) async fn run(
     cut: &Cut,
 ) {
     let mut send = SendHalf::new(send);
+    let metrics = native.shared.relay.metrics();
     let outbound = async {
         loop {
             match recv.read_chunk(CHUNK_BYTES, true).await {
@@ -128,6 +130,7 @@ pub(crate) async fn run(
                         }
                     }
                     let data = Bytes::from(batch);
+                    metrics.bytes(Transport::Native, Direction::In, data.len() as u64);
                     native.command(Command::StreamChunk { stream, data });
                     if taken.recv().await.is_none() {
                         return; // the stream ended in the core
@@ -142,6 +145,7 @@ pub(crate) async fn run(
     };
     let inbound = async {
         while let Some((chunk, ticket)) = chunks.recv().await {
+            let len = chunk.len() as u64;
             if let Err(e) = send.write_chunk(chunk).await {
                 native.answer(
                     ticket,
@@ -149,6 +153,7 @@ pub(crate) async fn run(
                 );
                 return;
             }
+            metrics.bytes(Transport::Native, Direction::Out, len);
             native.answer(ticket, Answer::Done);
         }
     };

@@ -13,6 +13,7 @@ use relay_core::{
     Addr, Answer, CloseReason, Command, ConnId, ErrorCode, Event, Payload, Reply, ReqId, StreamId,
     StreamKind, Ticket, Transport,
 };
+use relay_runtime::metrics::Direction;
 use relay_runtime::{Outbox, OutboxLimits, OutboxReceiver};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -301,16 +302,25 @@ async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvS
             }
             Err(e) => return debug!(id = ?native.id, "control stream failed: {e}"),
         };
+        let metrics = native.shared.relay.metrics();
         let command = frame::decode::<ClientFrame>(&body)
             .map_err(|e| e.to_string())
             .and_then(|frame| command_of(frame, native.shared.config.list_page));
         match command {
-            Ok(command) => native.shared.relay.command(native.id, command),
+            Ok(command) => {
+                if let Command::Emit { args, .. } = &command {
+                    metrics.bytes(Transport::Native, Direction::In, args.size() as u64);
+                }
+                native.shared.relay.command(native.id, command)
+            }
             // Not understood: answered and skipped, the connection lives on.
-            Err(message) => native.outbox.push(Event::ServerError {
-                code: Some(ErrorCode::Invalid),
-                message,
-            }),
+            Err(message) => {
+                metrics.malformed(Transport::Native);
+                native.outbox.push(Event::ServerError {
+                    code: Some(ErrorCode::Invalid),
+                    message,
+                })
+            }
         }
     }
 }
@@ -420,11 +430,16 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
             event,
             args,
             ticket,
-        } => ServerFrame::Deliver {
-            event,
-            args: args.into_msgpack(),
-            ticket: ticket.map(|t| t.0),
-        },
+        } => {
+            let args = args.into_msgpack();
+            let metrics = native.shared.relay.metrics();
+            metrics.bytes(Transport::Native, Direction::Out, args.len() as u64);
+            ServerFrame::Deliver {
+                event,
+                args,
+                ticket: ticket.map(|t| t.0),
+            }
+        }
         Event::RegisterRequest { ticket, from } => ServerFrame::RegisterRequest {
             ticket: ticket.0,
             from: from.to_string(),

@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use p2p_relay_wire::{header::HEADER_LEN, ResetCode, StreamHeader};
 use quinn::{ReadError, RecvStream, SendStream, WriteError};
-use relay_core::StreamId;
+use relay_core::{StreamId, Transport};
+use relay_runtime::metrics::{Direction, Metrics};
 use tracing::debug;
 
 use super::bridge;
@@ -69,7 +70,8 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
             };
             match opened.await {
                 Ok((peer_send, peer_recv)) => {
-                    splice((send, recv), (peer_send, peer_recv), &cut).await;
+                    let metrics = native.shared.relay.metrics();
+                    splice((send, recv), (peer_send, peer_recv), &cut, metrics).await;
                 }
                 Err(e) => {
                     debug!(?stream, "could not open the stream to the acceptor: {e}");
@@ -128,13 +130,18 @@ impl Drop for SendHalf {
 }
 
 /// Copies both directions until both are done, or until the pairing ends.
-pub(crate) async fn splice(a: (SendStream, RecvStream), b: (SendStream, RecvStream), cut: &Cut) {
+pub(crate) async fn splice(
+    a: (SendStream, RecvStream),
+    b: (SendStream, RecvStream),
+    cut: &Cut,
+    metrics: &Metrics,
+) {
     let (mut a_send, mut a_recv) = (SendHalf::new(a.0), a.1);
     let (mut b_send, mut b_recv) = (SendHalf::new(b.0), b.1);
     let both = async {
         tokio::join!(
-            pump(&mut a_recv, &mut b_send),
-            pump(&mut b_recv, &mut a_send)
+            pump(&mut a_recv, &mut b_send, metrics),
+            pump(&mut b_recv, &mut a_send, metrics)
         )
     };
     let cut_with = tokio::select! {
@@ -151,20 +158,28 @@ pub(crate) async fn splice(a: (SendStream, RecvStream), b: (SendStream, RecvStre
 
 /// One direction: chunks from `from` to `to`; the end of `from` (FIN, reset, loss) is
 /// passed on as the matching end of `to`, and a `to` that stops reading stops `from`.
-async fn pump(from: &mut RecvStream, to: &mut SendHalf) {
+async fn pump(from: &mut RecvStream, to: &mut SendHalf, metrics: &Metrics) {
     loop {
         match from.read_chunk(CHUNK_BYTES, true).await {
-            Ok(Some(chunk)) => match to.write_chunk(chunk.bytes).await {
-                Ok(()) => {}
-                Err(WriteError::Stopped(_)) => {
-                    let _ = from.stop(code(ResetCode::PeerReset));
-                    return;
+            Ok(Some(chunk)) => {
+                let len = chunk.bytes.len() as u64;
+                metrics.bytes(Transport::Native, Direction::In, len);
+                let written = to.write_chunk(chunk.bytes).await;
+                if written.is_ok() {
+                    metrics.bytes(Transport::Native, Direction::Out, len);
                 }
-                Err(_) => {
-                    let _ = from.stop(code(ResetCode::PeerGone));
-                    return;
+                match written {
+                    Ok(()) => {}
+                    Err(WriteError::Stopped(_)) => {
+                        let _ = from.stop(code(ResetCode::PeerReset));
+                        return;
+                    }
+                    Err(_) => {
+                        let _ = from.stop(code(ResetCode::PeerGone));
+                        return;
+                    }
                 }
-            },
+            }
             Ok(None) => return to.finish(),
             Err(ReadError::Reset(_)) => return to.reset(ResetCode::PeerReset),
             Err(_) => return to.reset(ResetCode::PeerGone),

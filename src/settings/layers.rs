@@ -33,7 +33,10 @@ const NOT_SETTINGS: &[&str] = &["P2P_RELAY_BIN", "P2P_RELAY_LOG"];
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
     Default,
-    File { path: PathBuf, line: usize },
+    File {
+        path: PathBuf,
+        line: usize,
+    },
     Env(String),
     Flag(String),
     /// No layer set it, and it has no default.
@@ -252,7 +255,9 @@ fn edit_distance(a: &str, b: &str) -> usize {
         row[0] = i + 1;
         for (j, cb) in b.iter().enumerate() {
             let here = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(here + 1);
+            row[j + 1] = (prev + usize::from(ca != *cb))
+                .min(row[j] + 1)
+                .min(here + 1);
             prev = here;
         }
     }
@@ -275,7 +280,10 @@ fn check_value(cmd: &clap::Command, arg: &Arg, value: &str) -> Result<Option<boo
             .map_err(|_| format!("invalid value '{value}': use true or false"));
     }
     let long = arg.get_long().expect("every setting has a long flag");
-    let probe = [OsString::from("p2p-relay"), format!("--{long}={value}").into()];
+    let probe = [
+        OsString::from("p2p-relay"),
+        format!("--{long}={value}").into(),
+    ];
     match cmd.clone().try_get_matches_from(probe) {
         Ok(_) => Ok(None),
         // Rules between settings are checked once all layers are in.
@@ -311,7 +319,10 @@ fn first_line(e: &clap::Error) -> String {
         .map(str::trim)
         .collect();
     let message = message.join(" ");
-    message.strip_prefix("error: ").unwrap_or(&message).to_owned()
+    message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_owned()
 }
 
 /// Refuses a bad value in a `P2P_RELAY_...` variable, naming the variable (clap's own
@@ -423,7 +434,10 @@ mod tests {
         let f = file("max_clients = 5\n\nack_timeout = 10\n");
         let err = load_with(&f, &[]).unwrap_err().to_string();
         let path = f.path().display().to_string();
-        assert!(err.starts_with(&format!("{path}:3: unknown key 'ack_timeout'")), "{err}");
+        assert!(
+            err.starts_with(&format!("{path}:3: unknown key 'ack_timeout'")),
+            "{err}"
+        );
         assert!(err.contains("did you mean 'ack_timeout_ms'?"), "{err}");
     }
 
@@ -441,22 +455,36 @@ mod tests {
         );
         let f = file("\nduplicate_policy = \"newest\"\n");
         let err = load_with(&f, &[]).unwrap_err().to_string();
-        assert!(err.starts_with(&format!("{}:2: key 'duplicate_policy'", path_of(&f))), "{err}");
+        assert!(
+            err.starts_with(&format!("{}:2: key 'duplicate_policy'", path_of(&f))),
+            "{err}"
+        );
         assert!(err.contains("'replace' or 'reject'"), "{err}");
         let f = file("log_format = \"xml\"\n");
         let err = load_with(&f, &[]).unwrap_err().to_string();
-        assert!(err.contains("key 'log_format': invalid value 'xml'"), "{err}");
+        assert!(
+            err.contains("key 'log_format': invalid value 'xml'"),
+            "{err}"
+        );
         assert!(err.contains("text, json"), "{err}");
         let f = file("verbose = \"perhaps\"\n");
         let err = load_with(&f, &[]).unwrap_err().to_string();
-        assert!(err.contains("key 'verbose': invalid value 'perhaps'"), "{err}");
+        assert!(
+            err.contains("key 'verbose': invalid value 'perhaps'"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_bad_value_is_refused_even_when_a_flag_overrides_it() {
         let f = file("max_clients = -1\n");
-        let err = load_with(&f, &["--max-clients", "3"]).unwrap_err().to_string();
-        assert!(err.contains("key 'max_clients': invalid value '-1'"), "{err}");
+        let err = load_with(&f, &["--max-clients", "3"])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("key 'max_clients': invalid value '-1'"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -481,8 +509,14 @@ mod tests {
     #[test]
     fn a_near_miss_finds_its_key() {
         let cmd = command();
-        assert_eq!(closest_key(&cmd, "max-clients").as_deref(), Some("max_clients"));
-        assert_eq!(closest_key(&cmd, "quic_listn").as_deref(), Some("quic_listen"));
+        assert_eq!(
+            closest_key(&cmd, "max-clients").as_deref(),
+            Some("max_clients")
+        );
+        assert_eq!(
+            closest_key(&cmd, "quic_listn").as_deref(),
+            Some("quic_listen")
+        );
         assert_eq!(closest_key(&cmd, "colour"), None);
     }
 }

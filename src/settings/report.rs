@@ -22,7 +22,12 @@ pub fn render(loaded: &Loaded) -> String {
         .iter()
         .map(|e| (line_of(e), e.source.to_string()))
         .collect();
-    let width = lines.iter().map(|(l, _)| l.len()).max().unwrap_or(0).min(48);
+    let width = lines
+        .iter()
+        .map(|(l, _)| l.len())
+        .max()
+        .unwrap_or(0)
+        .min(48);
     for (line, source) in lines {
         let _ = writeln!(out, "{line:<width$}  # {source}");
     }

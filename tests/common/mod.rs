@@ -61,6 +61,8 @@ fn base_args(dir: &Path) -> Vec<String> {
         "127.0.0.1:0".into(),
         "--quic-listen".into(),
         "127.0.0.1:0".into(),
+        "--admin-listen".into(),
+        "127.0.0.1:0".into(),
         "--data-dir".into(),
         dir.display().to_string(),
     ]

@@ -4,11 +4,13 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use relay_core::{Addr, Connection, PeerMsg};
 use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 
+use crate::metrics::AckClock;
 use crate::sink::Sink;
 
 pub(crate) struct Cell {
@@ -20,6 +22,11 @@ pub(crate) struct Cell {
     pub timer: Mutex<Option<AbortHandle>>,
     /// The address whose connection slot this connection holds, freed when it goes.
     pub ip: Option<IpAddr>,
+    /// When the connection was admitted, for the control center.
+    pub since: SystemTime,
+    /// Its emits waiting for an ack, timed for the round-trip metric. Taken only under the
+    /// state lock, so never contended.
+    acks: Mutex<AckClock>,
 }
 
 #[derive(Default)]
@@ -38,7 +45,13 @@ impl Cell {
             rearm: Notify::new(),
             timer: Mutex::new(None),
             ip,
+            since: SystemTime::now(),
+            acks: Mutex::new(AckClock::default()),
         }
+    }
+
+    pub fn acks(&self) -> MutexGuard<'_, AckClock> {
+        self.acks.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn lock(&self) -> MutexGuard<'_, Connection> {

@@ -17,6 +17,8 @@ use tracing::debug;
 
 use crate::admission::{Admitted, AsyncAuthenticator, Gate};
 use crate::cell::Cell;
+use crate::clients::{ClientInfo, ClientsPage};
+use crate::metrics::{Metrics, Shape, Undelivered};
 
 /// Connections that were sent a message and must handle their inbox. Usually one (the
 /// peer), so it lives inline.
@@ -47,6 +49,7 @@ struct Node {
     /// Set by [`RelayHandle::close_all`]: from then on newcomers are refused, so that no
     /// connection (nor its timer) appears after the relay was emptied.
     closed: AtomicBool,
+    metrics: Arc<Metrics>,
 }
 
 impl RelayHandle {
@@ -76,12 +79,18 @@ impl RelayHandle {
                 next_conn: AtomicU64::new(0),
                 tasks: TaskTracker::new(),
                 closed: AtomicBool::new(false),
+                metrics: Arc::new(Metrics::default()),
             }),
         }
     }
 
     pub fn config(&self) -> &Config {
         &self.node.config
+    }
+
+    /// What this relay counted (see [`Metrics`]).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.node.metrics
     }
 
     /// The limits a client of this relay is told of when it connects.
@@ -100,10 +109,17 @@ impl RelayHandle {
         remote: Option<SocketAddr>,
         transport: Transport,
     ) -> Result<Admitted, ConnectError> {
-        let (client, ip) = self.knock(client_id, remote)?;
-        let presented = presented(&client, credentials, remote, transport);
-        let claims = self.node.auth.authenticate(presented).await;
-        self.admitted(client, ip, claims)
+        let admitted = async {
+            let (client, ip) = self.knock(client_id, remote)?;
+            let presented = presented(&client, credentials, remote, transport);
+            let claims = self.node.auth.authenticate(presented).await;
+            self.admitted(client, ip, claims)
+        }
+        .await;
+        if let Err(e) = &admitted {
+            self.node.metrics.refused(e);
+        }
+        admitted
     }
 
     /// [`RelayHandle::admit`] and [`RelayHandle::connect_admitted`] in one call, for a
@@ -115,13 +131,18 @@ impl RelayHandle {
         transport: Transport,
         sink: Arc<dyn Sink>,
     ) -> Result<ConnId, ConnectError> {
-        let (client, ip) = self.knock(client_id, None)?;
-        let claims =
-            self.node
-                .auth
-                .authenticate_now(presented(&client, credentials, None, transport));
-        let admitted = self.admitted(client, ip, claims)?;
-        self.connect_admitted(admitted, transport, sink)
+        let admitted = self.knock(client_id, None).and_then(|(client, ip)| {
+            let presented = presented(&client, credentials, None, transport);
+            let claims = self.node.auth.authenticate_now(presented);
+            self.admitted(client, ip, claims)
+        });
+        match admitted {
+            Ok(admitted) => self.connect_admitted(admitted, transport, sink),
+            Err(e) => {
+                self.node.metrics.refused(&e);
+                Err(e)
+            }
+        }
     }
 
     fn knock(
@@ -155,6 +176,20 @@ impl RelayHandle {
     /// Starts an admitted connection, whose events go to `sink`: it takes a slot of its
     /// address and claims its clientId in the directory (under the duplicate policy).
     pub fn connect_admitted(
+        &self,
+        admitted: Admitted,
+        transport: Transport,
+        sink: Arc<dyn Sink>,
+    ) -> Result<ConnId, ConnectError> {
+        let started = self.start(admitted, transport, sink);
+        match &started {
+            Ok(_) => self.node.metrics.connected(transport),
+            Err(e) => self.node.metrics.refused(e),
+        }
+        started
+    }
+
+    fn start(
         &self,
         admitted: Admitted,
         transport: Transport,
@@ -215,7 +250,14 @@ impl RelayHandle {
         let Some(cell) = self.node.cell(conn) else {
             return debug!(?conn, "command from a forgotten connection ignored");
         };
-        self.node.run(&cell, |c, now| c.handle(now, command));
+        let metrics = &self.node.metrics;
+        self.node.run(&cell, |c, now| {
+            metrics.command(c.transport(), &command);
+            if let Command::Emit { ack: Some(req), .. } = &command {
+                cell.acks().start(*req, now);
+            }
+            c.handle(now, command)
+        });
     }
 
     /// The connection is gone: the core forgets it and tells whoever it was involved with.
@@ -274,6 +316,39 @@ impl RelayHandle {
         state.peer().map(|(_, id)| id.clone())
     }
 
+    /// One page of connected clients, sorted by id: at most `limit` after `after`.
+    pub fn clients(&self, after: Option<&str>, limit: usize) -> ClientsPage {
+        // The directory first, then each listed connection's lock: never both at once
+        // (a connection answers its directory queries under its own lock).
+        let (page, addrs, total) = {
+            let directory = self.node.directory();
+            let page = directory.list(after, Some(limit));
+            let addrs: Vec<_> = page.ids.iter().map(|id| directory.lookup(id.as_str())).collect();
+            (page, addrs, directory.len())
+        };
+        let clients = addrs
+            .into_iter()
+            .flatten()
+            .filter_map(|addr| {
+                let cell = self.node.cell(addr.conn)?;
+                let state = cell.lock();
+                Some(ClientInfo {
+                    id: state.client().clone(),
+                    transport: state.transport(),
+                    since: cell.since,
+                    peer: state.peer().map(|(_, id)| id.clone()),
+                    streams: state.streams_len(),
+                    pending: state.requests_len(),
+                })
+            })
+            .collect();
+        ClientsPage {
+            clients,
+            next: page.next,
+            total,
+        }
+    }
+
     /// Connected clients.
     pub fn len(&self) -> usize {
         self.node.cells.len()
@@ -305,8 +380,10 @@ impl Node {
         {
             let mut state = cell.lock();
             let before = state.poll_timeout();
+            let shape = Shape::of(&state);
             f(&mut state, now);
             self.flush(now, cell, &mut state, &mut work);
+            self.metrics.reshaped(shape, Shape::of(&state));
             if state.poll_timeout() != before {
                 cell.rearm.notify_one();
             }
@@ -319,10 +396,12 @@ impl Node {
         while let Some(cell) = work.pop() {
             let mut state = cell.lock();
             let before = state.poll_timeout();
+            let shape = Shape::of(&state);
             while let Some((from, msg)) = cell.next_message() {
                 state.handle_peer(now, from, msg);
                 self.flush(now, &cell, &mut state, &mut work);
             }
+            self.metrics.reshaped(shape, Shape::of(&state));
             if state.poll_timeout() != before {
                 cell.rearm.notify_one();
             }
@@ -332,6 +411,7 @@ impl Node {
     /// Hands a connection's outputs on: queries to the directory, events to its sink (under
     /// its lock, so they keep their order), messages to their connections' inboxes.
     fn flush(&self, now: Instant, cell: &Cell, state: &mut Connection, work: &mut Work) {
+        let transport = state.transport();
         loop {
             let mut progress = false;
             while let Some(query) = state.poll_query() {
@@ -340,12 +420,17 @@ impl Node {
                 state.handle_directory(answered);
             }
             while let Some(event) = state.poll_event() {
+                self.metrics.event(transport, &event);
+                if let Event::Reply { req, reply } = &event {
+                    cell.acks().replied(&self.metrics, *req, reply, now);
+                }
                 if let Err(Refused {
                     event: Event::Deliver { event, ticket, .. },
                     limit,
                 }) = cell.sink.send(event)
                 {
                     progress = true;
+                    self.metrics.undelivered(Undelivered::QueueFull);
                     state.report_undelivered(&event, ticket, limit);
                 }
             }
@@ -366,6 +451,9 @@ impl Node {
                     },
                     None => Some(transmit.msg),
                 };
+                if let Some(msg) = &bounced {
+                    self.metrics.bounced(msg);
+                }
                 // A message to a connection that is gone is answered with Gone on its
                 // behalf (never a Gone itself: two vanished ends would answer each other).
                 if bounced.is_some_and(|msg| msg != PeerMsg::Gone) {
@@ -392,6 +480,7 @@ impl Node {
         let mut work = Work::new();
         {
             let mut state = cell.lock();
+            let shape = Shape::of(&state);
             let undelivered = cell.close_inbox();
             let addr = state.addr();
             for (from, msg) in undelivered {
@@ -411,6 +500,8 @@ impl Node {
             }
             self.directory().release(state.client(), addr);
             self.flush(now, &cell, &mut state, &mut work);
+            self.metrics.reshaped(shape, Shape::GONE);
+            self.metrics.disconnected(state.transport());
         }
         self.run_inboxes(now, work);
     }

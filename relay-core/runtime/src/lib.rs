@@ -9,11 +9,15 @@
 
 mod admission;
 mod cell;
+mod clients;
 mod handle;
+pub mod metrics;
 mod outbox;
 mod sink;
 
 pub use admission::{AdmissionFuture, Admitted, AsyncAuthenticator};
+pub use clients::{ClientInfo, ClientsPage};
 pub use handle::RelayHandle;
+pub use metrics::Metrics;
 pub use outbox::{queued_size, Outbox, OutboxLimits, OutboxReceiver, Overflow};
 pub use sink::{Refused, Sink};

@@ -45,6 +45,7 @@ async function startRelay(flags = []) {
   const args = [
     '--socketio-listen', '127.0.0.1:0',
     '--quic-listen', '127.0.0.1:0',
+    '--admin-listen', '127.0.0.1:0',
     '--data-dir', dataDir,
     ...flags,
   ];

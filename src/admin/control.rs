@@ -1,0 +1,277 @@
+//! The control center: who is connected (id, transport, since when), who is paired with
+//! whom, open streams, and the metrics at a glance.
+//!
+//! Rendered on the server as one small HTML page, with no script and nothing fetched from
+//! elsewhere, so it works in any browser (and through an SSH tunnel) and a test can read
+//! it. The clients are paged by id (`?after=ID&limit=N`), so a relay with many clients
+//! costs one page per view. `/api/clients` gives the same page as JSON, and
+//! `/api/summary` the numbers.
+
+use std::fmt::Write;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use relay_runtime::metrics::{transport_label, Snapshot};
+use relay_runtime::{ClientInfo, ClientsPage};
+use serde_json::{json, Value};
+
+use super::health::Readiness;
+
+/// Clients shown on one page unless asked otherwise, and the most one page may hold.
+pub const DEFAULT_LIMIT: usize = 100;
+pub const MAX_LIMIT: usize = 1000;
+
+/// What the page shows besides the clients.
+pub struct Overview<'a> {
+    pub socketio_addr: std::net::SocketAddr,
+    pub quic_addr: std::net::SocketAddr,
+    pub readiness: Readiness,
+    pub started: SystemTime,
+    pub snapshot: &'a Snapshot,
+}
+
+/// The page's size, from the query, within bounds.
+pub fn limit(asked: Option<usize>) -> usize {
+    asked.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+}
+
+pub fn html(
+    overview: &Overview<'_>,
+    page: &ClientsPage,
+    after: Option<&str>,
+    limit: usize,
+) -> String {
+    let now = SystemTime::now();
+    let s = overview.snapshot;
+    let mut out = String::with_capacity(4096 + page.clients.len() * 200);
+    out.push_str(
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <meta http-equiv=\"refresh\" content=\"10\">\
+         <title>p2p-relay control center</title><style>\
+         body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
+         table{border-collapse:collapse;margin:.5rem 0 1.5rem}\
+         th,td{padding:.25rem .75rem;border-bottom:1px solid #ddd;text-align:left}\
+         td.n{text-align:right;font-variant-numeric:tabular-nums}\
+         .ready{color:#070}.draining,.starting{color:#a40}code{font-size:.95em}\
+         </style></head><body>\n<h1>p2p-relay control center</h1>\n",
+    );
+    let readiness = overview.readiness.as_str();
+    let _ = writeln!(
+        out,
+        "<p>Status: <strong class=\"{readiness}\" id=\"readiness\">{readiness}</strong> \
+         &middot; up {} &middot; Socket.IO <code>http://{}</code> &middot; QUIC <code>{}</code></p>",
+        span(now.duration_since(overview.started).unwrap_or_default()),
+        overview.socketio_addr,
+        overview.quic_addr,
+    );
+
+    out.push_str("<h2>At a glance</h2>\n<table id=\"summary\"><tbody>\n");
+    let mean = if s.acks == 0 {
+        "-".to_owned()
+    } else {
+        format!("{:.1} ms", s.ack_mean_micros as f64 / 1000.0)
+    };
+    for (name, key, value) in [
+        (
+            "Socket.IO clients",
+            "socketio_connections",
+            s.socketio_connections.to_string(),
+        ),
+        (
+            "QUIC clients",
+            "quic_connections",
+            s.quic_connections.to_string(),
+        ),
+        ("Pairs", "pairs", s.pairs.to_string()),
+        ("Open streams", "open_streams", s.open_streams.to_string()),
+        (
+            "Messages in / out",
+            "messages",
+            format!("{} / {}", s.messages_in, s.messages_out),
+        ),
+        (
+            "Bytes in / out",
+            "bytes",
+            format!("{} / {}", s.bytes_in, s.bytes_out),
+        ),
+        (
+            "Failed requests",
+            "requests_failed",
+            s.requests_failed.to_string(),
+        ),
+        (
+            "Undelivered messages",
+            "undelivered",
+            s.undelivered.to_string(),
+        ),
+        (
+            "Refused connections",
+            "connects_refused",
+            s.connects_refused.to_string(),
+        ),
+        (
+            "Acks (mean round trip)",
+            "acks",
+            format!("{} ({mean})", s.acks),
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "<tr><th>{name}</th><td class=\"n\" id=\"{key}\">{value}</td></tr>"
+        );
+    }
+    out.push_str("</tbody></table>\n");
+
+    let _ = writeln!(
+        out,
+        "<h2>Clients</h2>\n<p>{} connected{}.</p>",
+        page.total,
+        if page.clients.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; showing {} from <code>{}</code>",
+                page.clients.len(),
+                escape(page.clients[0].id.as_str())
+            )
+        }
+    );
+    out.push_str(
+        "<table id=\"clients\"><thead><tr><th>Client</th><th>Transport</th>\
+         <th>Connected since</th><th>Paired with</th><th>Streams</th><th>Pending</th>\
+         </tr></thead><tbody>\n",
+    );
+    for client in &page.clients {
+        let since = httpdate::fmt_http_date(client.since);
+        let for_how_long = span(now.duration_since(client.since).unwrap_or_default());
+        let peer = client
+            .peer
+            .as_ref()
+            .map(|p| format!("<code class=\"peer\">{}</code>", escape(p.as_str())))
+            .unwrap_or_else(|| "&ndash;".to_owned());
+        let _ = writeln!(
+            out,
+            "<tr class=\"client\"><td><code class=\"id\">{}</code></td><td class=\"transport\">{}</td>\
+             <td title=\"{since}\">{since} ({for_how_long})</td><td>{peer}</td>\
+             <td class=\"n streams\">{}</td><td class=\"n\">{}</td></tr>",
+            escape(client.id.as_str()),
+            transport_label(client.transport),
+            client.streams,
+            client.pending,
+        );
+    }
+    out.push_str("</tbody></table>\n<p>");
+    if after.is_some() {
+        let _ = write!(out, "<a href=\"?limit={limit}\">&laquo; first page</a> ");
+    }
+    if let Some(next) = &page.next {
+        let _ = write!(
+            out,
+            "<a id=\"next\" href=\"?after={}&amp;limit={limit}\">next page &raquo;</a>",
+            escape(&query_value(next.as_str()))
+        );
+    }
+    out.push_str(
+        "</p>\n<p><small>Machine-readable: <a href=\"metrics\">/metrics</a> \
+         &middot; <a href=\"api/clients\">/api/clients</a> \
+         &middot; <a href=\"api/summary\">/api/summary</a></small></p>\n</body></html>\n",
+    );
+    out
+}
+
+pub fn clients_json(page: &ClientsPage) -> Value {
+    let now = SystemTime::now();
+    json!({
+        "total": page.total,
+        "next": page.next.as_ref().map(|id| id.as_str()),
+        "clients": page.clients.iter().map(|c| client_json(c, now)).collect::<Vec<_>>(),
+    })
+}
+
+fn client_json(client: &ClientInfo, now: SystemTime) -> Value {
+    json!({
+        "id": client.id.as_str(),
+        "transport": transport_label(client.transport),
+        "since_unix_ms": client.since.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
+        "connected_secs": now.duration_since(client.since).unwrap_or_default().as_secs(),
+        "peer": client.peer.as_ref().map(|p| p.as_str()),
+        "streams": client.streams,
+        "pending": client.pending,
+    })
+}
+
+pub fn summary_json(overview: &Overview<'_>) -> Value {
+    let s = overview.snapshot;
+    json!({
+        "readiness": overview.readiness.as_str(),
+        "uptime_secs": SystemTime::now().duration_since(overview.started).unwrap_or_default().as_secs(),
+        "connections": { "socketio": s.socketio_connections, "quic": s.quic_connections },
+        "pairs": s.pairs,
+        "open_streams": s.open_streams,
+        "messages": { "in": s.messages_in, "out": s.messages_out },
+        "bytes": { "in": s.bytes_in, "out": s.bytes_out },
+        "requests_failed": s.requests_failed,
+        "undelivered": s.undelivered,
+        "connects_refused": s.connects_refused,
+        "acks": s.acks,
+        "ack_mean_micros": s.ack_mean_micros,
+    })
+}
+
+/// Text for HTML: client ids are chosen by clients, so nothing of theirs is markup.
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A value for a URL query.
+fn query_value(text: &str) -> String {
+    form_urlencoded::byte_serialize(text.as_bytes()).collect()
+}
+
+/// A duration the way a person reads it: `12s`, `5m 03s`, `3h 04m`, `2d 05h`.
+fn span(d: Duration) -> String {
+    let secs = d.as_secs();
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
+        3600..86400 => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
+        _ => format!("{}d {:02}h", secs / 86400, secs % 86400 / 3600),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_ids_are_not_markup() {
+        assert_eq!(escape("<b id='x'>&"), "&lt;b id=&#39;x&#39;&gt;&amp;");
+        assert_eq!(query_value("a b&c"), "a+b%26c");
+    }
+
+    #[test]
+    fn spans_read_like_a_clock() {
+        assert_eq!(span(Duration::from_secs(12)), "12s");
+        assert_eq!(span(Duration::from_secs(303)), "5m 03s");
+        assert_eq!(span(Duration::from_secs(3 * 3600 + 240)), "3h 04m");
+        assert_eq!(span(Duration::from_secs(2 * 86400 + 5 * 3600)), "2d 05h");
+    }
+
+    #[test]
+    fn a_page_is_bounded() {
+        assert_eq!(limit(None), DEFAULT_LIMIT);
+        assert_eq!(limit(Some(0)), 1);
+        assert_eq!(limit(Some(1_000_000)), MAX_LIMIT);
+    }
+}

@@ -1,0 +1,158 @@
+//! The admin listener's routes and the token check in front of the guarded ones.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{Query, Request, State as Extract};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use prometheus_client::registry::Registry;
+
+use super::control::{self, Overview};
+use super::health::Readiness;
+use super::{Access, Watched};
+
+#[derive(Clone)]
+pub struct State(Arc<Inner>);
+
+struct Inner {
+    watched: Watched,
+    access: Access,
+    registry: Registry,
+    started: SystemTime,
+}
+
+impl State {
+    pub fn new(watched: Watched, access: Access, started: SystemTime) -> Self {
+        let mut registry = Registry::with_prefix("p2p_relay");
+        watched.relay.metrics().register(&mut registry);
+        Self(Arc::new(Inner {
+            watched,
+            access,
+            registry,
+            started,
+        }))
+    }
+}
+
+pub fn router(state: State) -> Router {
+    let guarded = Router::new()
+        .route("/", get(control_page))
+        .route("/metrics", get(metrics))
+        .route("/api/clients", get(clients))
+        .route("/api/summary", get(summary))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(guarded)
+        .with_state(state)
+}
+
+async fn require_token(Extract(state): Extract<State>, request: Request, next: Next) -> Response {
+    let authorization = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if state.0.access.allows(authorization) {
+        return next.run(request).await;
+    }
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        "admin token required: send 'Authorization: Bearer TOKEN'\n",
+    )
+        .into_response();
+    // Lets a browser ask for it (any user name, the token as password).
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"p2p-relay admin\""),
+    );
+    response
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn readyz(Extract(state): Extract<State>) -> Response {
+    let readiness = state.0.watched.health.readiness();
+    let status = match readiness {
+        Readiness::Ready => StatusCode::OK,
+        Readiness::Starting | Readiness::Draining => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    (status, format!("{}\n", readiness.as_str())).into_response()
+}
+
+async fn metrics(Extract(state): Extract<State>) -> Response {
+    state.0.watched.relay.metrics().refresh();
+    let mut body = String::new();
+    if let Err(e) =
+        prometheus_client::encoding::prometheus_text::encode(&mut body, &state.0.registry)
+    {
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot encode the metrics: {e}\n"),
+        )
+            .into_response();
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            prometheus_client::encoding::prometheus_text::CONTENT_TYPE,
+        )],
+        body,
+    )
+        .into_response()
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct PageQuery {
+    after: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn control_page(
+    Extract(state): Extract<State>,
+    Query(query): Query<PageQuery>,
+) -> Html<String> {
+    let limit = control::limit(query.limit);
+    let after = query.after.as_deref().filter(|a| !a.is_empty());
+    let page = state.0.watched.relay.clients(after, limit);
+    let snapshot = state.0.watched.relay.metrics().snapshot();
+    Html(control::html(
+        &overview(&state, &snapshot),
+        &page,
+        after,
+        limit,
+    ))
+}
+
+async fn clients(
+    Extract(state): Extract<State>,
+    Query(query): Query<PageQuery>,
+) -> Json<serde_json::Value> {
+    let limit = control::limit(query.limit);
+    let after = query.after.as_deref().filter(|a| !a.is_empty());
+    Json(control::clients_json(
+        &state.0.watched.relay.clients(after, limit),
+    ))
+}
+
+async fn summary(Extract(state): Extract<State>) -> Json<serde_json::Value> {
+    let snapshot = state.0.watched.relay.metrics().snapshot();
+    Json(control::summary_json(&overview(&state, &snapshot)))
+}
+
+fn overview<'a>(state: &State, snapshot: &'a relay_runtime::metrics::Snapshot) -> Overview<'a> {
+    let watched = &state.0.watched;
+    Overview {
+        socketio_addr: watched.socketio_addr,
+        quic_addr: watched.quic_addr,
+        readiness: watched.health.readiness(),
+        started: state.0.started,
+        snapshot,
+    }
+}

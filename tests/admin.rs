@@ -1,0 +1,507 @@
+//! The admin listener against a real relay (in this process) and real clients: `/metrics`
+//! numbers move as clients connect, pair, emit and stream; `/healthz` and `/readyz`;
+//! the control center page and its JSON list the clients and who is paired with whom;
+//! a configured token is required everywhere but the probes.
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::{next, open_stream, pair, read_to_eof, within, write_and_finish};
+use native_client::{Args, Client, ClientEvent, ConnectOptions, Incoming, Trust};
+use p2p_relay::admin::{access::Token, Access, Admin, Health, Watched};
+use p2p_relay::{Server, Settings};
+use relay_core::rmpv::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A relay with its admin listener, both on free loopback ports.
+struct Admined {
+    server: Option<Server>,
+    admin: Option<Admin>,
+    health: Arc<Health>,
+    ca: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Admined {
+    async fn start(access: Access) -> Admined {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::on_free_local_ports(dir.path());
+        let server = within("starting the relay", Server::start(&settings))
+            .await
+            .expect("the relay starts");
+        let health = Arc::new(Health::default());
+        let watched = Watched {
+            relay: server.relay().clone(),
+            health: health.clone(),
+            socketio_addr: server.socketio_addr(),
+            quic_addr: server.quic_addr(),
+        };
+        let admin = Admin::start(settings.admin.admin_listen, access, watched)
+            .await
+            .expect("the admin listener starts");
+        assert!(admin.addr().ip().is_loopback());
+        Admined {
+            ca: server.ca().unwrap().path.clone(),
+            server: Some(server),
+            admin: Some(admin),
+            health,
+            _dir: dir,
+        }
+    }
+
+    fn admin(&self) -> SocketAddr {
+        self.admin.as_ref().unwrap().addr()
+    }
+
+    fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    async fn connect(&self, id: &str) -> (Client, Incoming) {
+        let options = ConnectOptions::new(id)
+            .addr(self.server().quic_addr())
+            .trust(Trust::CaFile(self.ca.clone()));
+        within(&format!("connecting {id}"), Client::connect(options))
+            .await
+            .unwrap_or_else(|e| panic!("{id} cannot connect: {e}"))
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        http(self.admin(), "GET", path, &[], "").await
+    }
+
+    async fn metrics(&self) -> HashMap<String, f64> {
+        let response = self.get("/metrics").await;
+        assert_eq!(response.status, 200, "{}", response.body);
+        assert_eq!(
+            response.header("content-type").as_deref(),
+            Some("text/plain; version=0.0.4; charset=utf-8")
+        );
+        parse_metrics(&response.body)
+    }
+
+    /// Waits until the metric `key` has `value` (some numbers move after the client saw
+    /// the event that moves them, e.g. a disconnect the relay notices later).
+    async fn until(&self, key: &str, value: f64) -> HashMap<String, f64> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let metrics = self.metrics().await;
+            let now = metrics.get(key).copied();
+            if now == Some(value) {
+                return metrics;
+            }
+            if Instant::now() > deadline {
+                panic!("{key} is {now:?}, expected {value}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Admined {
+    fn drop(&mut self) {
+        drop(self.admin.take());
+        drop(self.server.take());
+    }
+}
+
+/// `name{labels} value` lines of the Prometheus text format, by `name{labels}`.
+fn parse_metrics(text: &str) -> HashMap<String, f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|line| {
+            let (key, value) = line.rsplit_once(' ').expect("name value");
+            let value = value
+                .parse()
+                .unwrap_or_else(|_| panic!("a number in {line}"));
+            (key.to_owned(), value)
+        })
+        .collect()
+}
+
+fn get(metrics: &HashMap<String, f64>, key: &str) -> f64 {
+    *metrics
+        .get(key)
+        .unwrap_or_else(|| panic!("no {key} in {metrics:?}"))
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.clone())
+    }
+}
+
+/// One HTTP/1.1 request on its own connection; enough of a client for these tests.
+async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
+    within(&format!("{method} {path}"), async {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        let mut request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+             Content-Length: {}\r\n",
+            body.len()
+        );
+        for (name, value) in headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        request.push_str("\r\n");
+        request.push_str(body);
+        tcp.write_all(request.as_bytes()).await.expect("send");
+        let mut raw = Vec::new();
+        tcp.read_to_end(&mut raw).await.expect("receive");
+        let raw = String::from_utf8_lossy(&raw).into_owned();
+        let (head, rest) = raw.split_once("\r\n\r\n").expect("a complete response");
+        let mut lines = head.lines();
+        let status = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .expect("a status line");
+        let headers: Vec<(String, String)> = lines
+            .filter_map(|l| l.split_once(": "))
+            .map(|(n, v)| (n.to_owned(), v.to_owned()))
+            .collect();
+        let chunked = headers.iter().any(|(n, v)| {
+            n.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+        });
+        let body = if chunked {
+            dechunk(rest)
+        } else {
+            rest.to_owned()
+        };
+        Response {
+            status,
+            headers,
+            body,
+        }
+    })
+    .await
+}
+
+fn dechunk(mut rest: &str) -> String {
+    let mut body = String::new();
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let size = usize::from_str_radix(size.trim(), 16).expect("a chunk size");
+        if size == 0 {
+            break;
+        }
+        body.push_str(&after[..size]);
+        rest = &after[size + 2..];
+    }
+    body
+}
+
+/// A Socket.IO client over engine.io v4 long-polling, just enough to join the default
+/// namespace: its connect answer (`40...` admitted, `44...` refused).
+async fn socketio_join(addr: SocketAddr, client_id: Option<&str>) -> String {
+    let query = client_id
+        .map(|id| format!("&clientId={id}"))
+        .unwrap_or_default();
+    let open = http(
+        addr,
+        "GET",
+        &format!("/socket.io/?EIO=4&transport=polling{query}"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(open.status, 200, "{}", open.body);
+    let sid = open
+        .body
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a session id")
+        .to_owned();
+    let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
+    let posted = http(addr, "POST", &path, &[("Content-Type", "text/plain")], "40").await;
+    assert_eq!(posted.status, 200, "{}", posted.body);
+    http(addr, "GET", &path, &[], "").await.body
+}
+
+#[tokio::test]
+async fn metrics_move_as_clients_connect_pair_emit_and_stream() {
+    let relay = Admined::start(Access::Open).await;
+    let m = relay.metrics().await;
+    assert_eq!(get(&m, "p2p_relay_connections{transport=\"quic\"}"), 0.0);
+    assert_eq!(get(&m, "p2p_relay_pairs"), 0.0);
+
+    let (a, mut a_in) = relay.connect("A").await;
+    let (b, mut b_in) = relay.connect("B").await;
+    let m = relay.metrics().await;
+    assert_eq!(get(&m, "p2p_relay_connections{transport=\"quic\"}"), 2.0);
+    assert_eq!(get(&m, "p2p_relay_connects_total{transport=\"quic\"}"), 2.0);
+
+    pair(&a, &b, &mut b_in).await;
+    let m = relay.metrics().await;
+    assert_eq!(get(&m, "p2p_relay_pairs"), 1.0);
+    assert_eq!(get(&m, "p2p_relay_pairings_total"), 1.0);
+
+    for n in 0..3 {
+        a.emit(
+            "hello",
+            Args(vec![Value::from(n), Value::Binary(vec![7; 100])]),
+        )
+        .await
+        .expect("emit");
+        match next(&mut b_in).await {
+            ClientEvent::Event { event, .. } => assert_eq!(event, "hello"),
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+    let m = relay.metrics().await;
+    let flow = |m: &HashMap<String, f64>, dir: &str| {
+        get(
+            m,
+            &format!("p2p_relay_messages_total{{transport=\"quic\",direction=\"{dir}\"}}"),
+        )
+    };
+    assert_eq!((flow(&m, "in"), flow(&m, "out")), (3.0, 3.0));
+    let bytes = |m: &HashMap<String, f64>, dir: &str| {
+        get(
+            m,
+            &format!("p2p_relay_bytes_total{{transport=\"quic\",direction=\"{dir}\"}}"),
+        )
+    };
+    assert!(bytes(&m, "in") >= 300.0, "{m:?}");
+    assert!(bytes(&m, "out") >= 300.0, "{m:?}");
+
+    // An ack's round trip is timed.
+    let acking = tokio::spawn({
+        let a = a.clone();
+        async move { a.emit_with_ack("ping", Args(vec![Value::from(1)])).await }
+    });
+    match next(&mut b_in).await {
+        ClientEvent::Event { ack: Some(ack), .. } => {
+            ack.send(Args(vec![Value::from("pong")])).unwrap()
+        }
+        other => panic!("expected an event with an ack, got {other:?}"),
+    }
+    within("the ack", acking).await.unwrap().expect("the ack");
+    let m = relay.metrics().await;
+    assert_eq!(get(&m, "p2p_relay_ack_round_trip_seconds_count"), 1.0);
+    assert!(get(&m, "p2p_relay_ack_round_trip_seconds_sum") > 0.0);
+
+    // A stream is open while it is open, and its bytes are counted both ways.
+    let before = relay.metrics().await;
+    let (mut mine, mut theirs) = open_stream(&a, &mut b_in).await;
+    let m = relay.metrics().await;
+    assert_eq!(get(&m, "p2p_relay_open_streams"), 1.0);
+    assert_eq!(get(&m, "p2p_relay_streams_opened_total"), 1.0);
+    let data = vec![42u8; 64 * 1024];
+    write_and_finish(&mut mine, &data).await.unwrap();
+    assert_eq!(read_to_eof(&mut theirs).await.unwrap().0, data.len());
+    write_and_finish(&mut theirs, b"bye").await.unwrap();
+    read_to_eof(&mut mine).await.unwrap();
+    let m = relay.until("p2p_relay_open_streams", 0.0).await;
+    assert!(
+        bytes(&m, "in") - bytes(&before, "in") >= data.len() as f64,
+        "{m:?}"
+    );
+    assert!(
+        bytes(&m, "out") - bytes(&before, "out") >= data.len() as f64,
+        "{m:?}"
+    );
+
+    // A refused request is counted by its reason.
+    let (c, _c_in) = relay.connect("C").await;
+    let _ = c.register("nobody").await;
+    let m = relay.metrics().await;
+    assert_eq!(
+        get(
+            &m,
+            "p2p_relay_requests_failed_total{reason=\"not_connected\"}"
+        ),
+        1.0
+    );
+
+    // Socket.IO clients are counted under their own transport; a refusal by its reason.
+    let admitted = socketio_join(relay.server().socketio_addr(), Some("S")).await;
+    assert!(admitted.starts_with("40"), "{admitted}");
+    let refused = socketio_join(relay.server().socketio_addr(), None).await;
+    assert!(
+        refused.contains("clientId query parameter is required"),
+        "{refused}"
+    );
+    let m = relay.metrics().await;
+    assert_eq!(
+        get(&m, "p2p_relay_connections{transport=\"socketio\"}"),
+        1.0
+    );
+    assert_eq!(
+        get(
+            &m,
+            "p2p_relay_connects_refused_total{reason=\"missing_client_id\"}"
+        ),
+        1.0
+    );
+
+    // A peer that leaves ends its pair.
+    b.close().await;
+    drop(b_in);
+    let m = relay.until("p2p_relay_pairs", 0.0).await;
+    assert_eq!(
+        get(&m, "p2p_relay_disconnects_total{transport=\"quic\"}"),
+        1.0
+    );
+    assert_eq!(get(&m, "p2p_relay_connections{transport=\"quic\"}"), 2.0);
+    match next(&mut a_in).await {
+        ClientEvent::PeerDisconnected => {}
+        other => panic!("expected the peer gone, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn health_and_readiness() {
+    let relay = Admined::start(Access::Open).await;
+    let healthz = relay.get("/healthz").await;
+    assert_eq!((healthz.status, healthz.body.as_str()), (200, "ok\n"));
+    let readyz = relay.get("/readyz").await;
+    assert_eq!((readyz.status, readyz.body.as_str()), (503, "starting\n"));
+    relay.health.set_ready();
+    let readyz = relay.get("/readyz").await;
+    assert_eq!((readyz.status, readyz.body.as_str()), (200, "ready\n"));
+    relay.health.set_draining();
+    let readyz = relay.get("/readyz").await;
+    assert_eq!((readyz.status, readyz.body.as_str()), (503, "draining\n"));
+    assert_eq!(relay.get("/healthz").await.status, 200);
+}
+
+#[tokio::test]
+async fn the_control_center_lists_clients_and_pairs_page_by_page() {
+    let relay = Admined::start(Access::Open).await;
+    relay.health.set_ready();
+    let (a, _a_in) = relay.connect("alice").await;
+    let (b, mut b_in) = relay.connect("bob").await;
+    let (_c, _c_in) = relay.connect("<i>carol</i>").await;
+    pair(&a, &b, &mut b_in).await;
+
+    let page = relay.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(page
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/html"));
+    let html = page.body;
+    assert!(html.contains("<code class=\"id\">alice</code>"), "{html}");
+    assert!(html.contains("<code class=\"id\">bob</code>"), "{html}");
+    assert!(html.contains("<code class=\"peer\">bob</code>"), "{html}");
+    assert!(html.contains("<code class=\"peer\">alice</code>"), "{html}");
+    assert!(
+        html.contains("&lt;i&gt;carol&lt;/i&gt;"),
+        "client ids are escaped"
+    );
+    assert!(!html.contains("<i>carol</i>"), "client ids are escaped");
+    assert!(
+        html.contains("<td class=\"n\" id=\"quic_connections\">3</td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td class=\"n\" id=\"pairs\">1</td>"),
+        "{html}"
+    );
+    assert!(html.contains("id=\"readiness\">ready<"), "{html}");
+    assert_eq!(html.matches("<tr class=\"client\">").count(), 3);
+    assert!(
+        !html.contains("src=\"http"),
+        "nothing fetched from elsewhere"
+    );
+
+    // Paged: two, then the rest.
+    let first = relay.get("/api/clients?limit=2").await;
+    assert_eq!(first.status, 200);
+    let first: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+    assert_eq!(first["total"], 3);
+    let ids: Vec<&str> = first["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["<i>carol</i>", "alice"]);
+    assert_eq!(first["next"], "alice");
+    let alice = &first["clients"][1];
+    assert_eq!(alice["transport"], "quic");
+    assert_eq!(alice["peer"], "bob");
+    assert!(alice["since_unix_ms"].as_u64().unwrap() > 1_600_000_000_000);
+    let rest = relay.get("/api/clients?after=alice&limit=2").await;
+    let rest: serde_json::Value = serde_json::from_str(&rest.body).unwrap();
+    assert_eq!(rest["clients"].as_array().unwrap().len(), 1);
+    assert_eq!(rest["clients"][0]["id"], "bob");
+    assert_eq!(rest["clients"][0]["peer"], "alice");
+    assert!(rest["next"].is_null());
+
+    // The HTML pages the same way, with a link to the next page.
+    let html = relay.get("/?limit=2").await.body;
+    assert_eq!(html.matches("<tr class=\"client\">").count(), 2);
+    assert!(html.contains("href=\"?after=alice&amp;limit=2\""), "{html}");
+    let html = relay.get("/?after=alice&limit=2").await.body;
+    assert_eq!(html.matches("<tr class=\"client\">").count(), 1);
+    assert!(html.contains("<code class=\"id\">bob</code>"), "{html}");
+
+    let summary = relay.get("/api/summary").await;
+    let summary: serde_json::Value = serde_json::from_str(&summary.body).unwrap();
+    assert_eq!(summary["connections"]["quic"], 3);
+    assert_eq!(summary["pairs"], 1);
+    assert_eq!(summary["readiness"], "ready");
+}
+
+#[tokio::test]
+async fn a_configured_token_is_required_except_for_the_probes() {
+    let token = Token::new("s3cret", "test").unwrap();
+    let relay = Admined::start(Access::Token(token)).await;
+    for path in ["/metrics", "/", "/api/clients", "/api/summary"] {
+        let refused = relay.get(path).await;
+        assert_eq!(refused.status, 401, "{path}");
+        assert!(refused
+            .header("www-authenticate")
+            .unwrap()
+            .starts_with("Basic"));
+        let wrong = http(
+            relay.admin(),
+            "GET",
+            path,
+            &[("Authorization", "Bearer nope")],
+            "",
+        )
+        .await;
+        assert_eq!(wrong.status, 401, "{path}");
+        let bearer = http(
+            relay.admin(),
+            "GET",
+            path,
+            &[("Authorization", "Bearer s3cret")],
+            "",
+        )
+        .await;
+        assert_eq!(bearer.status, 200, "{path}");
+        // "admin:s3cret", as a browser sends it.
+        let basic = [("Authorization", "Basic YWRtaW46czNjcmV0")];
+        assert_eq!(
+            http(relay.admin(), "GET", path, &basic, "").await.status,
+            200,
+            "{path}"
+        );
+    }
+    assert_eq!(relay.get("/healthz").await.status, 200);
+    assert_eq!(relay.get("/readyz").await.status, 503);
+}
