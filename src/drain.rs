@@ -1,11 +1,21 @@
-//! How long a stopping relay lets open streams finish.
+//! Stopping without cutting transfers short: the drain before the shutdown.
 //!
-//! On SIGTERM or Ctrl-C the relay stops taking new clients and reports itself not ready
-//! (`/readyz` answers 503, so a load balancer sends no one new), then gives the streams
-//! already open up to `--drain-timeout-ms` to end on their own before it closes every
-//! connection, telling each client why.
+//! On SIGTERM or Ctrl-C the relay first reports itself not ready (`/readyz` answers 503,
+//! so a load balancer sends no one new) and refuses new clients ("the relay is shutting
+//! down"). Every client with no open stream is then told and let go at once (Socket.IO: a
+//! `SERVER_ERROR` saying the relay is shutting down, then a disconnect; QUIC: a `Closing`
+//! frame with the `SHUTDOWN` code), so it can reconnect elsewhere. Clients with open
+//! streams keep everything until their streams end, each being let go as its last stream
+//! finishes, for at most `--drain-timeout-ms`. What is left then is closed by
+//! `Server::shutdown`, which tells those clients the same and cuts their streams.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use relay_core::{CloseReason, ConnId};
+use relay_runtime::RelayHandle;
+use tracing::{info, warn};
+
+use crate::admin::Health;
 
 #[derive(Debug, Clone, clap::Args)]
 pub struct DrainSettings {
@@ -18,5 +28,89 @@ pub struct DrainSettings {
 impl DrainSettings {
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+/// How often the drain looks again at the clients whose streams are still open.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Clients looked at per page on the first pass (each page costs its size).
+const PAGE: usize = 1000;
+
+/// How a drain ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drained {
+    /// Clients let go because they had no stream (at once, or once theirs ended).
+    pub let_go: usize,
+    /// Clients whose streams were still open at the deadline.
+    pub left: usize,
+}
+
+/// Drains the relay (see the module docs). Returns when no client has an open stream, or
+/// at `timeout`. The connections it leaves are for `Server::shutdown` to close.
+pub async fn drain(relay: &RelayHandle, health: &Health, timeout: Duration) -> Drained {
+    health.set_draining();
+    relay.refuse_newcomers();
+    let deadline = Instant::now() + timeout;
+
+    // First pass, page by page: let go of everyone with nothing to finish.
+    let mut let_go = 0;
+    let mut streaming: Vec<ConnId> = Vec::new();
+    let mut after = None;
+    loop {
+        let page = relay.clients(
+            after.as_ref().map(|id: &relay_core::ClientId| id.as_str()),
+            PAGE,
+        );
+        for client in &page.clients {
+            if client.streams == 0 {
+                relay.close(client.conn, CloseReason::Shutdown);
+                let_go += 1;
+            } else {
+                streaming.push(client.conn);
+            }
+        }
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    if streaming.is_empty() {
+        info!("drained: {let_go} clients told and closed; no stream was open");
+        return Drained { let_go, left: 0 };
+    }
+    info!(
+        "draining: {let_go} clients told and closed; waiting up to {timeout:?} for the \
+         streams of {} more",
+        streaming.len()
+    );
+
+    // Then only the clients with streams, each let go once its streams have ended.
+    loop {
+        streaming.retain(|conn| match relay.client_info(*conn) {
+            None => false,
+            Some(info) if info.streams == 0 => {
+                relay.close(*conn, CloseReason::Shutdown);
+                let_go += 1;
+                false
+            }
+            Some(_) => true,
+        });
+        if streaming.is_empty() {
+            info!("drained: every stream finished");
+            return Drained { let_go, left: 0 };
+        }
+        if Instant::now() >= deadline {
+            warn!(
+                "drain timeout: {} clients still have open streams after {timeout:?}; \
+                 closing them",
+                streaming.len()
+            );
+            return Drained {
+                let_go,
+                left: streaming.len(),
+            };
+        }
+        tokio::time::sleep(POLL).await;
     }
 }

@@ -12,6 +12,7 @@ use gateway_socketio::CorsOrigins;
 use tracing::{error, info, warn};
 
 use crate::admin::{Access, Admin, Health, Watched};
+use crate::drain;
 use crate::logging::LogSettings;
 use crate::signals::Signals;
 use crate::settings::Loaded;
@@ -40,10 +41,16 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     announce(&server, &admin)?;
     let file = loaded.file.as_ref().map(|(path, _)| path);
     log_facts(&settings, &server, &access, file);
+    let relay = server.relay().clone();
     let outcome = tokio::select! {
         result = server.run() => result.map_err(anyhow::Error::from),
         stop = signals.next() => {
-            info!("{stop}: shutting down");
+            info!("{stop}: draining, then shutting down");
+            let timeout = settings.drain.drain_timeout();
+            tokio::select! {
+                _ = drain::drain(&relay, &health, timeout) => {}
+                again = signals.next() => warn!("{again} again: closing every connection now"),
+            }
             Ok(())
         }
     };

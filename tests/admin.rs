@@ -235,7 +235,18 @@ async fn socketio_join(addr: SocketAddr, client_id: Option<&str>) -> String {
     let path = format!("/socket.io/?EIO=4&transport=polling&sid={sid}");
     let posted = http(addr, "POST", &path, &[("Content-Type", "text/plain")], "40").await;
     assert_eq!(posted.status, 200, "{}", posted.body);
-    http(addr, "GET", &path, &[], "").await.body
+    // The namespace's answer, after any ping (answered, so the session lives on).
+    loop {
+        let body = http(addr, "GET", &path, &[], "").await.body;
+        for packet in body.split('\u{1e}') {
+            if packet.starts_with("40") || packet.starts_with("44") {
+                return packet.to_owned();
+            }
+            if packet == "2" {
+                http(addr, "POST", &path, &[("Content-Type", "text/plain")], "3").await;
+            }
+        }
+    }
 }
 
 #[tokio::test]

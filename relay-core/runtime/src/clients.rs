@@ -4,12 +4,14 @@
 
 use std::time::SystemTime;
 
-use relay_core::{ClientId, Transport};
+use relay_core::{ClientId, ConnId, Transport};
 
 /// One connected client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ClientInfo {
     pub id: ClientId,
+    /// Its connection, for [`RelayHandle::close`](crate::RelayHandle::close).
+    pub conn: ConnId,
     pub transport: Transport,
     /// When it was admitted.
     pub since: SystemTime,

@@ -329,24 +329,34 @@ impl RelayHandle {
         let clients = addrs
             .into_iter()
             .flatten()
-            .filter_map(|addr| {
-                let cell = self.node.cell(addr.conn)?;
-                let state = cell.lock();
-                Some(ClientInfo {
-                    id: state.client().clone(),
-                    transport: state.transport(),
-                    since: cell.since,
-                    peer: state.peer().map(|(_, id)| id.clone()),
-                    streams: state.streams_len(),
-                    pending: state.requests_len(),
-                })
-            })
+            .filter_map(|addr| self.client_info(addr.conn))
             .collect();
         ClientsPage {
             clients,
             next: page.next,
             total,
         }
+    }
+
+    /// What one connection is doing, while it is connected.
+    pub fn client_info(&self, conn: ConnId) -> Option<ClientInfo> {
+        let cell = self.node.cell(conn)?;
+        let state = cell.lock();
+        Some(ClientInfo {
+            id: state.client().clone(),
+            conn,
+            transport: state.transport(),
+            since: cell.since,
+            peer: state.peer().map(|(_, id)| id.clone()),
+            streams: state.streams_len(),
+            pending: state.requests_len(),
+        })
+    }
+
+    /// Refuses connections from now on ([`ConnectError::ShuttingDown`]) and leaves the
+    /// connected ones be: the start of a drain, before [`RelayHandle::close_all`].
+    pub fn refuse_newcomers(&self) {
+        self.node.closed.store(true, Ordering::SeqCst);
     }
 
     /// Connected clients.
