@@ -1,7 +1,7 @@
 //! The p2p-relay server: one relay core with its Socket.IO gateway and QUIC front end.
 
-pub mod auth;
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod drain;
 pub mod logging;

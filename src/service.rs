@@ -14,8 +14,8 @@ use tracing::{error, info, warn};
 use crate::admin::{Access, Admin, Health, Watched};
 use crate::drain;
 use crate::logging::LogSettings;
-use crate::signals::Signals;
 use crate::settings::Loaded;
+use crate::signals::Signals;
 use crate::{Server, Settings};
 
 /// Runs the relay of `loaded` until a signal or a failure.
@@ -60,7 +60,6 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     server.shutdown().await;
     outcome
 }
-
 
 /// The listening lines: a contract, read by tests and scripts from stdout.
 fn announce(server: &Server, admin: &Admin) -> std::io::Result<()> {

@@ -516,3 +516,201 @@ async fn a_configured_token_is_required_except_for_the_probes() {
     assert_eq!(relay.get("/healthz").await.status, 200);
     assert_eq!(relay.get("/readyz").await.status, 503);
 }
+
+/// The first `data:` line of a server-sent event stream at `path`, as JSON.
+async fn first_live_reading(addr: SocketAddr, path: &str) -> serde_json::Value {
+    within(&format!("a reading from {path}"), async {
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.expect("send");
+        let mut raw = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut buf).await.expect("receive");
+            assert!(
+                n > 0,
+                "the event stream ended: {}",
+                String::from_utf8_lossy(&raw)
+            );
+            raw.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&raw);
+            if let Some(line) = text
+                .lines()
+                .find(|l| l.starts_with("data:") && text.contains(&format!("{l}\n")))
+            {
+                assert!(text.contains("text/event-stream"), "{text}");
+                return serde_json::from_str(line["data:".len()..].trim()).expect("JSON data");
+            }
+        }
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_live_view_reads_clients_streams_and_searches() {
+    let relay = Admined::start(Access::Open).await;
+    let (alice, _alice_in) = relay.connect("alice").await;
+    let (bob, mut bob_in) = relay.connect("bob").await;
+    let (_carol, _carol_in) = relay.connect("carol").await;
+    pair(&alice, &bob, &mut bob_in).await;
+    let (mut mine, mut theirs) = open_stream(&alice, &mut bob_in).await;
+    mine.write_all(&[7u8; 1000]).await.unwrap();
+    mine.flush().await.unwrap();
+    let mut got = [0u8; 1000];
+    within("the stream's bytes", theirs.read_exact(&mut got))
+        .await
+        .unwrap();
+
+    let reading = first_live_reading(relay.admin(), "/api/live").await;
+    let clients = reading["clients"]["clients"].as_array().unwrap();
+    let ids: Vec<_> = clients.iter().map(|c| c["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["alice", "bob", "carol"]);
+    assert_eq!(clients[0]["peer"], "bob");
+    assert_eq!(clients[0]["generation"], "quic p2p-relay/2");
+    assert!(clients[0]["remote"]
+        .as_str()
+        .unwrap()
+        .starts_with("127.0.0.1:"));
+    let streams = reading["streams"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{reading}");
+    assert_eq!(
+        (streams[0]["a"].as_str(), streams[0]["b"].as_str()),
+        (Some("alice"), Some("bob"))
+    );
+    assert_eq!(streams[0]["bytes_ab"], 1000);
+    assert_eq!(reading["summary"]["pairs"], 1);
+
+    let reading = first_live_reading(relay.admin(), "/api/live?q=ro").await;
+    let ids: Vec<_> = reading["clients"]["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["carol"], "only ids containing 'ro'");
+}
+
+#[tokio::test]
+async fn the_disconnect_action_frees_the_peer_and_tells_the_client() {
+    let relay = Admined::start(Access::Open).await;
+    let (alice, mut alice_in) = relay.connect("alice").await;
+    let (bob, mut bob_in) = relay.connect("bob").await;
+    pair(&alice, &bob, &mut bob_in).await;
+    let path = "/api/clients/alice/disconnect";
+
+    // Without the action header (a form of another site cannot send one): refused.
+    let refused = http(relay.admin(), "POST", path, &[], "").await;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    assert!(relay.server().relay().conn_of("alice").is_some());
+
+    let header = [("x-p2p-relay-admin", "1")];
+    let unknown = http(
+        relay.admin(),
+        "POST",
+        "/api/clients/nobody/disconnect",
+        &header,
+        "",
+    )
+    .await;
+    assert_eq!(unknown.status, 404);
+    assert!(
+        unknown.body.contains("no client 'nobody'"),
+        "{}",
+        unknown.body
+    );
+
+    let done = http(relay.admin(), "POST", path, &header, "").await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    let closed = loop {
+        match next(&mut alice_in).await {
+            ClientEvent::Closed(reason) => break reason,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        closed.code(),
+        Some(native_client::wire::CloseCode::Disconnected)
+    );
+    loop {
+        if let ClientEvent::PeerDisconnected = next(&mut bob_in).await {
+            break;
+        }
+    }
+    assert_eq!(relay.server().relay().peer_of("bob"), None);
+    assert!(relay.server().relay().conn_of("alice").is_none());
+}
+
+/// Issue 9's browser check: the control center page in Chromium sees two paired clients
+/// and their stream appear, watches the stream's counter move, searches, disconnects one
+/// with the button, and sees its peer freed (tests/interop/control_center.js).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_control_center_page_is_live_in_a_browser() {
+    let chromium = std::env::var_os("CHROMIUM_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| "/usr/bin/chromium".into());
+    assert!(
+        chromium.exists(),
+        "this test needs Chromium at {} (apt-get install chromium, or set CHROMIUM_BIN)",
+        chromium.display()
+    );
+    let interop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    common::npm_ci_unless(&interop, "playwright-core");
+
+    let relay = Admined::start(Access::Open).await;
+    relay.health.set_ready();
+    let (alice, mut alice_in) = relay.connect("alice").await;
+    let (bob, mut bob_in) = relay.connect("bob").await;
+    pair(&alice, &bob, &mut bob_in).await;
+    let (mut mine, mut theirs) = open_stream(&alice, &mut bob_in).await;
+    // A trickle the page can watch, for as long as the page may take (bounded).
+    let trickle = tokio::spawn(async move {
+        for _ in 0..600 {
+            if mine.write_all(&[1u8; 512]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    });
+    let drain = tokio::spawn(async move {
+        let mut sink = Vec::new();
+        let _ = theirs.read_to_end(&mut sink).await;
+    });
+
+    let url = format!("http://{}/", relay.admin());
+    let run = tokio::process::Command::new("node")
+        .arg("control_center.js")
+        .arg(&url)
+        .current_dir(&interop)
+        .env("CHROMIUM_BIN", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(90), run)
+        .await
+        .expect("the browser check ends within 90 s")
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "the browser check failed: {}{}",
+        stdout,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert!(seen["later"].as_u64() > seen["first"].as_u64(), "{seen}");
+
+    // What the page showed is what happened.
+    let closed = loop {
+        match next(&mut alice_in).await {
+            ClientEvent::Closed(reason) => break reason,
+            _ => continue,
+        }
+    };
+    assert_eq!(
+        closed.code(),
+        Some(native_client::wire::CloseCode::Disconnected)
+    );
+    assert_eq!(relay.server().relay().peer_of("bob"), None);
+    trickle.abort();
+    drain.abort();
+    drop(bob);
+}

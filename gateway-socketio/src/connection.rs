@@ -239,6 +239,16 @@ pub(crate) async fn admit(
         bytes: config.outbox_bytes,
     });
     let id = handle.connect_admitted(admitted, relay_core::Transport::Legacy, outbox.clone())?;
+    handle.describe(
+        id,
+        relay_runtime::Described {
+            remote,
+            generation: match socket.protocol() {
+                socketioxide::ProtocolVersion::V4 => "socket.io v2 (EIO3)",
+                socketioxide::ProtocolVersion::V5 => "socket.io v4 (EIO4)",
+            },
+        },
+    );
     debug!(sid = %socket.id, client = ?client_id, ?id, "admitted");
     let conn = Arc::new(Conn {
         handle: handle.clone(),

@@ -12,12 +12,12 @@ use std::time::Duration;
 use relay_core::rmpv::Value;
 use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket, Transport};
 use relay_runtime::metrics::Direction;
+use relay_runtime::{OutboxReceiver, Overflow};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{AckError, SendError, SocketError};
-use relay_runtime::{OutboxReceiver, Overflow};
 use tracing::{debug, trace, warn};
 
 use crate::args::Args;
@@ -163,7 +163,8 @@ async fn send(
             match reason {
                 // A replaced client must not come back on its own and take its id back:
                 // a namespace disconnect tells socket.io-client not to reconnect.
-                CloseReason::Replaced(_) => {
+                // Nor must a client its operator disconnected.
+                CloseReason::Replaced(_) | CloseReason::Disconnected => {
                     let _ = socket.clone().disconnect();
                 }
                 // The socket stays in the namespace for `Gateway::close`, which closes its

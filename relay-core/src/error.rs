@@ -200,6 +200,9 @@ pub enum CloseReason {
     Replaced(ClientId),
     #[error("the relay is shutting down")]
     Shutdown,
+    /// An operator disconnected the client (the control center's button).
+    #[error("disconnected by the relay's operator")]
+    Disconnected,
 }
 
 #[cfg(test)]

@@ -1,9 +1,12 @@
 //! The control center: who is connected (id, transport, since when), who is paired with
 //! whom, open streams, and the metrics at a glance.
 //!
-//! Rendered on the server as one small HTML page, with no script and nothing fetched from
-//! elsewhere, so it works in any browser (and through an SSH tunnel) and a test can read
-//! it. The clients are paged by id (`?after=ID&limit=N`), so a relay with many clients
+//! Rendered on the server as one small HTML page with nothing fetched from elsewhere, so
+//! it works offline (and through an SSH tunnel) and reads without its script. The script
+//! (`control.js`, served inside the page) then keeps it live from `/api/live`, one
+//! reading a second by server-sent events: it turns readings into per-client and per-stream
+//! rates and small charts, searches by client id, and disconnects a client on a confirmed
+//! click. The clients are paged by id (`?after=ID&limit=N`), so a relay with many clients
 //! costs one page per view. `/api/clients` gives the same page as JSON, and
 //! `/api/summary` the numbers.
 
@@ -11,7 +14,7 @@ use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relay_runtime::metrics::{transport_label, Snapshot};
-use relay_runtime::{ClientInfo, ClientsPage};
+use relay_runtime::{ClientInfo, ClientsPage, RelayHandle, StreamInfo, TrafficReading};
 use serde_json::{json, Value};
 
 use super::health::Readiness;
@@ -46,13 +49,14 @@ pub fn html(
     out.push_str(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"10\">\
          <title>p2p-relay control center</title><style>\
          body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
          table{border-collapse:collapse;margin:.5rem 0 1.5rem}\
          th,td{padding:.25rem .75rem;border-bottom:1px solid #ddd;text-align:left}\
          td.n{text-align:right;font-variant-numeric:tabular-nums}\
          .ready{color:#070}.draining,.starting{color:#a40}code{font-size:.95em}\
+         .charts{display:flex;gap:1.5rem;flex-wrap:wrap}.charts figure{margin:0}\
+         canvas{border:1px solid #ddd;background:#fafafa}#notice{color:#a40}\
          </style></head><body>\n<h1>p2p-relay control center</h1>\n",
     );
     let readiness = overview.readiness.as_str();
@@ -121,10 +125,18 @@ pub fn html(
         );
     }
     out.push_str("</tbody></table>\n");
+    out.push_str(
+        "<div class=\"charts\">\
+         <figure><canvas id=\"chart-messages\" width=\"320\" height=\"80\"></canvas>\
+         <figcaption>Messages/s (in + out), last minute: <span id=\"rate-messages\">-</span></figcaption></figure>\
+         <figure><canvas id=\"chart-bytes\" width=\"320\" height=\"80\"></canvas>\
+         <figcaption>Bytes/s (in + out), last minute: <span id=\"rate-bytes\">-</span></figcaption></figure>\
+         </div>\n<p id=\"live\">Live updates: not connected (the page needs its script)</p>\n",
+    );
 
     let _ = writeln!(
         out,
-        "<h2>Clients</h2>\n<p>{} connected{}.</p>",
+        "<h2>Clients</h2>\n<p id=\"clients-count\">{} connected{}.</p>",
         page.total,
         if page.clients.is_empty() {
             String::new()
@@ -137,8 +149,11 @@ pub fn html(
         }
     );
     out.push_str(
-        "<table id=\"clients\"><thead><tr><th>Client</th><th>Transport</th>\
+        "<form id=\"search\"><label>Search by client id <input name=\"q\" id=\"q\" \
+         autocomplete=\"off\"></label></form><p id=\"notice\" role=\"status\"></p>\n\
+         <table id=\"clients\"><thead><tr><th>Client</th><th>Transport</th><th>Address</th>\
          <th>Connected since</th><th>Paired with</th><th>Streams</th><th>Pending</th>\
+         <th>Messages/s in / out</th><th>Bytes/s in / out</th><th></th>\
          </tr></thead><tbody>\n",
     );
     for client in &page.clients {
@@ -149,13 +164,17 @@ pub fn html(
             .as_ref()
             .map(|p| format!("<code class=\"peer\">{}</code>", escape(p.as_str())))
             .unwrap_or_else(|| "&ndash;".to_owned());
+        let id = escape(client.id.as_str());
         let _ = writeln!(
             out,
-            "<tr class=\"client\"><td><code class=\"id\">{}</code></td><td class=\"transport\">{}</td>\
+            "<tr class=\"client\"><td><code class=\"id\">{id}</code></td><td class=\"transport\">{}</td>\
+             <td class=\"remote\">{}</td>\
              <td title=\"{since}\">{since} ({for_how_long})</td><td>{peer}</td>\
-             <td class=\"n streams\">{}</td><td class=\"n\">{}</td></tr>",
-            escape(client.id.as_str()),
-            transport_label(client.transport),
+             <td class=\"n streams\">{}</td><td class=\"n\">{}</td>\
+             <td class=\"n messages-rate\">-</td><td class=\"n bytes-rate\">-</td>\
+             <td><button type=\"button\" class=\"disconnect\" data-id=\"{id}\">Disconnect</button></td></tr>",
+            generation_of(client),
+            client.remote.map(|r| r.to_string()).unwrap_or_default(),
             client.streams,
             client.pending,
         );
@@ -172,11 +191,93 @@ pub fn html(
         );
     }
     out.push_str(
-        "</p>\n<p><small>Machine-readable: <a href=\"metrics\">/metrics</a> \
-         &middot; <a href=\"api/clients\">/api/clients</a> \
-         &middot; <a href=\"api/summary\">/api/summary</a></small></p>\n</body></html>\n",
+        "</p>\n<h2>Streams</h2>\n<table id=\"streams\"><thead><tr><th>Stream</th>\
+         <th>Between</th><th>Open since</th><th>Bytes a&rarr;b / b&rarr;a</th>\
+         <th>Bytes/s a&rarr;b / b&rarr;a</th></tr></thead><tbody></tbody></table>\n",
     );
+    out.push_str(
+        "<p><small>Machine-readable: <a href=\"metrics\">/metrics</a> \
+         &middot; <a href=\"api/clients\">/api/clients</a> \
+         &middot; <a href=\"api/summary\">/api/summary</a> \
+         &middot; <a href=\"api/live\">/api/live</a></small></p>\n<script>\n",
+    );
+    out.push_str(SCRIPT);
+    out.push_str("</script>\n</body></html>\n");
     out
+}
+
+/// The page's script, inside the page: nothing is fetched from elsewhere.
+const SCRIPT: &str = include_str!("control.js");
+
+/// Clients scanned at most for one search: a search costs the relay a bounded walk of the
+/// sorted directory, page by page, however many clients it has.
+pub const SEARCH_SCAN: usize = 20_000;
+
+/// The clients whose id contains `needle` (all clients when it is empty), at most `limit`,
+/// in id order, among the first [`SEARCH_SCAN`] clients.
+pub fn search(relay: &RelayHandle, needle: &str, limit: usize) -> ClientsPage {
+    if needle.is_empty() {
+        return relay.clients(None, limit);
+    }
+    let mut found = Vec::new();
+    let mut after: Option<relay_core::ClientId> = None;
+    let mut scanned = 0;
+    let total = loop {
+        let page = relay.clients(after.as_ref().map(|a| a.as_str()), MAX_LIMIT);
+        scanned += page.clients.len();
+        found.extend(
+            page.clients
+                .into_iter()
+                .filter(|c| c.id.as_str().contains(needle)),
+        );
+        after = page.next;
+        if found.len() >= limit || after.is_none() || scanned >= SEARCH_SCAN {
+            break page.total;
+        }
+    };
+    found.truncate(limit);
+    ClientsPage {
+        clients: found,
+        next: None,
+        total,
+    }
+}
+
+fn generation_of(client: &ClientInfo) -> &'static str {
+    client
+        .generation
+        .unwrap_or_else(|| transport_label(client.transport))
+}
+
+/// One reading for the live view.
+pub fn live_json(overview: &Overview<'_>, page: &ClientsPage, streams: &[StreamInfo]) -> Value {
+    let now = SystemTime::now();
+    json!({
+        "at_ms": now.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
+        "summary": summary_json(overview),
+        "clients": clients_json(page),
+        "streams": streams.iter().map(|s| stream_json(s, now)).collect::<Vec<_>>(),
+    })
+}
+
+fn stream_json(stream: &StreamInfo, now: SystemTime) -> Value {
+    json!({
+        "id": format!("{:#x}", stream.id.0),
+        "a": stream.a.as_ref().map(|c| c.as_str()),
+        "b": stream.b.as_ref().map(|c| c.as_str()),
+        "open_secs": now.duration_since(stream.since).unwrap_or_default().as_secs(),
+        "bytes_ab": stream.traffic.bytes_in,
+        "bytes_ba": stream.traffic.bytes_out,
+    })
+}
+
+fn traffic_json(traffic: &TrafficReading) -> Value {
+    json!({
+        "messages_in": traffic.messages_in,
+        "messages_out": traffic.messages_out,
+        "bytes_in": traffic.bytes_in,
+        "bytes_out": traffic.bytes_out,
+    })
 }
 
 pub fn clients_json(page: &ClientsPage) -> Value {
@@ -192,6 +293,9 @@ fn client_json(client: &ClientInfo, now: SystemTime) -> Value {
     json!({
         "id": client.id.as_str(),
         "transport": transport_label(client.transport),
+        "generation": generation_of(client),
+        "remote": client.remote.map(|r| r.to_string()),
+        "traffic": traffic_json(&client.traffic),
         "since_unix_ms": client.since.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
         "connected_secs": now.duration_since(client.since).unwrap_or_default().as_secs(),
         "peer": client.peer.as_ref().map(|p| p.as_str()),

@@ -7,7 +7,7 @@ use axum::extract::{Query, Request, State as Extract};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use prometheus_client::registry::Registry;
 
@@ -44,10 +44,14 @@ pub fn router(state: State) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/clients", get(clients))
         .route("/api/summary", get(summary))
+        .route("/api/live", get(live))
+        .route("/api/clients/{id}/disconnect", post(disconnect))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        // Browsers ask for it; an empty answer keeps their consoles free of 404s.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(guarded)
         .with_state(state)
 }
@@ -154,5 +158,83 @@ fn overview<'a>(state: &State, snapshot: &'a relay_runtime::metrics::Snapshot) -
         readiness: watched.health.readiness(),
         started: state.0.started,
         snapshot,
+    }
+}
+
+#[derive(Debug, serde::Deserialize)]
+struct LiveQuery {
+    /// Only clients whose id contains this.
+    q: Option<String>,
+    limit: Option<usize>,
+}
+
+/// How often the live view is sent: the page's rates and charts are per second.
+const LIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The control center's live view, as server-sent events: one JSON reading a second of
+/// the summary, one page of clients (those matching `q`), and the open streams. The page
+/// turns successive readings into rates; the relay keeps no history.
+async fn live(
+    Extract(state): Extract<State>,
+    Query(query): Query<LiveQuery>,
+) -> axum::response::Sse<
+    impl futures::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    let limit = control::limit(query.limit);
+    let search = query.q.unwrap_or_default();
+    let readings = futures::stream::unfold(
+        (state, tokio::time::interval(LIVE_EVERY)),
+        move |(state, mut every)| {
+            let search = search.clone();
+            async move {
+                every.tick().await;
+                let relay = &state.0.watched.relay;
+                let snapshot = relay.metrics().snapshot();
+                let page = control::search(relay, &search, limit);
+                let reading = control::live_json(
+                    &overview(&state, &snapshot),
+                    &page,
+                    &relay.streams(control::MAX_LIMIT),
+                );
+                let event = axum::response::sse::Event::default().data(reading.to_string());
+                Some((Ok(event), (state, every)))
+            }
+        },
+    );
+    axum::response::Sse::new(readings).keep_alive(axum::response::sse::KeepAlive::default())
+}
+
+/// The header the page's disconnect button sends. A page of another site cannot send a
+/// custom header without a CORS preflight, which this listener never grants, so a forged
+/// cross-site form cannot disconnect anyone even where the browser holds the admin
+/// token (HTTP Basic) or the listener is open (loopback).
+pub const ACTION_HEADER: &str = "x-p2p-relay-admin";
+
+/// Disconnects one client, as the control center's button does: it is told why
+/// (`SERVER_ERROR` / a `Disconnected` close) and its peer is freed.
+async fn disconnect(
+    Extract(state): Extract<State>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    if !headers.contains_key(ACTION_HEADER) {
+        return (
+            StatusCode::FORBIDDEN,
+            format!("send the header '{ACTION_HEADER}: 1' with the request\n"),
+        )
+            .into_response();
+    }
+    let relay = &state.0.watched.relay;
+    match relay.conn_of(&id) {
+        Some(conn) => {
+            tracing::info!(client = %id, "disconnected from the control center");
+            relay.close(conn, relay_core::CloseReason::Disconnected);
+            Json(serde_json::json!({ "disconnected": id })).into_response()
+        }
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no client '{id}' is connected") })),
+        )
+            .into_response(),
     }
 }

@@ -11,7 +11,7 @@ use futures::FutureExt;
 use p2p_relay_wire::ResetCode;
 use quinn::{RecvStream, SendStream};
 use relay_core::payload::error_value;
-use relay_core::{Answer, Command, Payload, StreamId, Ticket, Transport, MAX_INBOUND_CHUNKS};
+use relay_core::{Answer, Command, Payload, StreamId, Ticket, MAX_INBOUND_CHUNKS};
 use relay_runtime::metrics::Direction;
 use tokio::sync::mpsc;
 use tracing::debug;
@@ -114,7 +114,9 @@ pub(crate) async fn run(
     cut: &Cut,
 ) {
     let mut send = SendHalf::new(send);
-    let metrics = native.shared.relay.metrics();
+    let relay = &native.shared.relay;
+    let peer = relay.peer_conn(native.id).unwrap_or(native.id);
+    let meter = relay.meter_stream(stream, native.id, peer);
     let outbound = async {
         loop {
             match recv.read_chunk(CHUNK_BYTES, true).await {
@@ -130,7 +132,7 @@ pub(crate) async fn run(
                         }
                     }
                     let data = Bytes::from(batch);
-                    metrics.bytes(Transport::Native, Direction::In, data.len() as u64);
+                    meter.moved_one_way(true, Direction::In, data.len() as u64);
                     native.command(Command::StreamChunk { stream, data });
                     if taken.recv().await.is_none() {
                         return; // the stream ended in the core
@@ -153,7 +155,7 @@ pub(crate) async fn run(
                 );
                 return;
             }
-            metrics.bytes(Transport::Native, Direction::Out, len);
+            meter.moved_one_way(false, Direction::Out, len);
             native.answer(ticket, Answer::Done);
         }
     };

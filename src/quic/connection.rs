@@ -156,6 +156,13 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         }
     };
     debug!(%remote, client = %client_id, ?id, "native client connected");
+    shared.relay.describe(
+        id,
+        relay_runtime::Described {
+            remote: Some(remote),
+            generation: "quic p2p-relay/2",
+        },
+    );
     let welcome = ServerFrame::Welcome {
         version: wire::PROTOCOL_VERSION,
         client_id,
@@ -382,7 +389,9 @@ async fn cut_off_when_overflowing(native: Arc<Native>) {
     let overflow = native.outbox.overflowed().await;
     let reason = overflow.to_string();
     debug!(id = ?native.id, %reason, "cutting off a client that does not read");
-    native.quic.close(code(CloseCode::SlowReader), reason.as_bytes());
+    native
+        .quic
+        .close(code(CloseCode::SlowReader), reason.as_bytes());
 }
 
 /// Core events for the client, written as control frames in order.
@@ -509,6 +518,7 @@ fn close_code(reason: &CloseReason) -> CloseCode {
     match reason {
         CloseReason::Replaced(_) => CloseCode::Replaced,
         CloseReason::Shutdown => CloseCode::Shutdown,
+        CloseReason::Disconnected => CloseCode::Disconnected,
     }
 }
 

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use p2p_relay_wire::{header::HEADER_LEN, ResetCode, StreamHeader};
 use quinn::{ReadError, RecvStream, SendStream, WriteError};
-use relay_core::{StreamId, Transport};
-use relay_runtime::metrics::{Direction, Metrics};
+use relay_core::StreamId;
+use relay_runtime::StreamMeter;
 use tracing::debug;
 
 use super::bridge;
@@ -60,7 +60,8 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
         debug!(id = ?native.id, ?stream, "data stream for a stream not granted to it");
         return refuse(&mut send, &mut recv, ResetCode::NotGranted);
     };
-    let acceptor = native.shared.conns.get(&peer.conn).map(|c| c.clone());
+    let peer_conn = peer.conn;
+    let acceptor = native.shared.conns.get(&peer_conn).map(|c| c.clone());
     match acceptor {
         Some(peer) => {
             let opened = async {
@@ -70,8 +71,11 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
             };
             match opened.await {
                 Ok((peer_send, peer_recv)) => {
-                    let metrics = native.shared.relay.metrics();
-                    splice((send, recv), (peer_send, peer_recv), &cut, metrics).await;
+                    let meter = native
+                        .shared
+                        .relay
+                        .meter_stream(stream, native.id, peer_conn);
+                    splice((send, recv), (peer_send, peer_recv), &cut, &meter).await;
                 }
                 Err(e) => {
                     debug!(?stream, "could not open the stream to the acceptor: {e}");
@@ -134,14 +138,14 @@ pub(crate) async fn splice(
     a: (SendStream, RecvStream),
     b: (SendStream, RecvStream),
     cut: &Cut,
-    metrics: &Metrics,
+    meter: &StreamMeter,
 ) {
     let (mut a_send, mut a_recv) = (SendHalf::new(a.0), a.1);
     let (mut b_send, mut b_recv) = (SendHalf::new(b.0), b.1);
     let both = async {
         tokio::join!(
-            pump(&mut a_recv, &mut b_send, metrics),
-            pump(&mut b_recv, &mut a_send, metrics)
+            pump(&mut a_recv, &mut b_send, meter, true),
+            pump(&mut b_recv, &mut a_send, meter, false)
         )
     };
     let cut_with = tokio::select! {
@@ -158,15 +162,14 @@ pub(crate) async fn splice(
 
 /// One direction: chunks from `from` to `to`; the end of `from` (FIN, reset, loss) is
 /// passed on as the matching end of `to`, and a `to` that stops reading stops `from`.
-async fn pump(from: &mut RecvStream, to: &mut SendHalf, metrics: &Metrics) {
+async fn pump(from: &mut RecvStream, to: &mut SendHalf, meter: &StreamMeter, from_a: bool) {
     loop {
         match from.read_chunk(CHUNK_BYTES, true).await {
             Ok(Some(chunk)) => {
                 let len = chunk.bytes.len() as u64;
-                metrics.bytes(Transport::Native, Direction::In, len);
                 let written = to.write_chunk(chunk.bytes).await;
                 if written.is_ok() {
-                    metrics.bytes(Transport::Native, Direction::Out, len);
+                    meter.moved(from_a, len);
                 }
                 match written {
                     Ok(()) => {}

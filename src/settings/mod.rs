@@ -86,7 +86,11 @@ mod tests {
             let id = arg.get_id().as_str();
             assert_eq!(arg.get_long(), Some(id.replace('_', "-").as_str()), "{id}");
             let env = arg.get_env().map(|v| v.to_string_lossy().into_owned());
-            assert_eq!(env, Some(format!("P2P_RELAY_{}", id.to_uppercase())), "{id}");
+            assert_eq!(
+                env,
+                Some(format!("P2P_RELAY_{}", id.to_uppercase())),
+                "{id}"
+            );
             assert!(!arg.is_positional(), "{id}");
         }
     }
@@ -94,7 +98,10 @@ mod tests {
     #[test]
     fn the_example_file_loads_as_it_is() {
         let loaded = load(["p2p-relay", "--config", EXAMPLE]).expect("the example loads");
-        assert_eq!(loaded.file.map(|(p, _)| p), Some(Path::new(EXAMPLE).to_path_buf()));
+        assert_eq!(
+            loaded.file.map(|(p, _)| p),
+            Some(Path::new(EXAMPLE).to_path_buf())
+        );
     }
 
     /// The example lists every setting, commented out (`# key = value`) or not, with a
@@ -116,7 +123,10 @@ mod tests {
         let listed: BTreeSet<String> = file.entries.iter().map(|e| e.key.clone()).collect();
         assert_eq!(file.entries.len(), listed.len(), "a setting listed twice");
         let missing: Vec<_> = setting_ids().difference(&listed).cloned().collect();
-        assert!(missing.is_empty(), "settings missing from the example: {missing:?}");
+        assert!(
+            missing.is_empty(),
+            "settings missing from the example: {missing:?}"
+        );
     }
 
     /// `key = value` with a key of lowercase letters and underscores.

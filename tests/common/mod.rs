@@ -494,3 +494,17 @@ pub fn app_close_code(err: &quinn::ConnectionError) -> Option<u64> {
 pub fn msgpack(bytes: &'static [u8]) -> Bytes {
     Bytes::from_static(bytes)
 }
+
+/// Installs a node project's exact dependencies (its lock file) unless `marker` is already
+/// in its node_modules: a fresh checkout needs it, a second run does not.
+pub fn npm_ci_unless(dir: &Path, marker: &str) {
+    if dir.join("node_modules").join(marker).exists() {
+        return;
+    }
+    let status = std::process::Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .status()
+        .expect("npm is required (install Node.js 20+)");
+    assert!(status.success(), "npm ci failed in {}", dir.display());
+}

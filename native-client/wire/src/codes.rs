@@ -82,6 +82,8 @@ codes! {
         /// The client did not read what it was sent: its queue in the relay went over its
         /// byte cap (`--outbox-bytes`). The reason names the size.
         SlowReader = 0x7 => "closed for not reading: too much was queued toward it",
+        /// The relay's operator disconnected this client.
+        Disconnected = 0x8 => "disconnected by the relay's operator",
     }
 }
 

@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::SystemTime;
 
 use relay_core::{Addr, Connection, PeerMsg};
@@ -12,6 +12,7 @@ use tokio::task::AbortHandle;
 
 use crate::metrics::AckClock;
 use crate::sink::Sink;
+use crate::traffic::{Described, Traffic};
 
 pub(crate) struct Cell {
     state: Mutex<Connection>,
@@ -27,6 +28,10 @@ pub(crate) struct Cell {
     /// Its emits waiting for an ack, timed for the round-trip metric. Taken only under the
     /// state lock, so never contended.
     acks: Mutex<AckClock>,
+    /// What its client moved, for the control center's per-client rates.
+    pub traffic: Traffic,
+    /// Set once by its front end, right after connecting.
+    pub described: OnceLock<Described>,
 }
 
 #[derive(Default)]
@@ -47,6 +52,8 @@ impl Cell {
             ip,
             since: SystemTime::now(),
             acks: Mutex::new(AckClock::default()),
+            traffic: Traffic::default(),
+            described: OnceLock::new(),
         }
     }
 

@@ -4,7 +4,11 @@
 
 use std::time::SystemTime;
 
-use relay_core::{ClientId, ConnId, Transport};
+use std::net::SocketAddr;
+
+use relay_core::{ClientId, ConnId, StreamId, Transport};
+
+use crate::traffic::TrafficReading;
 
 /// One connected client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +25,25 @@ pub struct ClientInfo {
     pub streams: usize,
     /// Its requests waiting for an answer.
     pub pending: usize,
+    /// Where it connects from, as its front end saw it.
+    pub remote: Option<SocketAddr>,
+    /// Its protocol generation, e.g. `socket.io v2 (EIO3)`.
+    pub generation: Option<&'static str>,
+    /// What it sent and received so far (events; stream bytes are the streams').
+    pub traffic: TrafficReading,
+}
+
+/// A stream relayed through this node's front ends, while it is open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    pub id: StreamId,
+    /// Its two ends' clients (None once that one is gone): `a` is the native client whose
+    /// data stream the relay serves (the opener of a spliced stream).
+    pub a: Option<ClientId>,
+    pub b: Option<ClientId>,
+    pub since: SystemTime,
+    /// `bytes_in`: from `a` toward `b`; `bytes_out`: from `b` toward `a`.
+    pub traffic: TrafficReading,
 }
 
 /// One page of clients, sorted by id.

@@ -10,15 +10,17 @@ use relay_core::auth::unix_seconds;
 use relay_core::{
     check_client_id, Addr, AllowAll, Authenticator, Claimed, ClientId, ClientLimits, CloseReason,
     Command, Config, ConnId, ConnectError, Connection, Event, IpGate, LocalDirectory, NodeId,
-    PeerMsg, Presented, Transport,
+    PeerMsg, Presented, StreamId, Transport,
 };
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::admission::{Admitted, AsyncAuthenticator, Gate};
 use crate::cell::Cell;
+use crate::clients::StreamInfo;
 use crate::clients::{ClientInfo, ClientsPage};
-use crate::metrics::{Metrics, Shape, Undelivered};
+use crate::metrics::{Direction, Metrics, Shape, Undelivered};
+use crate::traffic::{Described, StreamEntry, StreamMeter, Streams, Traffic};
 
 /// Connections that were sent a message and must handle their inbox. Usually one (the
 /// peer), so it lives inline.
@@ -50,6 +52,8 @@ struct Node {
     /// connection (nor its timer) appears after the relay was emptied.
     closed: AtomicBool,
     metrics: Arc<Metrics>,
+    /// Streams whose bytes the front ends relay, for the control center.
+    streams: Arc<Streams>,
 }
 
 impl RelayHandle {
@@ -80,6 +84,7 @@ impl RelayHandle {
                 tasks: TaskTracker::new(),
                 closed: AtomicBool::new(false),
                 metrics: Arc::new(Metrics::default()),
+                streams: Arc::default(),
             }),
         }
     }
@@ -253,6 +258,9 @@ impl RelayHandle {
         let metrics = &self.node.metrics;
         self.node.run(&cell, |c, now| {
             metrics.command(c.transport(), &command);
+            if let Command::Emit { args, .. } = &command {
+                cell.traffic.add(Direction::In, 1, args.size() as u64);
+            }
             if let Command::Emit { ack: Some(req), .. } = &command {
                 cell.acks().start(*req, now);
             }
@@ -309,6 +317,17 @@ impl RelayHandle {
         Some(self.node.cell(conn)?.lock().client().clone())
     }
 
+    /// The connection a connection is paired with, when both are on this node.
+    pub fn peer_conn(&self, conn: ConnId) -> Option<ConnId> {
+        let cell = self.node.cell(conn)?;
+        let state = cell.lock();
+        state
+            .peer()
+            .map(|(addr, _)| addr)
+            .filter(|addr| addr.node == self.node.id)
+            .map(|addr| addr.conn)
+    }
+
     /// The client a client is paired with.
     pub fn peer_of(&self, client: &str) -> Option<ClientId> {
         let cell = self.node.cell(self.conn_of(client)?)?;
@@ -323,7 +342,11 @@ impl RelayHandle {
         let (page, addrs, total) = {
             let directory = self.node.directory();
             let page = directory.list(after, Some(limit));
-            let addrs: Vec<_> = page.ids.iter().map(|id| directory.lookup(id.as_str())).collect();
+            let addrs: Vec<_> = page
+                .ids
+                .iter()
+                .map(|id| directory.lookup(id.as_str()))
+                .collect();
             (page, addrs, directory.len())
         };
         let clients = addrs
@@ -341,6 +364,7 @@ impl RelayHandle {
     /// What one connection is doing, while it is connected.
     pub fn client_info(&self, conn: ConnId) -> Option<ClientInfo> {
         let cell = self.node.cell(conn)?;
+        let described = cell.described.get();
         let state = cell.lock();
         Some(ClientInfo {
             id: state.client().clone(),
@@ -350,7 +374,54 @@ impl RelayHandle {
             peer: state.peer().map(|(_, id)| id.clone()),
             streams: state.streams_len(),
             pending: state.requests_len(),
+            remote: described.and_then(|d| d.remote),
+            generation: described.map(|d| d.generation),
+            traffic: cell.traffic.read(),
         })
+    }
+
+    /// Records what the front end knows of a connection (its address, its protocol
+    /// generation), once; later calls change nothing.
+    pub fn describe(&self, conn: ConnId, described: Described) {
+        if let Some(cell) = self.node.cell(conn) {
+            let _ = cell.described.set(described);
+        }
+    }
+
+    /// Starts counting a stream between `a` and `b` whose bytes a front end relays (`a`:
+    /// the end the front end serves); it is listed by [`RelayHandle::streams`] until the
+    /// meter drops.
+    pub fn meter_stream(&self, id: StreamId, a: ConnId, b: ConnId) -> StreamMeter {
+        let entry = StreamEntry {
+            id,
+            a,
+            b,
+            since: std::time::SystemTime::now(),
+            traffic: Traffic::default(),
+        };
+        StreamMeter::new(entry, self.node.streams.clone(), self.node.metrics.clone())
+    }
+
+    /// The streams being relayed, oldest first, at most `limit`.
+    pub fn streams(&self, limit: usize) -> Vec<StreamInfo> {
+        let mut entries: Vec<Arc<StreamEntry>> = self
+            .node
+            .streams
+            .iter()
+            .map(|e| e.value().clone())
+            .collect();
+        entries.sort_by_key(|e| (e.since, e.id.0));
+        entries.truncate(limit);
+        entries
+            .into_iter()
+            .map(|e| StreamInfo {
+                id: e.id,
+                a: self.client_of(e.a),
+                b: self.client_of(e.b),
+                since: e.since,
+                traffic: e.traffic.read(),
+            })
+            .collect()
     }
 
     /// Refuses connections from now on ([`ConnectError::ShuttingDown`]) and leaves the
@@ -431,6 +502,9 @@ impl Node {
             }
             while let Some(event) = state.poll_event() {
                 self.metrics.event(transport, &event);
+                if let Event::Deliver { args, .. } = &event {
+                    cell.traffic.add(Direction::Out, 1, args.size() as u64);
+                }
                 if let Event::Reply { req, reply } = &event {
                     cell.acks().replied(&self.metrics, *req, reply, now);
                 }

@@ -14,10 +14,12 @@ mod handle;
 pub mod metrics;
 mod outbox;
 mod sink;
+mod traffic;
 
 pub use admission::{AdmissionFuture, Admitted, AsyncAuthenticator};
-pub use clients::{ClientInfo, ClientsPage};
+pub use clients::{ClientInfo, ClientsPage, StreamInfo};
 pub use handle::RelayHandle;
 pub use metrics::Metrics;
 pub use outbox::{queued_size, Outbox, OutboxLimits, OutboxReceiver, Overflow};
 pub use sink::{Refused, Sink};
+pub use traffic::{Described, StreamEntry, StreamMeter, TrafficReading};
