@@ -8,6 +8,10 @@
 //! streams keep everything until their streams end, each being let go as its last stream
 //! finishes, for at most `--drain-timeout-ms`. What is left then is closed by
 //! `Server::shutdown`, which tells those clients the same and cuts their streams.
+//!
+//! A stream between two Socket.IO clients of the 1.4.1 protocol has no id and no end:
+//! to the relay it is `P2P_EMIT_STREAM` chunks. Such a pair counts as streaming while
+//! either client sent a chunk within the last [`QUIET`], and is let go once both are quiet.
 
 use std::time::{Duration, Instant};
 
@@ -37,6 +41,27 @@ const POLL: Duration = Duration::from_millis(20);
 /// Clients looked at per page on the first pass (each page costs its size).
 const PAGE: usize = 1000;
 
+/// How long a pair of Socket.IO clients must have sent no stream chunk before the drain
+/// takes their stream for finished. A sender waits for each chunk's ack before the next,
+/// so a transfer in progress is never this quiet.
+pub const QUIET: Duration = Duration::from_secs(1);
+
+/// Whether `client` still has something to finish: an open stream, or (with its peer) a
+/// legacy stream's chunks within the last [`QUIET`].
+fn busy(relay: &RelayHandle, client: &relay_runtime::ClientInfo) -> bool {
+    let chunking =
+        |info: &relay_runtime::ClientInfo| info.since_last_chunk.is_some_and(|ago| ago < QUIET);
+    if client.streams > 0 || chunking(client) {
+        return true;
+    }
+    client
+        .peer
+        .as_ref()
+        .and_then(|peer| relay.conn_of(peer.as_str()))
+        .and_then(|conn| relay.client_info(conn))
+        .is_some_and(|peer| chunking(&peer))
+}
+
 /// How a drain ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Drained {
@@ -63,7 +88,7 @@ pub async fn drain(relay: &RelayHandle, health: &Health, timeout: Duration) -> D
             PAGE,
         );
         for client in &page.clients {
-            if client.streams == 0 {
+            if !busy(relay, client) {
                 relay.close(client.conn, CloseReason::Shutdown);
                 let_go += 1;
             } else {
@@ -89,7 +114,7 @@ pub async fn drain(relay: &RelayHandle, health: &Health, timeout: Duration) -> D
     loop {
         streaming.retain(|conn| match relay.client_info(*conn) {
             None => false,
-            Some(info) if info.streams == 0 => {
+            Some(info) if !busy(relay, &info) => {
                 relay.close(*conn, CloseReason::Shutdown);
                 let_go += 1;
                 false

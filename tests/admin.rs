@@ -110,16 +110,34 @@ impl Drop for Admined {
     }
 }
 
-/// `name{labels} value` lines of the Prometheus text format, by `name{labels}`.
+/// The samples of a Prometheus text exposition, read by a parser of the format (the
+/// prometheus-parse crate), by `name{labels}` with the labels in the order the relay
+/// declares them (transport, direction, reason). Histogram buckets are left out; their
+/// `_sum` and `_count` are samples of their own.
 fn parse_metrics(text: &str) -> HashMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-        .map(|line| {
-            let (key, value) = line.rsplit_once(' ').expect("name value");
-            let value = value
-                .parse()
-                .unwrap_or_else(|_| panic!("a number in {line}"));
-            (key.to_owned(), value)
+    use prometheus_parse::{Scrape, Value as Sampled};
+    let lines = text.lines().map(|l| Ok(l.to_owned()));
+    let scrape = Scrape::parse(lines).expect("a Prometheus text exposition");
+    assert!(!scrape.samples.is_empty(), "no samples in {text}");
+    let order = ["transport", "direction", "reason"];
+    scrape
+        .samples
+        .into_iter()
+        .filter_map(|sample| {
+            let value = match sample.value {
+                Sampled::Counter(v) | Sampled::Gauge(v) | Sampled::Untyped(v) => v,
+                Sampled::Histogram(_) | Sampled::Summary(_) => return None,
+            };
+            let mut labels: Vec<(&String, &String)> = sample.labels.iter().collect();
+            labels.sort_by_key(|(k, _)| order.iter().position(|o| o == k).unwrap_or(order.len()));
+            let key = if labels.is_empty() {
+                sample.metric.clone()
+            } else {
+                let inner: Vec<String> =
+                    labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+                format!("{}{{{}}}", sample.metric, inner.join(","))
+            };
+            Some((key, value))
         })
         .collect()
 }

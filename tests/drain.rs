@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{open_stream, pair, read_to_eof, within};
+use common::{open_stream, pair, random_bytes, read_to_eof, sha256_hex, within};
 use native_client::wire::CloseCode;
 use native_client::{Client, ClientEvent, ConnectOptions, Incoming, Trust};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
@@ -154,7 +154,7 @@ async fn until_draining(admin: SocketAddr) {
 
 #[tokio::test]
 async fn sigterm_lets_open_streams_finish_then_exits_zero() {
-    let mut relay = Relay::start(10_000).await;
+    let mut relay = Relay::start(30_000).await;
     assert_eq!(
         http(relay.admin, "GET", "/readyz", "").await,
         (200, "ready\n".into())
@@ -164,7 +164,15 @@ async fn sigterm_lets_open_streams_finish_then_exits_zero() {
     let (_c, c_in) = relay.connect("C").await;
     pair(&a, &b, &mut b_in).await;
     let (mut mine, mut theirs) = open_stream(&a, &mut b_in).await;
-    mine.write_all(&[1u8; 32 * 1024]).await.unwrap();
+    // 64 MiB in flight when the signal comes: the first MiB has arrived, the rest follows
+    // through the drain, and arrives intact.
+    let data = random_bytes(64, 64 * 1024 * 1024);
+    let sent_hash = sha256_hex(&data);
+    let mut first = vec![0u8; 1024 * 1024];
+    mine.write_all(&data[..first.len()]).await.unwrap();
+    within("the first MiB", theirs.read_exact(&mut first))
+        .await
+        .unwrap();
 
     // A Socket.IO client over long-polling, its next poll held open.
     let (status, open) = http(
@@ -264,12 +272,36 @@ async fn sigterm_lets_open_streams_finish_then_exits_zero() {
     assert!(err.contains(SHUTTING_DOWN), "{err}");
 
     // The open stream carries on to its end, both ways.
-    mine.write_all(&[2u8; 32 * 1024]).await.unwrap();
-    mine.shutdown().await.unwrap();
-    let (received, _) = within("the stream's bytes", read_to_eof(&mut theirs))
+    let rest = data[first.len()..].to_vec();
+    let writing = tokio::spawn(async move {
+        for chunk in rest.chunks(64 * 1024) {
+            mine.write_all(chunk).await?;
+        }
+        mine.shutdown().await?;
+        std::io::Result::Ok(mine)
+    });
+    let reading = async {
+        let mut hasher = sha2::Sha256::new();
+        sha2::Digest::update(&mut hasher, &first);
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut total = first.len();
+        loop {
+            let n = theirs.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            sha2::Digest::update(&mut hasher, &buf[..n]);
+            total += n;
+        }
+        std::io::Result::Ok((total, format!("{:x}", sha2::Digest::finalize(hasher))))
+    };
+    let (received, hash) = tokio::time::timeout(Duration::from_secs(60), reading)
         .await
+        .expect("the 64 MiB arrive within a minute")
         .unwrap();
-    assert_eq!(received, 64 * 1024);
+    let mut mine = within("the writer", writing).await.unwrap().unwrap();
+    assert_eq!(received, data.len());
+    assert_eq!(hash, sent_hash, "the stream arrived intact");
     theirs.write_all(b"done").await.unwrap();
     theirs.shutdown().await.unwrap();
     let (back, _) = within("the answer", read_to_eof(&mut mine)).await.unwrap();
@@ -283,7 +315,7 @@ async fn sigterm_lets_open_streams_finish_then_exits_zero() {
     }
     assert_eq!(relay.exit_code().await, Some(0));
     assert!(
-        terminated.elapsed() < Duration::from_secs(8),
+        terminated.elapsed() < Duration::from_secs(30),
         "{:?}",
         terminated.elapsed()
     );

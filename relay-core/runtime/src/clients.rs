@@ -31,6 +31,9 @@ pub struct ClientInfo {
     pub generation: Option<&'static str>,
     /// What it sent and received so far (events; stream bytes are the streams').
     pub traffic: TrafficReading,
+    /// How long ago it sent its last legacy stream chunk (`P2P_EMIT_STREAM`), if ever: a
+    /// stream between two Socket.IO clients has no other trace in the relay.
+    pub since_last_chunk: Option<std::time::Duration>,
 }
 
 /// A stream relayed through this node's front ends, while it is open.

@@ -258,8 +258,11 @@ impl RelayHandle {
         let metrics = &self.node.metrics;
         self.node.run(&cell, |c, now| {
             metrics.command(c.transport(), &command);
-            if let Command::Emit { args, .. } = &command {
+            if let Command::Emit { event, args, .. } = &command {
                 cell.traffic.add(Direction::In, 1, args.size() as u64);
+                if event == relay_core::P2P_EMIT_STREAM {
+                    cell.traffic.chunk_sent();
+                }
             }
             if let Command::Emit { ack: Some(req), .. } = &command {
                 cell.acks().start(*req, now);
@@ -377,6 +380,7 @@ impl RelayHandle {
             remote: described.and_then(|d| d.remote),
             generation: described.map(|d| d.generation),
             traffic: cell.traffic.read(),
+            since_last_chunk: cell.traffic.since_last_chunk(),
         })
     }
 

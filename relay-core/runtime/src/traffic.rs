@@ -6,8 +6,8 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::time::SystemTime;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
 
 use dashmap::DashMap;
 use relay_core::{ConnId, StreamId};
@@ -21,6 +21,17 @@ pub struct Traffic {
     messages_out: AtomicU64,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+    /// When the client last sent a legacy stream chunk (`P2P_EMIT_STREAM`), in
+    /// milliseconds since [`epoch`] plus one (0: never). The 1.4.1 protocol never ends a
+    /// stream between two Socket.IO clients, so recent chunks are the only sign that one
+    /// is in flight (the drain waits for them to stop).
+    last_chunk: AtomicU64,
+}
+
+/// The instant the counters' times count from.
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
 }
 
 /// One reading of a [`Traffic`].
@@ -42,6 +53,24 @@ impl Traffic {
         };
         m.fetch_add(messages, Ordering::Relaxed);
         b.fetch_add(bytes, Ordering::Relaxed);
+    }
+
+    /// The client sent a legacy stream chunk now.
+    pub fn chunk_sent(&self) {
+        let at = epoch().elapsed().as_millis() as u64 + 1;
+        self.last_chunk.store(at, Ordering::Relaxed);
+    }
+
+    /// How long ago the client sent its last legacy stream chunk; None if it never did.
+    pub fn since_last_chunk(&self) -> Option<Duration> {
+        match self.last_chunk.load(Ordering::Relaxed) {
+            0 => None,
+            at => Some(
+                epoch()
+                    .elapsed()
+                    .saturating_sub(Duration::from_millis(at - 1)),
+            ),
+        }
     }
 
     pub fn read(&self) -> TrafficReading {
