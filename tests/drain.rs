@@ -281,7 +281,7 @@ async fn sigterm_lets_open_streams_finish_then_exits_zero() {
         std::io::Result::Ok(mine)
     });
     let reading = async {
-        let mut hasher = sha2::Sha256::new();
+        let mut hasher = <sha2::Sha256 as sha2::Digest>::new();
         sha2::Digest::update(&mut hasher, &first);
         let mut buf = vec![0u8; 64 * 1024];
         let mut total = first.len();

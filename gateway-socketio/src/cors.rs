@@ -189,10 +189,7 @@ fn normalize(entry: &str) -> Result<String, OriginProblem> {
     if host.is_empty() || host == "[]" {
         return Err(OriginProblem::MissingHost);
     }
-    let port = match authority.port() {
-        None => None,
-        Some(port) => Some(port.as_u16()),
-    };
+    let port = authority.port().map(|port| port.as_u16());
     // `Authority` accepts a trailing ':' with no digits; an origin does not.
     if port.is_none() && rest.len() != authority.host().len() {
         return Err(OriginProblem::BadAuthority);
