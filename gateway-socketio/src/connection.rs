@@ -52,12 +52,13 @@ pub(crate) struct Tasks {
 }
 
 impl Tasks {
+    /// Spawns `task`, to end when the gateway aborts its tasks. The task lives as long as
+    /// its client, so it is spawned as it is, not inside an `async` block of its own: such
+    /// a block would hold the task twice (the block's captured copy and the one it
+    /// awaits), doubling an idle client's largest allocation.
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) -> AbortHandle {
-        let abort = self.abort.clone();
         self.tracker
-            .spawn(async move {
-                abort.run_until_cancelled_owned(task).await;
-            })
+            .spawn(self.abort.clone().run_until_cancelled_owned(task))
             .abort_handle()
     }
 }
@@ -251,10 +252,10 @@ pub(crate) async fn admit(
         drain: Mutex::new(None),
         tasks: tasks.clone(),
     });
-    socket.extensions.insert(conn);
     // Listen before the client learns it is connected, so that no early event finds the
     // socket without handlers.
-    crate::inbound::listen(&socket);
+    crate::inbound::listen(&socket, &conn);
+    socket.extensions.insert(conn);
     socket.on_disconnect(async |socket: socketioxide::extract::SocketRef| {
         if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
             conn.close();

@@ -25,6 +25,7 @@ mod args;
 mod config;
 mod connection;
 mod cors;
+mod detach;
 mod eio3_binary;
 pub mod events;
 mod inbound;
@@ -114,6 +115,7 @@ impl Gateway {
         router
             .layer(self.layer.clone())
             .layer(axum::middleware::from_fn(eio3_binary::fix))
+            .layer(axum::middleware::from_fn(detach::detach))
             .layer(axum::middleware::from_fn_with_state(
                 self.cors.clone(),
                 cors::apply,
