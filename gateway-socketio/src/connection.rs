@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::acks::AckWaiters;
+use crate::toward::Toward;
 use relay_runtime::{Outbox, OutboxLimits, OutboxReceiver, RelayHandle};
 
 use crate::outbound;
@@ -68,6 +69,9 @@ pub(crate) struct Conn {
     pub handle: RelayHandle,
     pub id: ConnId,
     pub outbox: Arc<Outbox>,
+    /// The core's sink for this client, in front of `outbox`: where the gateway queues
+    /// events of its own too, so that they keep their place.
+    pub toward: Arc<Toward>,
     /// Acks the client owes, handed to the core in order with its events.
     pub acks: AckWaiters,
     next_req: AtomicU64,
@@ -239,12 +243,14 @@ pub(crate) async fn admit(
         messages: config.outbox_messages,
         bytes: config.outbox_bytes,
     });
-    let id = handle.connect_admitted(admitted, relay_core::Transport::Legacy, outbox.clone())?;
+    let toward = Arc::new(Toward::new(outbox.clone()));
+    let id = handle.connect_admitted(admitted, relay_core::Transport::Legacy, toward.clone())?;
     debug!(sid = %socket.id, client = ?client_id, ?id, "admitted");
     let conn = Arc::new(Conn {
         handle: handle.clone(),
         id,
         outbox,
+        toward,
         acks: AckWaiters::default(),
         next_req: AtomicU64::new(0),
         awaiting: Mutex::new(HashMap::new()),
@@ -284,6 +290,8 @@ impl FromConnectParts<LocalAdapter> for Established {
                 }
                 let drain = outbound::drain(socket.clone(), conn.clone(), rx);
                 *conn.drain.lock().expect("drain lock") = Some(conn.tasks.spawn(drain));
+                // Its drain runs: plain emits may go straight to the socket from now on.
+                conn.toward.established(socket);
             }
         }
         Ok(Established)

@@ -100,13 +100,13 @@ fn handle_event(
     match parse(kind, args, req) {
         Ok(command) => conn.handle.command(conn.id, command),
         Err(message) => {
-            conn.outbox.push(Event::ServerError {
+            conn.toward.push(Event::ServerError {
                 code: Some(ErrorCode::Invalid),
                 message: message.clone(),
             });
             if let Some(req) = req {
                 let reply = Reply::Failed(RequestError::Malformed(message));
-                conn.outbox.push(Event::Reply { req, reply });
+                conn.toward.push(Event::Reply { req, reply });
             }
         }
     }

@@ -31,6 +31,7 @@ pub mod events;
 mod inbound;
 mod outbound;
 mod serve;
+mod toward;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -93,6 +93,9 @@ async fn send_all(socket: &Arc<Socket<LocalAdapter>>, conn: &Arc<Conn>, mut rx: 
         if sent.is_err() {
             break;
         }
+        // Only now is the event in socketioxide's queue: what comes after it may go
+        // straight there.
+        conn.toward.taken();
     }
 }
 
@@ -301,7 +304,7 @@ fn accepted(args: Args) -> Answer {
     Answer::Accept(matches!(args.0.first(), Some(Value::Boolean(true))))
 }
 
-fn values_or_error(payload: Payload) -> Args {
+pub(crate) fn values_or_error(payload: Payload) -> Args {
     match payload.into_json_values() {
         Ok(values) => Args(values),
         Err(e) => Args(vec![relay_core::payload::error_value(&e.to_string())]),
