@@ -79,6 +79,7 @@ impl Gateway {
         let (layer, io) = SocketIo::builder()
             .req_path(SOCKET_IO_PATH)
             .max_buffer_size(config.socket_buffer_packets)
+            .ws_read_buffer_size(config.ws_read_buffer_bytes)
             .max_payload(limit as u64)
             .ws_max_message_size(limit)
             .ws_max_frame_size(limit)
