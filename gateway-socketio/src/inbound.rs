@@ -23,11 +23,20 @@ use crate::events;
 /// The relay's events, with what each one is.
 const EVENTS: [(&str, Kind); 6] = [
     (events::P2P_REGISTER, Kind::Request(RequestKind::Register)),
-    (events::P2P_UNREGISTER, Kind::Request(RequestKind::Unregister)),
+    (
+        events::P2P_UNREGISTER,
+        Kind::Request(RequestKind::Unregister),
+    ),
     (events::P2P_EMIT, Kind::Emit),
-    (events::P2P_EMIT_ACKNOWLEDGE, Kind::Request(RequestKind::Emit)),
+    (
+        events::P2P_EMIT_ACKNOWLEDGE,
+        Kind::Request(RequestKind::Emit),
+    ),
     (events::LIST_CLIENTS, Kind::Request(RequestKind::List)),
-    (events::P2P_REGISTER_STREAM, Kind::Request(RequestKind::Stream)),
+    (
+        events::P2P_REGISTER_STREAM,
+        Kind::Request(RequestKind::Stream),
+    ),
 ];
 
 /// An event as the gateway reads it.

@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use relay_core::rmpv::Value;
 use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket};
+use relay_runtime::{OutboxReceiver, Overflow};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{AckError, SendError, SocketError};
-use relay_runtime::{OutboxReceiver, Overflow};
 use tracing::{debug, trace, warn};
 
 use crate::args::Args;
@@ -173,9 +173,12 @@ impl Packet {
                 let args = Args(vec![Value::from(from.as_str())]);
                 ask(events::P2P_REGISTER, args, ticket, accepted)
             }
-            Event::StreamRequest { ticket, .. } => {
-                ask(events::P2P_REGISTER_STREAM, Args::default(), ticket, accepted)
-            }
+            Event::StreamRequest { ticket, .. } => ask(
+                events::P2P_REGISTER_STREAM,
+                Args::default(),
+                ticket,
+                accepted,
+            ),
             Event::Unregistered { ticket } => {
                 ask(events::P2P_UNREGISTER, Args::default(), ticket, |_| {
                     Answer::Done

@@ -70,7 +70,11 @@ impl Toward {
 
     /// Emits straight into the socket; gives the event back when the socket's queue is
     /// full (it then goes the slow way).
-    fn emit_now(socket: &Weak<Socket<LocalAdapter>>, event: String, args: Payload) -> Option<Event> {
+    fn emit_now(
+        socket: &Weak<Socket<LocalAdapter>>,
+        event: String,
+        args: Payload,
+    ) -> Option<Event> {
         // Gone: the core hears of the disconnect on its own; the drain would drop it too.
         let socket = socket.upgrade()?;
         let args = crate::outbound::values_or_error(args);
