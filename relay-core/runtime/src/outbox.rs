@@ -69,6 +69,8 @@ struct Queue {
     events: VecDeque<(usize, Event)>,
     /// The consumer, parked until something is queued.
     waker: Option<Waker>,
+    /// The consumer is gone (its client is leaving): what comes is dropped, not kept.
+    closed: bool,
 }
 
 /// A queue that grew past this many slots in a burst gives its memory back once drained,
@@ -169,6 +171,12 @@ impl Outbox {
         }
         let waker = {
             let mut queue = self.queue();
+            if queue.closed {
+                // The client is leaving; the core hears of it separately.
+                drop(queue);
+                self.bytes.fetch_sub(size, Ordering::AcqRel);
+                return true;
+            }
             queue.events.push_back((size, event));
             queue.waker.take()
         };
@@ -212,6 +220,20 @@ impl OutboxReceiver {
     /// The queue this receiver drains.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
+    }
+}
+
+impl Drop for OutboxReceiver {
+    /// Nothing will read the queue again: what it holds and what comes later is dropped
+    /// (as a closed channel would), so a client that is leaving holds no events meanwhile.
+    fn drop(&mut self) {
+        let held = {
+            let mut queue = self.outbox.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.events)
+        };
+        let bytes: usize = held.iter().map(|(size, _)| size).sum();
+        self.outbox.bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
@@ -333,6 +355,18 @@ mod tests {
         }
         assert_eq!(taken, fit);
         assert_eq!(rx.outbox().bytes.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_queue_without_its_receiver_keeps_nothing() {
+        let (outbox, rx) = Outbox::new(OutboxLimits::default());
+        outbox.send(error(100)).unwrap();
+        drop(rx);
+        outbox.send(error(100)).unwrap();
+        outbox.push(error(100));
+        assert!(outbox.queue().events.is_empty());
+        assert_eq!(outbox.bytes.load(Ordering::Acquire), 0);
+        assert!(!outbox.overflowed.load(Ordering::Acquire));
     }
 
     #[tokio::test]
