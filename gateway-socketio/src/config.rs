@@ -19,8 +19,15 @@ pub struct GatewayConfig {
     /// disconnected as a client that does not read (`SERVER_ERROR` with the reason, then
     /// disconnect). Bounds what a client that asks and never reads can make the relay hold.
     pub outbox_bytes: usize,
-    /// Packets socketioxide may buffer per connection (its `max_buffer_size`).
+    /// Packets socketioxide may buffer per connection (its `max_buffer_size`). A bound,
+    /// not an allocation: the queue takes memory only for what it holds.
     pub socket_buffer_packets: usize,
+    /// The websocket read buffer of each connection (engineioxide's `ws_read_buffer_size`),
+    /// and the most one read takes from the socket. Every connected client holds one, idle
+    /// or not; larger messages grow it while they are read. 4 KiB (engineioxide's
+    /// default): 2 KiB saved 2 KiB per idle client but cost 6% more relay CPU per 16 KiB
+    /// message and 3% per small one (twice the reads), see docs/BENCHMARKS.md.
+    pub ws_read_buffer_bytes: usize,
     /// How long the relay core waits for answers; socketioxide's own ack timeout is set a
     /// little longer so the core's timeout (with its clear error) always fires first.
     pub ack_timeout: Duration,
@@ -43,6 +50,7 @@ impl Default for GatewayConfig {
             outbox_messages: 1024,
             outbox_bytes: 8 * 1024 * 1024,
             socket_buffer_packets: 1024,
+            ws_read_buffer_bytes: 4096,
             ack_timeout: Duration::from_secs(30),
             cors_origins: CorsOrigins::Any,
             connect_timeout: Duration::from_secs(10),

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 use tracing::debug;
 
 use crate::acks::AckWaiters;
+use crate::toward::Toward;
 use relay_runtime::{Outbox, OutboxLimits, OutboxReceiver, RelayHandle};
 
 use crate::outbound;
@@ -52,12 +53,13 @@ pub(crate) struct Tasks {
 }
 
 impl Tasks {
+    /// Spawns `task`, to end when the gateway aborts its tasks. The task lives as long as
+    /// its client, so it is spawned as it is, not inside an `async` block of its own: such
+    /// a block would hold the task twice (the block's captured copy and the one it
+    /// awaits), doubling an idle client's largest allocation.
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) -> AbortHandle {
-        let abort = self.abort.clone();
         self.tracker
-            .spawn(async move {
-                abort.run_until_cancelled_owned(task).await;
-            })
+            .spawn(self.abort.clone().run_until_cancelled_owned(task))
             .abort_handle()
     }
 }
@@ -67,6 +69,9 @@ pub(crate) struct Conn {
     pub handle: RelayHandle,
     pub id: ConnId,
     pub outbox: Arc<Outbox>,
+    /// The core's sink for this client, in front of `outbox`: where the gateway queues
+    /// events of its own too, so that they keep their place.
+    pub toward: Arc<Toward>,
     /// Acks the client owes, handed to the core in order with its events.
     pub acks: AckWaiters,
     next_req: AtomicU64,
@@ -238,7 +243,8 @@ pub(crate) async fn admit(
         messages: config.outbox_messages,
         bytes: config.outbox_bytes,
     });
-    let id = handle.connect_admitted(admitted, relay_core::Transport::Legacy, outbox.clone())?;
+    let toward = Arc::new(Toward::new(outbox.clone()));
+    let id = handle.connect_admitted(admitted, relay_core::Transport::Legacy, toward.clone())?;
     handle.describe(
         id,
         relay_runtime::Described {
@@ -254,6 +260,7 @@ pub(crate) async fn admit(
         handle: handle.clone(),
         id,
         outbox,
+        toward,
         acks: AckWaiters::default(),
         next_req: AtomicU64::new(0),
         awaiting: Mutex::new(HashMap::new()),
@@ -261,10 +268,10 @@ pub(crate) async fn admit(
         drain: Mutex::new(None),
         tasks: tasks.clone(),
     });
-    socket.extensions.insert(conn);
     // Listen before the client learns it is connected, so that no early event finds the
     // socket without handlers.
-    crate::inbound::listen(&socket);
+    crate::inbound::listen(&socket, &conn);
+    socket.extensions.insert(conn);
     socket.on_disconnect(async |socket: socketioxide::extract::SocketRef| {
         if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
             conn.close();
@@ -293,6 +300,8 @@ impl FromConnectParts<LocalAdapter> for Established {
                 }
                 let drain = outbound::drain(socket.clone(), conn.clone(), rx);
                 *conn.drain.lock().expect("drain lock") = Some(conn.tasks.spawn(drain));
+                // Its drain runs: plain emits may go straight to the socket from now on.
+                conn.toward.established(socket);
             }
         }
         Ok(Established)

@@ -1,9 +1,12 @@
 //! Socket.IO events from a client, translated into core commands.
 //!
-//! All the work happens inside an extractor: socketioxide runs extractors inline in the
-//! connection's read loop and only then spawns the handler as a task of its own. Doing the
-//! work there keeps every client's requests in the order they were sent (spawned handlers
-//! overtook each other and reordered most of a fast sender's messages).
+//! Each event is handled where socketioxide reads it: the gateway registers a
+//! [`MessageHandler`] of its own ([`Inbound`]), which socketioxide calls inline in the
+//! connection's read loop. A closure handler would be spawned as a task per event: that
+//! costs a spawn and a wake-up per message, and spawned handlers overtake each other (they
+//! reordered most of a fast sender's messages). Handled inline, every client's requests
+//! reach the core in the order they were sent, each after the acks the client sent before
+//! it.
 
 use std::sync::Arc;
 
@@ -11,89 +14,110 @@ use relay_core::rmpv::Value;
 use relay_core::{Command, ErrorCode, Event, Payload, Reply, RequestError, Transport};
 use relay_runtime::metrics::Direction;
 use socketioxide::adapter::LocalAdapter;
-use socketioxide::handler::FromMessageParts;
+use socketioxide::handler::MessageHandler;
 use socketioxide::socket::Socket;
 
 use crate::args;
 use crate::connection::{Conn, RequestKind};
 use crate::events;
 
-/// Registers the relay's events on an established socket.
-pub(crate) fn listen(socket: &Socket<LocalAdapter>) {
-    for name in [
-        events::P2P_REGISTER,
+/// The relay's events, with what each one is.
+const EVENTS: [(&str, Kind); 6] = [
+    (events::P2P_REGISTER, Kind::Request(RequestKind::Register)),
+    (
         events::P2P_UNREGISTER,
-        events::P2P_EMIT,
+        Kind::Request(RequestKind::Unregister),
+    ),
+    (events::P2P_EMIT, Kind::Emit),
+    (
         events::P2P_EMIT_ACKNOWLEDGE,
-        events::LIST_CLIENTS,
+        Kind::Request(RequestKind::Emit),
+    ),
+    (events::LIST_CLIENTS, Kind::Request(RequestKind::List)),
+    (
         events::P2P_REGISTER_STREAM,
-    ] {
-        socket.on(name, async |_: Handled| {});
+        Kind::Request(RequestKind::Stream),
+    ),
+];
+
+/// An event as the gateway reads it.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    /// A request, answered through its ack (if the client asked for one).
+    Request(RequestKind),
+    /// `P2P_EMIT`: an emit that never takes an ack, whatever the packet says.
+    Emit,
+}
+
+/// Registers the relay's events on an established socket, each with its connection.
+pub(crate) fn listen(socket: &Socket<LocalAdapter>, conn: &Arc<Conn>) {
+    for (name, kind) in EVENTS {
+        socket.on(
+            name,
+            Inbound {
+                conn: conn.clone(),
+                name,
+                kind,
+            },
+        );
     }
 }
 
-/// An extractor whose extraction is the handling of the event (see the module docs).
-pub(crate) struct Handled;
+/// The handler of one of the relay's events on one socket (see the module docs). It holds
+/// its connection, so that no lookup in the socket's extensions is needed per event.
+pub(crate) struct Inbound {
+    conn: Arc<Conn>,
+    name: &'static str,
+    kind: Kind,
+}
 
-impl FromMessageParts<LocalAdapter> for Handled {
-    type Error = std::convert::Infallible;
+/// Marks [`Inbound`]'s own [`MessageHandler`] impl apart from socketioxide's closure impls.
+pub(crate) struct Inline;
 
-    fn from_message_parts(
-        socket: &Arc<Socket<LocalAdapter>>,
-        value: &mut socketioxide_core::Value,
-        ack_id: &Option<i64>,
-    ) -> Result<Self, Self::Error> {
-        let Some(conn) = socket.extensions.get::<Arc<Conn>>() else {
-            return Ok(Handled);
+impl MessageHandler<LocalAdapter, Inline> for Inbound {
+    fn call(
+        &self,
+        _socket: Arc<Socket<LocalAdapter>>,
+        value: socketioxide_core::Value,
+        ack_id: Option<i64>,
+    ) {
+        let (kind, ack_id) = match self.kind {
+            Kind::Request(kind) => (kind, ack_id),
+            Kind::Emit => (RequestKind::Emit, None),
         };
-        let Ok(event) = socketioxide::extract::Event::from_message_parts(socket, value, ack_id)
-        else {
-            return Ok(Handled);
+        // LIST_CLIENTS and P2P_UNREGISTER take no arguments: whatever came is not read.
+        let args = match kind {
+            RequestKind::List | RequestKind::Unregister => Ok(Vec::new()),
+            _ => args::event_args(&value)
+                .map_err(|e| format!("could not read the arguments of {}: {e}", self.name)),
         };
-        let args = args::event_args(value)
-            .map_err(|e| format!("could not read the arguments of {}: {e}", event.0));
-        handle_event(&conn, &event.0, args, *ack_id);
-        Ok(Handled)
+        handle_event(&self.conn, kind, args, ack_id);
     }
 }
 
 /// `args` is the event's arguments, or why they could not be read (the request is then
-/// answered with that reason, as any malformed request is).
-fn handle_event(conn: &Conn, event: &str, args: Result<Vec<Value>, String>, ack_id: Option<i64>) {
+/// answered with that reason, as any malformed request is). `ack_id` is the client's ack,
+/// if the event takes one.
+fn handle_event(
+    conn: &Conn,
+    kind: RequestKind,
+    args: Result<Vec<Value>, String>,
+    ack_id: Option<i64>,
+) {
     // Whatever the client acked before sending this event reaches the core first.
     conn.acks.hand_over_arrived(&conn.handle, conn.id);
-    let kind = match event {
-        events::P2P_REGISTER => RequestKind::Register,
-        events::P2P_UNREGISTER => RequestKind::Unregister,
-        events::P2P_EMIT | events::P2P_EMIT_ACKNOWLEDGE => RequestKind::Emit,
-        events::LIST_CLIENTS => RequestKind::List,
-        events::P2P_REGISTER_STREAM => RequestKind::Stream,
-        _ => return,
-    };
-    // A plain P2P_EMIT never takes an ack, whatever the packet says.
-    let ack_id = if event == events::P2P_EMIT {
-        None
-    } else {
-        ack_id
-    };
     let req = (kind != RequestKind::Emit || ack_id.is_some()).then(|| conn.next_req(ack_id, kind));
     match parse(kind, args, req) {
-        Ok(command) => {
-            if let Command::Emit { args, .. } = &command {
-                let metrics = conn.handle.metrics();
-                metrics.bytes(Transport::Legacy, Direction::In, args.size() as u64);
-            }
-            conn.handle.command(conn.id, command)
-        }
+        Ok(command) => conn.handle.command(conn.id, command),
         Err(message) => {
             conn.handle.metrics().malformed(Transport::Legacy);
-            conn.outbox.push(Event::ServerError {
+            conn.toward.push(Event::ServerError {
                 code: Some(ErrorCode::Invalid),
                 message: message.clone(),
             });
             if let Some(req) = req {
                 let reply = Reply::Failed(RequestError::Malformed(message));
-                conn.outbox.push(Event::Reply { req, reply });
+                conn.toward.push(Event::Reply { req, reply });
             }
         }
     }

@@ -25,11 +25,13 @@ mod args;
 mod config;
 mod connection;
 mod cors;
+mod detach;
 mod eio3_binary;
 pub mod events;
 mod inbound;
 mod outbound;
 mod serve;
+mod toward;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +79,7 @@ impl Gateway {
         let (layer, io) = SocketIo::builder()
             .req_path(SOCKET_IO_PATH)
             .max_buffer_size(config.socket_buffer_packets)
+            .ws_read_buffer_size(config.ws_read_buffer_bytes)
             .max_payload(limit as u64)
             .ws_max_message_size(limit)
             .ws_max_frame_size(limit)
@@ -114,6 +117,7 @@ impl Gateway {
         router
             .layer(self.layer.clone())
             .layer(axum::middleware::from_fn(eio3_binary::fix))
+            .layer(axum::middleware::from_fn(detach::detach))
             .layer(axum::middleware::from_fn_with_state(
                 self.cors.clone(),
                 cors::apply,

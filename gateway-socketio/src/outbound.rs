@@ -6,12 +6,12 @@
 //! socket queue after a short pause instead of dropping the packet (see the outbox for what
 //! happens when a receiver stays slow).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
 use relay_core::rmpv::Value;
-use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket, Transport};
-use relay_runtime::metrics::Direction;
+use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket};
 use relay_runtime::{OutboxReceiver, Overflow};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
@@ -30,10 +30,15 @@ struct Gone;
 /// Sends every event of `rx` to the client, one at a time and in order, and hands the
 /// client's acks to the core as they arrive; both end with it. A client whose queue goes
 /// over its byte cap is cut off, even while a send to it is stuck.
+///
+/// This task lives as long as its client, idle or not, so its future is kept small: the
+/// sending itself is synchronous ([`Packet::try_send`]), and only waiting out a full
+/// socket queue and the rare cut-off are awaited (the latter boxed, so its state takes
+/// room only once it runs).
 pub(crate) async fn drain(socket: Arc<Socket<LocalAdapter>>, conn: Arc<Conn>, rx: OutboxReceiver) {
     let outbox = rx.outbox().clone();
     tokio::select! {
-        overflow = outbox.overflowed() => cut_off(&socket, &conn, overflow).await,
+        overflow = outbox.overflowed() => Box::pin(cut_off(&socket, &conn, overflow)).await,
         () = send_all(&socket, &conn, rx) => {}
     }
     trace!(sid = %socket.id, "outbound drain ended");
@@ -48,11 +53,11 @@ async fn cut_off(socket: &Arc<Socket<LocalAdapter>>, conn: &Arc<Conn>, overflow:
     debug!(sid = %socket.id, %overflow, "cutting off a client that does not read");
     conn.close_in_core();
     // Waits for room in socketioxide's queue: the client learns why once it reads again.
-    let message = overflow.to_string();
-    if retry(|| socket.emit(events::SERVER_ERROR, &(message.as_str(),)))
-        .await
-        .is_err()
-    {
+    let message = Packet::Emit {
+        event: Cow::Borrowed(events::SERVER_ERROR),
+        args: Args(vec![Value::from(overflow.to_string())]),
+    };
+    if send_packet(socket, conn, message).await.is_err() {
         return;
     }
     let mut pause = Duration::from_millis(10);
@@ -71,185 +76,239 @@ async fn send_all(socket: &Arc<Socket<LocalAdapter>>, conn: &Arc<Conn>, mut rx: 
     let acks = conn.acks.run(conn.handle.clone(), conn.id);
     tokio::pin!(acks);
     loop {
-        tokio::select! {
-            event = rx.recv() => {
-                let Some(event) = event else { break };
-                let is_deliver = matches!(event, Event::Deliver { .. });
-                let sent = send(socket, conn, event).await;
-                if is_deliver {
-                    conn.outbox.delivered();
-                }
-                if sent.is_err() {
-                    break;
-                }
-            }
-            _ = &mut acks => {}
+        let event = tokio::select! {
+            event = rx.recv() => event,
+            _ = &mut acks => continue,
+        };
+        let Some(event) = event else { break };
+        let is_deliver = matches!(event, Event::Deliver { .. });
+        let sent = match Packet::of(socket, conn, event) {
+            Ok(Some(packet)) => send_packet(socket, conn, packet).await,
+            Ok(None) => Ok(()),
+            Err(gone) => Err(gone),
+        };
+        if is_deliver {
+            conn.outbox.delivered();
         }
+        if sent.is_err() {
+            break;
+        }
+        // Only now is the event in socketioxide's queue: what comes after it may go
+        // straight there.
+        conn.toward.taken();
     }
 }
 
-async fn send(
-    socket: &Arc<Socket<LocalAdapter>>,
-    conn: &Arc<Conn>,
-    event: Event,
-) -> Result<(), Gone> {
-    match event {
-        Event::Reply { req, reply } => {
-            let Some(awaiting) = conn.take_awaiting(req) else {
-                return Ok(());
-            };
-            let Some(ack_id) = awaiting.ack_id else {
-                return Ok(());
-            };
-            let data = reply_args(awaiting.kind, reply);
-            retry(|| {
-                let mut empty = socketioxide_core::Value::Bytes(Default::default());
-                let ack = AckSender::from_message_parts(socket, &mut empty, &Some(ack_id))
-                    .expect("AckSender extraction is infallible");
-                ack.send(&data)
-            })
-            .await
-        }
-        Event::Deliver {
-            event,
-            args,
-            ticket,
-        } => {
-            let size = args.size() as u64;
-            let metrics = conn.handle.metrics();
-            metrics.bytes(Transport::Legacy, Direction::Out, size);
-            let values = values_or_error(args);
-            match ticket {
-                None => retry(|| socket.emit(&event, &values)).await,
-                Some(ticket) => {
-                    ask(socket, conn, &event, &values, ticket, |args| {
-                        Answer::Ack(Payload::Values(args.0))
-                    })
-                    .await
-                }
+/// What one core event becomes on the socket, ready to be handed to socketioxide (again,
+/// while its queue is full).
+enum Packet {
+    /// An event without ack.
+    Emit {
+        event: Cow<'static, str>,
+        args: Args,
+    },
+    /// An answer to the client's request `ack_id`.
+    Ack { ack_id: i64, args: Args },
+    /// A question the client answers with an ack, which goes to the core as `answer` of
+    /// it makes it (see [`Packet::try_send`]).
+    Ask {
+        event: Cow<'static, str>,
+        args: Args,
+        ticket: Ticket,
+        answer: fn(Args) -> Answer,
+    },
+}
+
+impl Packet {
+    /// The packet `event` becomes, None when it means nothing to the client, or Gone when
+    /// it ends the connection.
+    fn of(
+        socket: &Arc<Socket<LocalAdapter>>,
+        conn: &Conn,
+        event: Event,
+    ) -> Result<Option<Packet>, Gone> {
+        let emit = |event: &'static str, args: Args| {
+            Ok(Some(Packet::Emit {
+                event: event.into(),
+                args,
+            }))
+        };
+        let ask = |event: &'static str, args: Args, ticket, answer| {
+            Ok(Some(Packet::Ask {
+                event: event.into(),
+                args,
+                ticket,
+                answer,
+            }))
+        };
+        match event {
+            Event::Reply { req, reply } => {
+                let Some(awaiting) = conn.take_awaiting(req) else {
+                    return Ok(None);
+                };
+                let Some(ack_id) = awaiting.ack_id else {
+                    return Ok(None);
+                };
+                let args = reply_args(awaiting.kind, reply);
+                Ok(Some(Packet::Ack { ack_id, args }))
             }
-        }
-        Event::RegisterRequest { ticket, from } => {
-            let args = Args(vec![Value::from(from.as_str())]);
-            ask(socket, conn, events::P2P_REGISTER, &args, ticket, accepted).await
-        }
-        Event::StreamRequest { ticket, .. } => {
-            let args = Args::default();
-            ask(
-                socket,
-                conn,
+            Event::Deliver {
+                event,
+                args,
+                ticket,
+            } => {
+                let args = values_or_error(args);
+                let event = Cow::Owned(event);
+                Ok(Some(match ticket {
+                    None => Packet::Emit { event, args },
+                    Some(ticket) => Packet::Ask {
+                        event,
+                        args,
+                        ticket,
+                        answer: |args| Answer::Ack(Payload::Values(args.0)),
+                    },
+                }))
+            }
+            Event::RegisterRequest { ticket, from } => {
+                let args = Args(vec![Value::from(from.as_str())]);
+                ask(events::P2P_REGISTER, args, ticket, accepted)
+            }
+            Event::StreamRequest { ticket, .. } => ask(
                 events::P2P_REGISTER_STREAM,
-                &args,
+                Args::default(),
                 ticket,
                 accepted,
-            )
-            .await
-        }
-        Event::Unregistered { ticket } => {
-            let args = Args::default();
-            ask(socket, conn, events::P2P_UNREGISTER, &args, ticket, |_| {
-                Answer::Done
-            })
-            .await
-        }
-        Event::PeerDisconnected => {
-            retry(|| socket.emit(events::P2P_DISCONNECT, &Args::default())).await
-        }
-        Event::ServerError { message, .. } => {
-            retry(|| socket.emit(events::SERVER_ERROR, &(message.as_str(),))).await
-        }
-        Event::Close { reason } => {
-            debug!(sid = %socket.id, %reason, "closing connection");
-            match reason {
-                // A replaced client must not come back on its own and take its id back:
-                // a namespace disconnect tells socket.io-client not to reconnect.
-                // Nor must a client its operator disconnected.
-                CloseReason::Replaced(_) | CloseReason::Disconnected => {
-                    let _ = socket.clone().disconnect();
-                }
-                // The socket stays in the namespace for `Gateway::close`, which closes its
-                // transport behind what was queued (socketioxide only closes the transports
-                // of sockets still in a namespace), as the Node server's `io.close()` did:
-                // the client sees the transport close and may reconnect to the next relay.
-                CloseReason::Shutdown => {}
+            ),
+            Event::Unregistered { ticket } => {
+                ask(events::P2P_UNREGISTER, Args::default(), ticket, |_| {
+                    Answer::Done
+                })
             }
-            Err(Gone)
+            Event::PeerDisconnected => emit(events::P2P_DISCONNECT, Args::default()),
+            Event::ServerError { message, .. } => {
+                emit(events::SERVER_ERROR, Args(vec![Value::from(message)]))
+            }
+            Event::Close { reason } => {
+                debug!(sid = %socket.id, %reason, "closing connection");
+                match reason {
+                    // A replaced client must not come back on its own and take its id
+                    // back: a namespace disconnect tells socket.io-client not to reconnect.
+                    // Nor must a client its operator disconnected.
+                    CloseReason::Replaced(_) | CloseReason::Disconnected => {
+                        let _ = socket.clone().disconnect();
+                    }
+                    // The socket stays in the namespace for `Gateway::close`, which closes
+                    // its transport behind what was queued (socketioxide only closes the
+                    // transports of sockets still in a namespace), as the Node server's
+                    // `io.close()` did: the client sees the transport close and may
+                    // reconnect to the next relay.
+                    CloseReason::Shutdown => {}
+                }
+                Err(Gone)
+            }
+            // A legacy client's streams have no ids: its chunks are plain acknowledged
+            // emits, and a bridged stream's rules are kept by the core. Stream bookkeeping
+            // events mean nothing to it.
+            Event::StreamAccepted { .. }
+            | Event::StreamClosed { .. }
+            | Event::StreamData { .. }
+            | Event::StreamChunkTaken { .. } => Ok(None),
         }
-        // A legacy client's streams have no ids: its chunks are plain acknowledged emits,
-        // and a bridged stream's rules are kept by the core. Stream bookkeeping events
-        // mean nothing to it.
-        Event::StreamAccepted { .. }
-        | Event::StreamClosed { .. }
-        | Event::StreamData { .. }
-        | Event::StreamChunkTaken { .. } => Ok(()),
+    }
+
+    /// Hands the packet to socketioxide's queue, without waiting. A question's ack, when
+    /// it comes, is handed to the core by the connection's [`AckWaiters`]: the core owns
+    /// the timeout (socketioxide's is set longer, so a missing ack is reported by the core
+    /// with its clear message).
+    ///
+    /// [`AckWaiters`]: crate::acks::AckWaiters
+    fn try_send(&self, socket: &Arc<Socket<LocalAdapter>>, conn: &Conn) -> Result<(), SendError> {
+        match self {
+            Packet::Emit { event, args } => socket.emit(event, args),
+            Packet::Ack { ack_id, args } => {
+                let mut empty = socketioxide_core::Value::Bytes(Default::default());
+                let ack = AckSender::from_message_parts(socket, &mut empty, &Some(*ack_id))
+                    .expect("AckSender extraction is infallible");
+                ack.send(args)
+            }
+            Packet::Ask {
+                event,
+                args,
+                ticket,
+                answer,
+            } => {
+                let ack = socket.emit_with_ack::<_, Args>(event, args)?;
+                let (ticket, answer) = (*ticket, *answer);
+                conn.acks.push(async move {
+                    match ack.await {
+                        Ok(args) => Some((ticket, answer(args))),
+                        Err(AckError::Decode(e)) => {
+                            debug!("undecodable ack: {e:?}");
+                            None
+                        }
+                        Err(e) => {
+                            trace!("no ack: {e:?}");
+                            None
+                        }
+                    }
+                });
+                Ok(())
+            }
+        }
     }
 }
 
-/// Asks the client something that it answers with an ack, and hands the answer to the core
-/// when it comes. The core owns the timeout: socketioxide's is set longer, so a missing
-/// ack is reported by the core with its clear message.
-async fn ask(
+/// Sends with socketioxide until its queue takes the packet: a full queue is waited out
+/// with a growing pause (so heartbeats find room in between); a closed socket ends it.
+/// The waiting is boxed: it is rare, and the drain's future (which lives as long as its
+/// client) then holds no timer.
+async fn send_packet(
     socket: &Arc<Socket<LocalAdapter>>,
-    conn: &Arc<Conn>,
-    event: &str,
-    args: &Args,
-    ticket: Ticket,
-    answer: fn(Args) -> Answer,
+    conn: &Conn,
+    packet: Packet,
 ) -> Result<(), Gone> {
-    let mut stream = None;
-    retry(|| {
-        socket.emit_with_ack::<_, Args>(event, args).map(|ack| {
-            stream = Some(ack);
-        })
-    })
-    .await?;
-    // None: the packet could not be encoded (`retry` logged it). The core converts what
-    // reaches a Socket.IO client, so this should not happen; if it does, the question is
-    // answered by the core's own deadline, and this connection keeps being served.
-    let Some(ack) = stream else {
-        return Ok(());
-    };
-    conn.acks.push(async move {
-        match ack.await {
-            Ok(args) => Some((ticket, answer(args))),
-            Err(AckError::Decode(e)) => {
-                debug!("undecodable ack: {e:?}");
-                None
-            }
-            Err(e) => {
-                trace!("no ack: {e:?}");
-                None
-            }
+    match settle(packet.try_send(socket, conn)) {
+        Some(done) => done,
+        None => Box::pin(wait_for_room(socket, conn, packet)).await,
+    }
+}
+
+async fn wait_for_room(
+    socket: &Arc<Socket<LocalAdapter>>,
+    conn: &Conn,
+    packet: Packet,
+) -> Result<(), Gone> {
+    let mut pause = Duration::from_millis(1);
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(50));
+        if let Some(done) = settle(packet.try_send(socket, conn)) {
+            return done;
         }
-    });
-    Ok(())
+    }
+}
+
+/// What a send's result means: done (sent, or dropped: a packet that cannot be encoded is
+/// logged and dropped; the core converts what reaches a Socket.IO client, so this should
+/// not happen, and a question is then answered by the core's own deadline), the socket
+/// gone, or None: its queue is full, try again later.
+fn settle(sent: Result<(), SendError>) -> Option<Result<(), Gone>> {
+    match sent {
+        Ok(()) => Some(Ok(())),
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => None,
+        Err(SendError::Socket(SocketError::Closed)) => Some(Err(Gone)),
+        Err(SendError::Serialize(e)) => {
+            warn!("could not encode an outgoing packet, dropped: {e:?}");
+            Some(Ok(()))
+        }
+    }
 }
 
 fn accepted(args: Args) -> Answer {
     Answer::Accept(matches!(args.0.first(), Some(Value::Boolean(true))))
 }
 
-/// Sends with socketioxide until its queue takes the packet: a full queue is waited out
-/// with a growing pause (so heartbeats find room in between); a closed socket ends it.
-async fn retry(mut send: impl FnMut() -> Result<(), SendError>) -> Result<(), Gone> {
-    let mut pause = Duration::from_millis(1);
-    loop {
-        match send() {
-            Ok(()) => return Ok(()),
-            Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            Err(SendError::Socket(SocketError::Closed)) => return Err(Gone),
-            Err(SendError::Serialize(e)) => {
-                warn!("could not encode an outgoing packet, dropped: {e:?}");
-                return Ok(());
-            }
-        }
-    }
-}
-
-fn values_or_error(payload: Payload) -> Args {
+pub(crate) fn values_or_error(payload: Payload) -> Args {
     match payload.into_json_values() {
         Ok(values) => Args(values),
         Err(e) => Args(vec![relay_core::payload::error_value(&e.to_string())]),

@@ -2,6 +2,7 @@
 //! streams it opens. Everything the connection spawned ends with it.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use p2p_relay_wire::{
@@ -32,6 +33,9 @@ pub(crate) struct Native {
     /// Tasks started from synchronous code (bridges the relay opens); they end with the
     /// connection.
     tasks: Mutex<JoinSet<()>>,
+    /// The streams this client may have open at once now (its control stream included):
+    /// [`super::INITIAL_STREAM_CREDIT`] at first, raised as it uses them.
+    stream_credit: AtomicU32,
 }
 
 /// What the front end keeps for one granted stream of this connection.
@@ -83,6 +87,34 @@ impl Native {
 
     fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Slot>> {
         self.streams.lock().expect("streams lock")
+    }
+
+    /// Lets the client have `open` streams open at once and a few more, up to the
+    /// configured maximum. quinn keeps state for every stream a peer may open, from the
+    /// moment it may (about 80 bytes each: 21 KiB per connection at 257 streams), so an
+    /// idle client is allowed few and the credit grows, doubling, as streams are granted
+    /// and opened. A client that opens past its credit waits for quinn's next MAX_STREAMS
+    /// frame; it is never refused for it.
+    pub fn ensure_stream_credit(&self, open: usize) {
+        const HEADROOM: u32 = 4;
+        let max = self.shared.config.max_streams_per_connection;
+        let current = self.stream_credit.load(Ordering::Acquire);
+        let wanted = u32::try_from(open)
+            .unwrap_or(u32::MAX)
+            .saturating_add(HEADROOM);
+        if wanted <= current || current >= max {
+            return;
+        }
+        let next = wanted.max(current.saturating_mul(2)).min(max);
+        // Whoever loses a race leaves the credit to the winner, which is at least as high.
+        if self
+            .stream_credit
+            .compare_exchange(current, next, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            trace!(id = ?self.id, credit = next, "more streams allowed");
+            self.quic.set_max_concurrent_bi_streams(next.into());
+        }
     }
 }
 
@@ -180,6 +212,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         outbox,
         streams: Mutex::new(HashMap::new()),
         tasks: Mutex::new(JoinSet::new()),
+        stream_credit: AtomicU32::new(super::initial_stream_credit(&shared.config)),
     });
 
     // Everything below belongs to this connection and ends with it.
@@ -314,12 +347,7 @@ async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvS
             .map_err(|e| e.to_string())
             .and_then(|frame| command_of(frame, native.shared.config.list_page));
         match command {
-            Ok(command) => {
-                if let Command::Emit { args, .. } = &command {
-                    metrics.bytes(Transport::Native, Direction::In, args.size() as u64);
-                }
-                native.shared.relay.command(native.id, command)
-            }
+            Ok(command) => native.shared.relay.command(native.id, command),
             // Not understood: answered and skipped, the connection lives on.
             Err(message) => {
                 metrics.malformed(Transport::Native);
@@ -441,8 +469,6 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
             ticket,
         } => {
             let args = args.into_msgpack();
-            let metrics = native.shared.relay.metrics();
-            metrics.bytes(Transport::Native, Direction::Out, args.len() as u64);
             ServerFrame::Deliver {
                 event,
                 args,
@@ -532,7 +558,13 @@ fn granted_as_opener(native: &Native, stream: StreamId, kind: StreamKind, peer: 
         StreamKind::Bridged => bridge::slot(),
         StreamKind::Chunked => return,
     };
-    native.slots().insert(stream, slot);
+    let granted = {
+        let mut slots = native.slots();
+        slots.insert(stream, slot);
+        slots.len()
+    };
+    // The client opens its data stream as soon as it reads this grant: let it.
+    native.ensure_stream_credit(1 + granted);
 }
 
 fn wire_reply(reply: Reply) -> WireReply {
@@ -562,6 +594,7 @@ async fn accept_streams(native: Arc<Native>) {
             accepted = native.quic.accept_bi() => {
                 let Ok((send, recv)) = accepted else { break };
                 streams.spawn(splice::relay_opened(native.clone(), send, recv));
+                native.ensure_stream_credit(1 + streams.len());
             }
             Some(_) = streams.join_next(), if !streams.is_empty() => {}
         }

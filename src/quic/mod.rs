@@ -32,7 +32,8 @@ pub struct QuicConfig {
     /// Time a new connection has to open its control stream and say hello, and a data
     /// stream to send its header.
     pub handshake_timeout: Duration,
-    /// Concurrent bidirectional streams a client may open (control stream included).
+    /// Concurrent bidirectional streams a client may open (control stream included). A
+    /// client is allowed a few at first and more as it uses them, up to this.
     pub max_streams_per_connection: u32,
     /// How long a connection may stay silent before it is taken as gone (a peer that was
     /// killed or lost its network sends no close). Keep-alives go out at a third of it, so
@@ -112,6 +113,16 @@ pub(crate) fn end_code(why: StreamEnd) -> ResetCode {
     }
 }
 
+/// Streams a new client may have open at once (its control stream included), before it
+/// uses any: see [`connection::Native::ensure_stream_credit`].
+pub(crate) const INITIAL_STREAM_CREDIT: u32 = 8;
+
+/// The stream credit a connection starts with: [`INITIAL_STREAM_CREDIT`], or less if the
+/// configured maximum is lower.
+pub(crate) fn initial_stream_credit(config: &QuicConfig) -> u32 {
+    config.max_streams_per_connection.min(INITIAL_STREAM_CREDIT)
+}
+
 /// The keep-alive interval for an idle timeout: a third of it, so that two keep-alives may
 /// be lost before a live connection is taken for dead.
 fn keep_alive(idle_timeout: Duration) -> Duration {
@@ -135,7 +146,8 @@ impl QuicFrontEnd {
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
         transport
-            .max_concurrent_bidi_streams(config.max_streams_per_connection.into())
+            // Raised per connection as it uses streams, up to `max_streams_per_connection`.
+            .max_concurrent_bidi_streams(initial_stream_credit(config).into())
             .max_concurrent_uni_streams(0u8.into())
             .keep_alive_interval(Some(keep_alive(config.idle_timeout)))
             .max_idle_timeout(Some(config.idle_timeout.try_into()?));

@@ -259,7 +259,11 @@ impl RelayHandle {
         self.node.run(&cell, |c, now| {
             metrics.command(c.transport(), &command);
             if let Command::Emit { event, args, .. } = &command {
-                cell.traffic.add(Direction::In, 1, args.size() as u64);
+                // Event arguments in their core form, whatever their wire encoding: the
+                // same measure both ways and on both transports.
+                let size = args.size() as u64;
+                metrics.bytes(c.transport(), Direction::In, size);
+                cell.traffic.add(Direction::In, 1, size);
                 if event == relay_core::P2P_EMIT_STREAM {
                     cell.traffic.chunk_sent();
                 }
@@ -507,7 +511,9 @@ impl Node {
             while let Some(event) = state.poll_event() {
                 self.metrics.event(transport, &event);
                 if let Event::Deliver { args, .. } = &event {
-                    cell.traffic.add(Direction::Out, 1, args.size() as u64);
+                    let size = args.size() as u64;
+                    self.metrics.bytes(transport, Direction::Out, size);
+                    cell.traffic.add(Direction::Out, 1, size);
                 }
                 if let Event::Reply { req, reply } = &event {
                     cell.acks().replied(&self.metrics, *req, reply, now);

@@ -12,11 +12,13 @@
 //!   disconnects the client with the reason, as Centrifugo does with a slow client's queue
 //!   and DERP with a stalled writer.
 
+use std::collections::VecDeque;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
 
 use relay_core::{Event, Reply};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::sink::{Refused, Sink};
@@ -41,7 +43,7 @@ impl Default for OutboxLimits {
 
 /// The queue of events toward one client. It is the core's [`Sink`] for that connection.
 pub struct Outbox {
-    tx: mpsc::UnboundedSender<(usize, Event)>,
+    queue: Mutex<Queue>,
     /// Relayed events queued and not yet handed to the transport.
     delivers: AtomicUsize,
     /// Bytes queued and not yet taken by the consumer.
@@ -55,9 +57,28 @@ pub struct Outbox {
     cut_off: CancellationToken,
 }
 
+/// The queued events and the consumer waiting for them.
+///
+/// A queue of its own rather than a tokio channel: tokio's unbounded channel allocates a
+/// block of 32 slots when it is created (4 KiB here, as big as the rest of an idle
+/// connection's own state together), while a `VecDeque` allocates nothing until something
+/// is queued. One lock per push and per pop, taken by one connection's producers and its
+/// one consumer.
+#[derive(Default)]
+struct Queue {
+    events: VecDeque<(usize, Event)>,
+    /// The consumer, parked until something is queued.
+    waker: Option<Waker>,
+    /// The consumer is gone (its client is leaving): what comes is dropped, not kept.
+    closed: bool,
+}
+
+/// A queue that grew past this many slots in a burst gives its memory back once drained,
+/// so an idle connection does not keep what its busiest moment needed.
+const KEEP_SLOTS: usize = 32;
+
 /// The consuming end of an [`Outbox`], held by the task that writes to the client.
 pub struct OutboxReceiver {
-    rx: mpsc::UnboundedReceiver<(usize, Event)>,
     outbox: Arc<Outbox>,
 }
 
@@ -74,9 +95,8 @@ pub struct Overflow {
 
 impl Outbox {
     pub fn new(limits: OutboxLimits) -> (Arc<Self>, OutboxReceiver) {
-        let (tx, rx) = mpsc::unbounded_channel();
         let outbox = Arc::new(Self {
-            tx,
+            queue: Mutex::new(Queue::default()),
             delivers: AtomicUsize::new(0),
             bytes: AtomicUsize::new(0),
             limits,
@@ -85,10 +105,25 @@ impl Outbox {
             cut_off: CancellationToken::new(),
         });
         let receiver = OutboxReceiver {
-            rx,
             outbox: outbox.clone(),
         };
         (outbox, receiver)
+    }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        // The queue's state is consistent between any two statements: a panic elsewhere
+        // while it was locked leaves nothing half done.
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes the oldest event, if any, giving back the memory of a burst once drained.
+    fn pop(&self, queue: &mut Queue) -> Option<Event> {
+        let (size, event) = queue.events.pop_front()?;
+        if queue.events.is_empty() && queue.events.capacity() > KEEP_SLOTS {
+            queue.events = VecDeque::new();
+        }
+        self.bytes.fetch_sub(size, Ordering::AcqRel);
+        Some(event)
     }
 
     /// Queues an event the front end itself produced (an answer to a malformed request).
@@ -134,30 +169,71 @@ impl Outbox {
             }
             return false;
         }
-        // A closed receiver means the client is leaving; the core hears of it separately.
-        let _ = self.tx.send((size, event));
+        let waker = {
+            let mut queue = self.queue();
+            if queue.closed {
+                // The client is leaving; the core hears of it separately.
+                drop(queue);
+                self.bytes.fetch_sub(size, Ordering::AcqRel);
+                return true;
+            }
+            queue.events.push_back((size, event));
+            queue.waker.take()
+        };
+        if let Some(waker) = waker {
+            waker.wake();
+        }
         true
     }
 }
 
 impl OutboxReceiver {
-    /// The next event, in order; None once every sender is gone.
+    /// The next event, in order. The queue outlives its receiver's every use (the receiver
+    /// holds it), so this waits until there is one; it never returns None today, and
+    /// callers treat None as the end, as of a closed channel.
     pub async fn recv(&mut self) -> Option<Event> {
-        let (size, event) = self.rx.recv().await?;
-        self.outbox.bytes.fetch_sub(size, Ordering::AcqRel);
-        Some(event)
+        // As a tokio channel would: a consumer that always finds an event still yields to
+        // the other tasks of its worker now and then.
+        tokio::task::consume_budget().await;
+        poll_fn(|cx| {
+            let mut queue = self.outbox.queue();
+            match self.outbox.pop(&mut queue) {
+                Some(event) => Poll::Ready(Some(event)),
+                None => {
+                    match &mut queue.waker {
+                        Some(waker) if waker.will_wake(cx.waker()) => {}
+                        slot => *slot = Some(cx.waker().clone()),
+                    }
+                    Poll::Pending
+                }
+            }
+        })
+        .await
     }
 
     /// The next event if one is queued, without waiting.
     pub fn try_recv(&mut self) -> Option<Event> {
-        let (size, event) = self.rx.try_recv().ok()?;
-        self.outbox.bytes.fetch_sub(size, Ordering::AcqRel);
-        Some(event)
+        let mut queue = self.outbox.queue();
+        self.outbox.pop(&mut queue)
     }
 
     /// The queue this receiver drains.
     pub fn outbox(&self) -> &Arc<Outbox> {
         &self.outbox
+    }
+}
+
+impl Drop for OutboxReceiver {
+    /// Nothing will read the queue again: what it holds and what comes later is dropped
+    /// (as a closed channel would), so a client that is leaving holds no events meanwhile.
+    fn drop(&mut self) {
+        let held = {
+            let mut queue = self.outbox.queue();
+            queue.closed = true;
+            std::mem::take(&mut queue.events)
+        };
+        let bytes: usize = held.iter().map(|(size, _)| size).sum();
+        self.outbox.bytes.fetch_sub(bytes, Ordering::AcqRel);
     }
 }
 
@@ -279,6 +355,18 @@ mod tests {
         }
         assert_eq!(taken, fit);
         assert_eq!(rx.outbox().bytes.load(Ordering::Acquire), 0);
+    }
+
+    #[test]
+    fn a_queue_without_its_receiver_keeps_nothing() {
+        let (outbox, rx) = Outbox::new(OutboxLimits::default());
+        outbox.send(error(100)).unwrap();
+        drop(rx);
+        outbox.send(error(100)).unwrap();
+        outbox.push(error(100));
+        assert!(outbox.queue().events.is_empty());
+        assert_eq!(outbox.bytes.load(Ordering::Acquire), 0);
+        assert!(!outbox.overflowed.load(Ordering::Acquire));
     }
 
     #[tokio::test]
