@@ -24,16 +24,29 @@ async fn main() -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "Socket.IO gateway listening on http://{}",
-        server.socketio_addr()
+        "Socket.IO gateway listening on {}",
+        server.socketio_url()
     )?;
     writeln!(out, "QUIC listening on {}", server.quic_addr())?;
     out.flush()?;
     drop(out);
     tracing::info!(
-        "Socket.IO clients: http://{}?clientId=YOUR_ID",
-        server.socketio_addr()
+        "Socket.IO clients: {}?clientId=YOUR_ID",
+        server.socketio_url()
     );
+    if let Some(cert) = server.tls_cert() {
+        tracing::info!(
+            "TLS: {} and {} (SHA-256 {}), for both front ends; reloaded when they change and \
+             on SIGHUP",
+            cert.cert_path().display(),
+            cert.key_path().display(),
+            cert.fingerprint()
+        );
+    }
+    // Dropped (so aborted) when main returns.
+    let _reload_on_hangup = server
+        .tls_cert()
+        .map(|cert| tokio_util::task::AbortOnDropHandle::new(tokio::spawn(reload_on_hangup(cert))));
     match &settings.cors_origins {
         CorsOrigins::Any => tracing::info!(
             "Socket.IO: web pages of any origin may connect (restrict with --cors-origins)"
@@ -64,6 +77,38 @@ async fn main() -> anyhow::Result<()> {
     }
     server.shutdown().await;
     outcome
+}
+
+/// Reads the certificate files again at every SIGHUP, the signal service managers send for
+/// "reload your configuration" (`systemctl reload`, certbot's deploy hooks).
+async fn reload_on_hangup(cert: std::sync::Arc<certs::ReloadingCert>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot listen for SIGHUP ({e}); certificates reload on change only"
+                );
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            let reloading = cert.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(
+                    "SIGHUP: cannot use the TLS certificate files ({e}); still serving the \
+                     previous certificate (SHA-256 {})",
+                    cert.fingerprint()
+                ),
+                Err(e) => tracing::warn!("SIGHUP: the certificate reload failed: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = cert;
 }
 
 /// Resolves with the name of the first shutdown signal: Ctrl-C, or (on Unix) SIGTERM, which
