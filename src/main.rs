@@ -5,6 +5,22 @@ use gateway_socketio::CorsOrigins;
 use p2p_relay::{Server, Settings};
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc rather than glibc's malloc: after a wave of thousands of clients came and went,
+/// glibc kept most of what they had used (per-thread arenas, fragmented heaps that
+/// `malloc_trim` only partly returns), so the relay's RSS ratcheted up wave after wave;
+/// jemalloc gives unused pages back (tests/soak.rs holds it to that).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts: a background thread purges unused pages, dirty
+/// ones after a second (the default is ten) and without the "muzzy" stage that would keep
+/// them counted in RSS for another while. `MALLOC_CONF` in the environment still overrides.
+#[cfg(not(target_env = "msvc"))]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
@@ -43,6 +59,9 @@ async fn main() -> anyhow::Result<()> {
             cert.fingerprint()
         );
     }
+    let _state_on_usr1 = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        print_state_on_usr1(server.relay().clone()),
+    ));
     // Dropped (so aborted) when main returns.
     let _reload_on_hangup = server
         .tls_cert()
@@ -109,6 +128,27 @@ async fn reload_on_hangup(cert: std::sync::Arc<certs::ReloadingCert>) {
     }
     #[cfg(not(unix))]
     let _ = cert;
+}
+
+/// Prints what the core holds (`relay state: connections=N ...`, one line on stdout) at
+/// every SIGUSR1: a look inside a running relay without a debugger, and what the soak test
+/// reads to check that nothing outlived its clients.
+async fn print_state_on_usr1(relay: relay_runtime::RelayHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            let state = relay.state();
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "relay state: {state}");
+            let _ = out.flush();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = relay;
 }
 
 /// Resolves with the name of the first shutdown signal: Ctrl-C, or (on Unix) SIGTERM, which

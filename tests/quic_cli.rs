@@ -296,7 +296,10 @@ async fn the_cli_presents_a_token_by_flag_or_environment() {
     let out = finish(cli(&relay).args(["list", "--as", "bob"])).await;
     assert!(!out.status.success());
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("pass --token TOKEN or set P2P_RELAY_TOKEN"), "{stderr}");
+    assert!(
+        stderr.contains("pass --token TOKEN or set P2P_RELAY_TOKEN"),
+        "{stderr}"
+    );
     assert!(stderr.contains("no token"), "{stderr}");
     // Someone else's token does not make its bearer that someone.
     let out = finish(cli(&relay).args(["--token", &bob, "list", "--as", "alice"])).await;
@@ -313,7 +316,9 @@ async fn the_cli_presents_a_token_by_flag_or_environment() {
     std::fs::write(&file, b"sent with a token").unwrap();
     let receiver = tokio::spawn(
         cli(&relay)
-            .args(["--token", &bob, "recv", "--as", "bob", "--count", "1", "--out"])
+            .args([
+                "--token", &bob, "recv", "--as", "bob", "--count", "1", "--out",
+            ])
             .arg(to.path())
             .output(),
     );

@@ -262,12 +262,11 @@ async fn connect(relay: &RelayArgs, id: &str) -> Result<(Client, Incoming)> {
             "no development CA found: start the relay once on this machine (`cargo run \
              --release`) to create it, or pass --ca FILE, --pin SHA256 or --system-roots",
         )),
-        Err(e @ ClientError::Refused { .. }) if relay.token.is_none() => {
-            Err(anyhow::Error::new(e).context(
+        Err(e @ ClientError::Refused { .. }) if relay.token.is_none() => Err(anyhow::Error::new(e)
+            .context(
                 "the relay refused this client; if it requires a token, pass --token TOKEN \
                  or set P2P_RELAY_TOKEN",
-            ))
-        }
+            )),
         Err(e) => Err(e.into()),
     }
 }

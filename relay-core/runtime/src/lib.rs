@@ -14,6 +14,6 @@ mod outbox;
 mod sink;
 
 pub use admission::{AdmissionFuture, Admitted, AsyncAuthenticator};
-pub use handle::RelayHandle;
+pub use handle::{CoreState, RelayHandle};
 pub use outbox::{queued_size, Outbox, OutboxLimits, OutboxReceiver, Overflow};
 pub use sink::{Refused, Sink};
