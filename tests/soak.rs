@@ -177,19 +177,19 @@ fn mib(bytes: u64) -> String {
 /// clients pair across (Socket.IO with QUIC, both directions), the rest among their own.
 fn wave_plan() -> Vec<(Transport, Transport)> {
     let sio = |i: usize| {
-        if i % 2 == 0 {
-            Transport::Sio(Eio::V4)
-        } else {
+        if i % 2 == 1 {
             Transport::Sio(Eio::V3)
+        } else {
+            Transport::Sio(Eio::V4)
         }
     };
     let mut plan = Vec::new();
     let cross = SIO_PER_WAVE.min(QUIC_PER_WAVE) / 2;
     for i in 0..cross {
-        plan.push(if i % 2 == 0 {
-            (sio(i), Transport::Quic)
-        } else {
+        plan.push(if i % 2 == 1 {
             (Transport::Quic, sio(i))
+        } else {
+            (sio(i), Transport::Quic)
         });
     }
     for i in 0..(SIO_PER_WAVE - cross) / 2 {
