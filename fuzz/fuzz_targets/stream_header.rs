@@ -1,5 +1,5 @@
 //! The header at the start of every native data stream: never a panic, and a header that
-//! decodes encodes back to the same bytes' meaning.
+//! decodes encodes back to the same bytes.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -11,7 +11,7 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     if let Ok(header) = StreamHeader::decode(&bytes) {
-        let again = header.encode();
-        assert_eq!(StreamHeader::decode(&again).expect("re-decodes"), header);
+        // One encoding per header: what decodes is exactly what it encodes to.
+        assert_eq!(header.encode(), bytes);
     }
 });
