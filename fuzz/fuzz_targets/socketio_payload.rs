@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
         let attachments = attachments.map(|a| {
             a.split(|&b| b == 0xfe)
                 .map(Bytes::copy_from_slice)
-                .collect::<Vec<_>>()
+                .collect::<std::collections::VecDeque<_>>()
         });
         let _ = gateway_socketio::event_args(&socketioxide_core::Value::Str(
             text.into(),
