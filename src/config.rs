@@ -32,13 +32,9 @@ pub struct Settings {
     #[arg(long, env = "P2P_RELAY_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
 
-    /// Certificate chain (PEM) for QUIC, instead of the development certificate.
-    #[arg(long, env = "P2P_RELAY_CERT", requires = "key")]
-    pub cert: Option<PathBuf>,
-
-    /// Private key (PEM) matching --cert.
-    #[arg(long, env = "P2P_RELAY_KEY", requires = "cert")]
-    pub key: Option<PathBuf>,
+    /// The certificate both front ends present (TLS for the Socket.IO gateway).
+    #[command(flatten)]
+    pub tls: TlsSettings,
 
     /// What to do when a clientId connects twice: replace the older connection, or reject
     /// the newcomer.
@@ -195,6 +191,70 @@ pub struct Settings {
     pub drain: crate::drain::DrainSettings,
 }
 
+/// The relay's own certificate: one pair of PEM files for both front ends.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TlsSettings {
+    /// Certificate chain (PEM, end-entity first, e.g. an ACME fullchain.pem). With it, the
+    /// Socket.IO gateway serves https and wss only, and QUIC presents the same certificate
+    /// instead of the development one. The files are read again when they change and on
+    /// SIGHUP; new connections get the new certificate, open ones are not touched.
+    /// (`--cert`, P2P_RELAY_CERT: the older names.)
+    #[arg(
+        long,
+        visible_alias = "cert",
+        env = "P2P_RELAY_TLS_CERT",
+        value_name = "FILE",
+        requires = "tls_key"
+    )]
+    pub tls_cert: Option<PathBuf>,
+
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1) of --tls-cert. (`--key`, P2P_RELAY_KEY:
+    /// the older names.)
+    #[arg(
+        long,
+        visible_alias = "key",
+        env = "P2P_RELAY_TLS_KEY",
+        value_name = "FILE",
+        requires = "tls_cert"
+    )]
+    pub tls_key: Option<PathBuf>,
+
+    /// How often the certificate files are checked for a change, in milliseconds.
+    #[arg(long, env = "P2P_RELAY_TLS_RELOAD_INTERVAL_MS", default_value_t = 5_000,
+          value_parser = clap::value_parser!(u64).range(10..))]
+    pub tls_reload_interval_ms: u64,
+
+    /// Time a client of the https gateway has to complete its TLS handshake, from the
+    /// moment it connects; a silent or slow one is closed.
+    #[arg(long, env = "P2P_RELAY_TLS_HANDSHAKE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub tls_handshake_timeout_ms: u64,
+}
+
+impl TlsSettings {
+    /// The certificate and key files, if given: by the flags or their environment
+    /// variables, else by the older variables P2P_RELAY_CERT and P2P_RELAY_KEY (clap takes
+    /// one variable per flag, so the old names are looked up here).
+    pub fn files(&self) -> Option<(PathBuf, PathBuf)> {
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => Some((cert.clone(), key.clone())),
+            _ => {
+                let cert = std::env::var_os("P2P_RELAY_CERT")?;
+                let key = std::env::var_os("P2P_RELAY_KEY")?;
+                Some((cert.into(), key.into()))
+            }
+        }
+    }
+
+    pub fn reload_interval(&self) -> Duration {
+        Duration::from_millis(self.tls_reload_interval_ms)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.tls_handshake_timeout_ms)
+    }
+}
+
 impl Settings {
     /// The defaults, but on free loopback ports and with development certificates in
     /// `data_dir`: a relay for tests, benchmarks, or running beside other services.
@@ -307,6 +367,21 @@ mod tests {
         assert!(e.to_string().contains("--auth-secret-file"), "{e}");
         let e = Settings::try_parse_from(["p2p-relay", "--auth", "url"]).unwrap_err();
         assert!(e.to_string().contains("--auth-url"), "{e}");
+    }
+
+    #[test]
+    fn one_certificate_pair_with_the_old_flags_as_aliases() {
+        let settings = parse(&["--tls-cert", "c.pem", "--tls-key", "k.pem"]).unwrap();
+        let pair = (PathBuf::from("c.pem"), PathBuf::from("k.pem"));
+        assert_eq!(settings.tls.files(), Some(pair.clone()));
+        let settings = parse(&["--cert", "c.pem", "--key", "k.pem"]).unwrap();
+        assert_eq!(settings.tls.files(), Some(pair));
+        let err = parse(&["--tls-cert", "c.pem"]).unwrap_err().to_string();
+        assert!(err.contains("--tls-key"), "{err}");
+        assert_eq!(
+            parse(&[]).unwrap().tls.reload_interval(),
+            Duration::from_secs(5)
+        );
     }
 
     fn parse(args: &[&str]) -> Result<Settings, clap::Error> {

@@ -11,6 +11,22 @@ use p2p_relay::auth::AuthSetupError;
 use p2p_relay::service;
 use p2p_relay::settings::{self, Subcommand};
 
+/// jemalloc rather than glibc's malloc: after a wave of thousands of clients came and went,
+/// glibc kept most of what they had used (per-thread arenas, fragmented heaps that
+/// `malloc_trim` only partly returns), so the relay's RSS ratcheted up wave after wave;
+/// jemalloc gives unused pages back (tests/soak.rs holds it to that).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// jemalloc's options, read when it starts: a background thread purges unused pages, dirty
+/// ones after a second (the default is ten) and without the "muzzy" stage that would keep
+/// them counted in RSS for another while. `MALLOC_CONF` in the environment still overrides.
+#[cfg(not(target_env = "msvc"))]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8] = b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+
 fn main() -> ExitCode {
     let loaded = settings::load(std::env::args_os()).unwrap_or_else(|e| e.exit());
     match &loaded.command {

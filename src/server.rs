@@ -1,12 +1,14 @@
 //! Wiring: one relay core, its front ends, and one call to shut everything down.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_socketio::{Gateway, ServeShutdown};
 use relay_runtime::RelayHandle;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
 use crate::quic::{QuicConfig, QuicFrontEnd};
@@ -25,6 +27,10 @@ pub struct Server {
     http: ServeShutdown,
     quic_stop: CancellationToken,
     shutdown_grace: Duration,
+    /// The operator's certificate, when given: served by both front ends and reloaded.
+    tls: Option<Arc<certs::ReloadingCert>>,
+    /// Watches the certificate files (aborted when the server goes).
+    tls_watch: Option<AbortOnDropHandle<()>>,
 }
 
 /// Which front end a serving task is.
@@ -77,7 +83,7 @@ impl Server {
         let app = gateway.attach(axum::Router::new());
         let http = ServeShutdown::new();
 
-        let (identity, ca) = identity(settings)?;
+        let (cert, ca) = identity(settings)?;
         let quic_config = QuicConfig {
             max_frame_bytes: settings.max_frame_bytes(),
             outbox_messages: settings.outbox_messages,
@@ -88,18 +94,37 @@ impl Server {
             shutdown_grace: settings.shutdown_grace(),
             ..QuicConfig::default()
         };
-        let quic = QuicFrontEnd::bind(settings.quic_listen, &identity, &quic_config)?;
+        let quic = QuicFrontEnd::bind(settings.quic_listen, &cert, &quic_config)?;
+        let tls = match &cert {
+            certs::ServerCert::Reloading(reloading) => Some(reloading.clone()),
+            certs::ServerCert::Fixed(_) => None,
+        };
+        let serve_tls = match &tls {
+            Some(_) => Some(gateway_socketio::ServeTls::new(
+                certs::server_config_for(&cert, &[], false)?,
+                settings.tls.handshake_timeout(),
+            )),
+            None => None,
+        };
         let quic_addr = quic.local_addr()?;
         let quic_stop = CancellationToken::new();
 
         // Spawned only once both front ends are bound, so a failed start leaves nothing
         // running.
-        let header_timeout = std::time::Duration::from_millis(settings.http_header_timeout_ms);
-        let serving =
-            gateway_socketio::serve_with_shutdown(listener, app, http.clone(), header_timeout);
+        let options = gateway_socketio::ServeOptions {
+            header_read_timeout: Duration::from_millis(settings.http_header_timeout_ms),
+            tls: serve_tls,
+        };
+        let serving = gateway_socketio::serve_with_options(listener, app, http.clone(), options);
         tasks.spawn(async move { (FrontEnd::SocketIo, serving.await) });
         let serving = quic.serve(relay.clone(), quic_config, quic_stop.clone());
         tasks.spawn(async move { (FrontEnd::Quic, serving.await) });
+        let tls_watch = tls.clone().map(|reloading| {
+            AbortOnDropHandle::new(tokio::spawn(watch_certificate(
+                reloading,
+                settings.tls.reload_interval(),
+            )))
+        });
 
         Ok(Self {
             relay,
@@ -111,7 +136,42 @@ impl Server {
             http,
             quic_stop,
             shutdown_grace: settings.shutdown_grace(),
+            tls,
+            tls_watch,
         })
+    }
+
+    /// Whether the Socket.IO gateway serves https and wss (an operator's certificate was
+    /// given).
+    pub fn socketio_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// The Socket.IO gateway's base URL: `https://` with a certificate, else `http://`.
+    pub fn socketio_url(&self) -> String {
+        let scheme = if self.socketio_tls() { "https" } else { "http" };
+        format!("{scheme}://{}", self.socketio_addr)
+    }
+
+    /// Reads the certificate files again now (SIGHUP does this), whether or not they
+    /// changed. `Ok(None)` when the relay has no certificate files (development
+    /// certificates); an error leaves the certificate being served in place.
+    pub fn reload_tls(&self) -> Result<Option<String>, certs::CertError> {
+        match &self.tls {
+            Some(reloading) => reloading.reload().map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The operator's certificate, served by both front ends (for a SIGHUP handler).
+    pub fn tls_cert(&self) -> Option<Arc<certs::ReloadingCert>> {
+        self.tls.clone()
+    }
+
+    /// The SHA-256 fingerprint of the certificate served now, with an operator's
+    /// certificate.
+    pub fn tls_fingerprint(&self) -> Option<String> {
+        self.tls.as_ref().map(|reloading| reloading.fingerprint())
     }
 
     pub fn socketio_addr(&self) -> SocketAddr {
@@ -154,6 +214,10 @@ impl Server {
     /// the shutdown up.
     pub async fn shutdown(mut self) {
         let grace = self.shutdown_grace;
+        if let Some(watch) = self.tls_watch.take() {
+            watch.abort();
+            let _ = watch.await;
+        }
         self.http.stop_accepting();
         self.quic_stop.cancel();
 
@@ -208,11 +272,13 @@ impl Drop for Server {
     }
 }
 
-/// The QUIC server's certificate: the operator's, or development certificates created (once)
-/// in the data directory.
-fn identity(settings: &Settings) -> anyhow::Result<(certs::ServerIdentity, Option<CaInfo>)> {
-    if let (Some(cert), Some(key)) = (&settings.cert, &settings.key) {
-        return Ok((certs::ServerIdentity::from_pem_files(cert, key)?, None));
+/// The certificate both front ends present: the operator's (reloaded when its files
+/// change), or development certificates created (once) in the data directory, for QUIC
+/// only (the gateway then serves plain http, as the Node server did).
+fn identity(settings: &Settings) -> anyhow::Result<(certs::ServerCert, Option<CaInfo>)> {
+    if let Some((cert, key)) = settings.tls.files() {
+        let reloading = certs::ReloadingCert::from_pem_files(&cert, &key)?;
+        return Ok((certs::ServerCert::Reloading(Arc::new(reloading)), None));
     }
     let dir = settings
         .data_dir
@@ -223,5 +289,32 @@ fn identity(settings: &Settings) -> anyhow::Result<(certs::ServerIdentity, Optio
         path: dev.ca_cert_path().to_path_buf(),
         fingerprint: dev.ca_fingerprint(),
     };
-    Ok((dev.server_identity(), Some(ca)))
+    Ok((certs::ServerCert::Fixed(dev.server_identity()), Some(ca)))
+}
+
+/// Polls the certificate files every `interval` and serves them again when they changed.
+///
+/// Polling rather than inotify (the notify crate): it costs two `stat` calls every few
+/// seconds, sees a file replaced by rename (as ACME clients and Kubernetes secret mounts
+/// do, through symlink swaps that inotify watches on the file itself miss), and needs no
+/// platform code. A bad pair (say the certificate written and not yet its key) is
+/// logged once and retried at the next change; the old certificate stays meanwhile.
+async fn watch_certificate(reloading: Arc<certs::ReloadingCert>, interval: Duration) {
+    let mut ticks = tokio::time::interval(interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
+    loop {
+        ticks.tick().await;
+        let check = reloading.clone();
+        // The files are read off the runtime's threads: a slow disk must not stall them.
+        match tokio::task::spawn_blocking(move || check.reload_if_changed()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::error!(
+                "the TLS certificate files changed but cannot be used ({e}); still serving \
+                 the previous certificate (SHA-256 {})",
+                reloading.fingerprint()
+            ),
+            Err(e) => warn!("the certificate check failed: {e}"),
+        }
+    }
 }

@@ -41,6 +41,13 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     announce(&server, &admin)?;
     let file = loaded.file.as_ref().map(|(path, _)| path);
     log_facts(&settings, &server, &access, file);
+    // Both end (aborted) when this returns.
+    let _state_on_usr1 = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(
+        print_state_on_usr1(server.relay().clone()),
+    ));
+    let _reload_on_hangup = server
+        .tls_cert()
+        .map(|cert| tokio_util::task::AbortOnDropHandle::new(tokio::spawn(reload_on_hangup(cert))));
     let relay = server.relay().clone();
     let outcome = tokio::select! {
         result = server.run() => result.map_err(anyhow::Error::from),
@@ -66,8 +73,8 @@ fn announce(server: &Server, admin: &Admin) -> std::io::Result<()> {
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
-        "Socket.IO gateway listening on http://{}",
-        server.socketio_addr()
+        "Socket.IO gateway listening on {}",
+        server.socketio_url()
     )?;
     writeln!(out, "QUIC listening on {}", server.quic_addr())?;
     writeln!(out, "Admin listening on http://{}", admin.addr())?;
@@ -99,7 +106,16 @@ fn log_facts(
             ca.path.display(),
             ca.fingerprint
         ),
-        None => info!("QUIC: certificate from --cert"),
+        None => {}
+    }
+    if let Some(cert) = server.tls_cert() {
+        info!(
+            "TLS: {} and {} (SHA-256 {}), for both front ends; reloaded when they change and \
+             on SIGHUP",
+            cert.cert_path().display(),
+            cert.key_path().display(),
+            cert.fingerprint()
+        );
     }
     match access {
         Access::Open => info!("admin: open to this machine only (loopback, no token)"),
@@ -115,4 +131,57 @@ pub fn report_fatal(e: &anyhow::Error, logs: &LogSettings) {
     } else {
         error!("{e:#}");
     }
+}
+
+/// Reads the certificate files again at every SIGHUP, the signal service managers send for
+/// "reload your configuration" (`systemctl reload`, certbot's deploy hooks).
+async fn reload_on_hangup(cert: std::sync::Arc<certs::ReloadingCert>) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hangup = match signal(SignalKind::hangup()) {
+            Ok(hangup) => hangup,
+            Err(e) => {
+                tracing::warn!(
+                    "cannot listen for SIGHUP ({e}); certificates reload on change only"
+                );
+                return;
+            }
+        };
+        while hangup.recv().await.is_some() {
+            let reloading = cert.clone();
+            match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!(
+                    "SIGHUP: cannot use the TLS certificate files ({e}); still serving the \
+                     previous certificate (SHA-256 {})",
+                    cert.fingerprint()
+                ),
+                Err(e) => tracing::warn!("SIGHUP: the certificate reload failed: {e}"),
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = cert;
+}
+
+/// Prints what the core holds (`relay state: connections=N ...`, one line on stdout) at
+/// every SIGUSR1: a look inside a running relay without a debugger, and what the soak test
+/// reads to check that nothing outlived its clients.
+async fn print_state_on_usr1(relay: relay_runtime::RelayHandle) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+            return;
+        };
+        while usr1.recv().await.is_some() {
+            let state = relay.state();
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "relay state: {state}");
+            let _ = out.flush();
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = relay;
 }

@@ -17,9 +17,10 @@ use socketioxide_core::parser::Parse;
 use socketioxide_parser_common::CommonParser;
 
 fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    // FUZZ_CASES, or proptest's own PROPTEST_CASES (scripts/fuzz.sh sets both).
+    ["FUZZ_CASES", "PROPTEST_CASES"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
         .unwrap_or(2048)
 }
 

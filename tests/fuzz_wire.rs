@@ -3,15 +3,14 @@
 //! stream header (`StreamHeader::decode`), and the frame reader over arbitrary streams.
 //! None may panic, and whatever decodes must encode back to what decodes the same.
 //!
-//! Why proptest and not cargo-fuzz (libFuzzer): cargo-fuzz needs a nightly toolchain and
-//! the cargo-fuzz binary. `rustup toolchain list` on the development machine shows a
-//! nightly, but the project's machines (CI included) promise only the one stable toolchain,
-//! and cargo-fuzz is not installed; these targets run under plain `cargo test` everywhere.
-//! They are not coverage-guided, so the generators below aim at the interesting corners
-//! (valid prefixes, variant tags, length fields) rather than at uniform noise only.
+//! These run under plain `cargo test` everywhere. Their coverage-guided counterparts
+//! (libFuzzer, the cargo-fuzz layout) are in fuzz/, built on the stable toolchain by
+//! scripts/fuzz.sh, which also runs these with many more cases. These are not
+//! coverage-guided, so the generators below aim at the interesting corners (valid prefixes,
+//! variant tags, length fields) rather than at uniform noise only.
 //!
 //! Cases per target: 4096 by default; `FUZZ_CASES=1000000 cargo test --release --test
-//! fuzz_wire` runs longer.
+//! fuzz_wire` (or PROPTEST_CASES) runs longer.
 
 use bytes::Bytes;
 use native_client::wire::header::HEADER_LEN;
@@ -21,9 +20,10 @@ use native_client::wire::{
 use proptest::prelude::*;
 
 fn cases() -> u32 {
-    std::env::var("FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
+    // FUZZ_CASES, or proptest's own PROPTEST_CASES (scripts/fuzz.sh sets both).
+    ["FUZZ_CASES", "PROPTEST_CASES"]
+        .iter()
+        .find_map(|name| std::env::var(name).ok()?.parse().ok())
         .unwrap_or(4096)
 }
 

@@ -41,6 +41,7 @@ fn cli(relay: &Relay) -> Command {
     for var in ["RELAY", "SERVER_NAME", "CA", "PIN"] {
         command.env_remove(format!("P2P_RELAY_CLIENT_{var}"));
     }
+    command.env_remove("P2P_RELAY_TOKEN");
     command
 }
 
@@ -261,5 +262,83 @@ async fn the_cli_lists_and_fails_clearly() {
     .await;
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "carol\ndave\nerin\n");
+    relay.shutdown().await;
+}
+
+/// A token minted by the relay binary's `token` subcommand.
+async fn mint_with_binary(secret: &Path, sub: &str) -> String {
+    let out = finish(
+        Command::new(env!("CARGO_BIN_EXE_p2p-relay"))
+            .args(["token", "--auth-secret-file"])
+            .arg(secret)
+            .args(["--sub", sub, "--ttl", "10m"])
+            .env_remove("RUST_LOG")
+            .kill_on_drop(true),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout).trim().to_string()
+}
+
+#[tokio::test]
+async fn the_cli_presents_a_token_by_flag_or_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, "a secret for the CLI's token test\n").unwrap();
+    let secret_flag = secret.display().to_string();
+    let relay = Relay::start(&["--auth", "token", "--auth-secret-file", &secret_flag]).await;
+    let (alice, bob) = (
+        mint_with_binary(&secret, "alice").await,
+        mint_with_binary(&secret, "bob").await,
+    );
+
+    // Without a token: refused, with the relay's reason and what to do.
+    let out = finish(cli(&relay).args(["list", "--as", "bob"])).await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("pass --token TOKEN or set P2P_RELAY_TOKEN"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("no token"), "{stderr}");
+    // Someone else's token does not make its bearer that someone.
+    let out = finish(cli(&relay).args(["--token", &bob, "list", "--as", "alice"])).await;
+    assert!(!out.status.success());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("the token was issued for clientId 'bob', not this one"),
+        "{stderr}"
+    );
+
+    // bob receives with --token, alice sends with P2P_RELAY_TOKEN.
+    let to = tempfile::tempdir().unwrap();
+    let file = dir.path().join("note.txt");
+    std::fs::write(&file, b"sent with a token").unwrap();
+    let receiver = tokio::spawn(
+        cli(&relay)
+            .args([
+                "--token", &bob, "recv", "--as", "bob", "--count", "1", "--out",
+            ])
+            .arg(to.path())
+            .output(),
+    );
+    let sender = finish(
+        cli(&relay)
+            .env("P2P_RELAY_TOKEN", &alice)
+            .args(["send", "--as", "alice", "--to", "bob"])
+            .arg(&file),
+    )
+    .await;
+    assert!(sender.status.success(), "{}", text(&sender.stderr));
+    let receiver = tokio::time::timeout(Duration::from_secs(30), receiver)
+        .await
+        .expect("the receiver did not finish in time")
+        .unwrap()
+        .unwrap();
+    assert!(receiver.status.success(), "{}", text(&receiver.stderr));
+    assert_eq!(
+        std::fs::read(to.path().join("note.txt")).unwrap(),
+        b"sent with a token"
+    );
     relay.shutdown().await;
 }

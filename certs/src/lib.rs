@@ -24,6 +24,7 @@
 mod dev;
 mod error;
 mod fingerprint;
+mod reload;
 mod server;
 mod trust;
 
@@ -37,6 +38,7 @@ pub use dev::{
 };
 pub use error::CertError;
 pub use fingerprint::{fingerprint, parse_fingerprint};
+pub use reload::{server_config_for, Reloaded, ReloadingCert, ServerCert};
 pub use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 pub use server::{server_config, ServerIdentity};
 pub use trust::{describe_tls_error, trust_failure, Trust, TrustFailure};

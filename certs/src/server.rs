@@ -179,7 +179,7 @@ pub(crate) fn check_key_matches(
     }
 }
 
-fn warn_if_expired(end_entity: &CertificateDer<'_>, path: &Path) {
+pub(crate) fn warn_if_expired(end_entity: &CertificateDer<'_>, path: &Path) {
     if let Ok((_, cert)) = x509_parser::parse_x509_certificate(end_entity) {
         if !cert.validity().is_valid() {
             tracing::warn!(

@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use relay_core::rmpv::Value;
 use relay_core::{Command, ErrorCode, Event, Payload, Reply, RequestError, Transport};
-use relay_runtime::metrics::Direction;
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::handler::MessageHandler;
 use socketioxide::socket::Socket;

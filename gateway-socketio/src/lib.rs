@@ -46,7 +46,10 @@ pub use args::{event_args, Args, ArgsError, MAX_NESTING};
 pub use config::GatewayConfig;
 pub use cors::{CorsOrigins, CorsOriginsError, OriginList, OriginProblem};
 use relay_runtime::RelayHandle;
-pub use serve::{serve, serve_with_shutdown, ServeShutdown, DEFAULT_HEADER_READ_TIMEOUT};
+pub use serve::{
+    serve, serve_with_options, serve_with_shutdown, ServeOptions, ServeShutdown, ServeTls,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_TLS_HANDSHAKE_TIMEOUT,
+};
 
 use connection::{Conn, Established, Handshake, Tasks};
 

@@ -6,15 +6,23 @@
 //! its connection busy) would still outlive the server, so every accepted socket is wrapped
 //! in [`Cuttable`], which a [`ServeShutdown::cut_connections`] turns into a closed socket for
 //! whoever holds it, the connection task or, after an upgrade, engine.io's websocket tasks.
+//!
+//! With [`ServeTls`] the same loop serves https and wss: each accepted socket goes through
+//! a rustls handshake (bounded by its own timeout, so a client that connects and says
+//! nothing cannot hold a socket) before hyper sees it. The rustls configuration is shared,
+//! so a certificate resolver that swaps its certificate (the relay's reloading one) is
+//! served to every new connection, while established ones keep theirs.
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
@@ -50,6 +58,55 @@ impl ServeShutdown {
 /// runs out of file descriptors.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a client of a TLS gateway may take, from the moment it connects, to complete
+/// its TLS handshake.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// TLS for [`serve_with_options`]: https and wss instead of http and ws.
+#[derive(Clone)]
+pub struct ServeTls {
+    acceptor: tokio_rustls::TlsAcceptor,
+    handshake_timeout: Duration,
+}
+
+impl ServeTls {
+    /// Serves with `config` (its certificate, or its certificate resolver, is asked at every
+    /// handshake). Its ALPN list is set to `http/1.1`, the only protocol served here.
+    pub fn new(mut config: rustls::ServerConfig, handshake_timeout: Duration) -> Self {
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Self {
+            acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            handshake_timeout,
+        }
+    }
+}
+
+impl std::fmt::Debug for ServeTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeTls")
+            .field("handshake_timeout", &self.handshake_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How [`serve_with_options`] serves.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// See [`DEFAULT_HEADER_READ_TIMEOUT`].
+    pub header_read_timeout: Duration,
+    /// `Some`: https and wss only.
+    pub tls: Option<ServeTls>,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            tls: None,
+        }
+    }
+}
+
 /// Serves `app` on `listener` with [`DEFAULT_HEADER_READ_TIMEOUT`], until the future is
 /// dropped. See [`serve_with_shutdown`].
 pub async fn serve(listener: TcpListener, app: axum::Router) -> io::Result<()> {
@@ -83,8 +140,28 @@ pub async fn serve_with_shutdown(
     shutdown: ServeShutdown,
     header_read_timeout: Duration,
 ) -> io::Result<()> {
-    use hyper_util::rt::{TokioIo, TokioTimer};
+    let options = ServeOptions {
+        header_read_timeout,
+        tls: None,
+    };
+    serve_with_options(listener, app, shutdown, options).await
+}
+
+/// [`serve_with_shutdown`], over TLS when `options.tls` is set: every accepted socket must
+/// complete its handshake within the TLS handshake timeout or is closed; a client that
+/// speaks plain HTTP to it is answered `400` saying to use https (as nginx does) and closed.
+pub async fn serve_with_options(
+    listener: TcpListener,
+    app: axum::Router,
+    shutdown: ServeShutdown,
+    options: ServeOptions,
+) -> io::Result<()> {
+    use hyper_util::rt::TokioTimer;
     use tower::ServiceExt;
+    let ServeOptions {
+        header_read_timeout,
+        tls,
+    } = options;
 
     // HTTP/1.1 only: Socket.IO clients speak nothing else, and hyper-util's automatic
     // version detection waits for a first byte before any timer runs, so an idle socket
@@ -117,22 +194,29 @@ pub async fn serve_with_shutdown(
                     },
                 );
                 let service = hyper_util::service::TowerToHyperService::new(service);
-                let io = TokioIo::new(Cuttable::new(tcp, &shutdown.cut));
-                let connection = builder.serve_connection(io, service).with_upgrades();
+                let socket = Cuttable::new(tcp, &shutdown.cut);
                 let graceful = shutdown.graceful.clone();
+                let builder = builder.clone();
+                let tls = tls.clone();
                 connections.spawn(async move {
-                    tokio::pin!(connection);
-                    let ended = tokio::select! {
-                        ended = connection.as_mut() => ended,
-                        () = graceful.cancelled() => {
-                            // Finish the request in progress, then close; an idle
-                            // keep-alive connection closes at once.
-                            connection.as_mut().graceful_shutdown();
-                            connection.await
-                        }
+                    let Some(tls) = tls else {
+                        return serve_http(&builder, socket, service, graceful).await;
                     };
-                    if let Err(e) = ended {
-                        tracing::trace!("connection ended: {e}");
+                    let accepted = tokio::select! {
+                        accepted = tokio::time::timeout(
+                            tls.handshake_timeout,
+                            tls_accept(&tls.acceptor, socket, remote_addr),
+                        ) => accepted,
+                        () = graceful.cancelled() => return,
+                    };
+                    match accepted {
+                        Ok(Some(stream)) => serve_http(&builder, stream, service, graceful).await,
+                        Ok(None) => {}
+                        Err(_) => tracing::debug!(
+                            client = %remote_addr,
+                            "closed: no TLS handshake within {:?}",
+                            tls.handshake_timeout
+                        ),
                     }
                 });
             }
@@ -142,6 +226,90 @@ pub async fn serve_with_shutdown(
     drop(listener);
     while connections.join_next().await.is_some() {}
     Ok(())
+}
+
+/// Serves one connection with hyper until it ends, or, once the server stops accepting,
+/// until its request in progress has finished.
+async fn serve_http<I, S>(
+    builder: &hyper::server::conn::http1::Builder,
+    io: I,
+    service: S,
+    graceful: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: hyper::service::HttpService<hyper::body::Incoming> + Send,
+    S::Future: Send + 'static,
+    S::ResBody: Send + 'static,
+    <S::ResBody as hyper::body::Body>::Data: Send,
+    <S::ResBody as hyper::body::Body>::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let io = hyper_util::rt::TokioIo::new(io);
+    let connection = builder.serve_connection(io, service).with_upgrades();
+    tokio::pin!(connection);
+    let ended = tokio::select! {
+        ended = connection.as_mut() => ended,
+        () = graceful.cancelled() => {
+            // Finish the request in progress, then close; an idle keep-alive connection
+            // closes at once.
+            connection.as_mut().graceful_shutdown();
+            connection.await
+        }
+    };
+    if let Err(e) = ended {
+        tracing::trace!("connection ended: {e}");
+    }
+}
+
+/// What a client that speaks plain HTTP to the TLS port is told before the socket closes.
+const PLAIN_HTTP_TO_TLS: &str =
+    "This port serves HTTPS: connect with https:// (wss:// for websockets).\n";
+
+/// The TLS handshake of one accepted socket; `None` when it failed (logged).
+///
+/// A first byte that cannot start a TLS record (0x16, a handshake) but looks like the
+/// start of an HTTP method is a plain-HTTP client on the wrong scheme: it gets a 400 that
+/// says so, instead of an unreadable TLS alert.
+async fn tls_accept(
+    acceptor: &tokio_rustls::TlsAcceptor,
+    mut socket: Cuttable,
+    remote_addr: SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<Cuttable>> {
+    let mut first = [0u8; 1];
+    match socket.tcp.peek(&mut first).await {
+        Ok(0) | Err(_) => return None,
+        Ok(_) => {}
+    }
+    if first[0].is_ascii_uppercase() {
+        tracing::debug!(client = %remote_addr, "plain HTTP on the TLS port; answered 400");
+        let answer = format!(
+            "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+             Connection: close\r\nContent-Length: {}\r\n\r\n{PLAIN_HTTP_TO_TLS}",
+            PLAIN_HTTP_TO_TLS.len()
+        );
+        if socket.write_all(answer.as_bytes()).await.is_ok() {
+            let _ = socket.tcp.shutdown().await;
+            // Take what the client sent, so the close is a FIN rather than a reset that
+            // could destroy the answer before the client reads it. Bounded by the caller's
+            // handshake timeout and by size.
+            let mut sink = [0u8; 4096];
+            let mut left = 64 * 1024usize;
+            while left > 0 {
+                match socket.tcp.read(&mut sink).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => left = left.saturating_sub(n),
+                }
+            }
+        }
+        return None;
+    }
+    match acceptor.accept(socket).await {
+        Ok(stream) => Some(stream),
+        Err(e) => {
+            tracing::debug!(client = %remote_addr, "TLS handshake failed: {e}");
+            None
+        }
+    }
 }
 
 /// An accept that failed: a connection that went away before it was accepted is skipped;

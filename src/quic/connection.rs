@@ -14,7 +14,6 @@ use relay_core::{
     Addr, Answer, CloseReason, Command, ConnId, ErrorCode, Event, Payload, Reply, ReqId, StreamId,
     StreamKind, Ticket, Transport,
 };
-use relay_runtime::metrics::Direction;
 use relay_runtime::{Outbox, OutboxLimits, OutboxReceiver};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;

@@ -135,13 +135,14 @@ pub struct QuicFrontEnd {
 }
 
 impl QuicFrontEnd {
-    /// Binds `addr` with the given TLS identity.
+    /// Binds `addr` with the given certificate (a reloading one is asked at every
+    /// handshake, so a renewed certificate reaches new connections).
     pub fn bind(
         addr: SocketAddr,
-        identity: &certs::ServerIdentity,
+        cert: &certs::ServerCert,
         config: &QuicConfig,
     ) -> anyhow::Result<Self> {
-        let tls = certs::server_config(identity, &[wire::ALPN])?;
+        let tls = certs::server_config_for(cert, &[wire::ALPN], true)?;
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();

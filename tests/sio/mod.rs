@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::WebSocketStream;
@@ -41,8 +42,12 @@ pub enum Packet {
     Disconnected,
 }
 
+/// What a websocket runs over: a TCP socket, or a TLS stream for wss.
+pub trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 pub struct Sio {
-    ws: WebSocketStream<TcpStream>,
+    ws: WebSocketStream<Box<dyn Io>>,
     next_ack: u64,
     /// Packets read while looking for another one.
     backlog: VecDeque<Packet>,
@@ -58,12 +63,23 @@ pub enum ConnectFailure {
 impl Sio {
     /// Connects to the gateway at `addr` with `query` (e.g. `clientId=A`) and joins `/`.
     pub async fn connect_query(addr: SocketAddr, query: &str) -> Result<Sio, ConnectFailure> {
-        let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket&{query}");
         let tcp = TcpStream::connect(addr)
             .await
             .map_err(|e| ConnectFailure::Transport(e.to_string()))?;
         tcp.set_nodelay(true).ok();
-        let (ws, _) = tokio_tungstenite::client_async(url, tcp)
+        Self::connect_on(Box::new(tcp), &addr.to_string(), query).await
+    }
+
+    /// [`Sio::connect_query`] over a connection already made (a TLS stream, for wss), to
+    /// `host` (the Host header).
+    pub async fn connect_on(
+        io: Box<dyn Io>,
+        host: &str,
+        query: &str,
+    ) -> Result<Sio, ConnectFailure> {
+        // The scheme only shapes the handshake request; the stream below is what it is.
+        let url = format!("ws://{host}/socket.io/?EIO=4&transport=websocket&{query}");
+        let (ws, _) = tokio_tungstenite::client_async(url, io)
             .await
             .map_err(|e| ConnectFailure::Transport(e.to_string()))?;
         let mut sio = Sio {
@@ -94,12 +110,20 @@ impl Sio {
     /// Connects as `client_id` (percent-encoded for the query).
     pub async fn connect(addr: SocketAddr, client_id: &str) -> Sio {
         let query = format!("clientId={}", encode(client_id));
-        match within(
-            "connecting over Socket.IO",
-            Self::connect_query(addr, &query),
-        )
-        .await
-        {
+        Self::admitted(client_id, Self::connect_query(addr, &query)).await
+    }
+
+    /// [`Sio::connect`] over a connection already made (see [`Sio::connect_on`]).
+    pub async fn connect_as_on(io: Box<dyn Io>, host: &str, client_id: &str) -> Sio {
+        let query = format!("clientId={}", encode(client_id));
+        Self::admitted(client_id, Self::connect_on(io, host, &query)).await
+    }
+
+    async fn admitted(
+        client_id: &str,
+        connecting: impl std::future::Future<Output = Result<Sio, ConnectFailure>>,
+    ) -> Sio {
+        match within("connecting over Socket.IO", connecting).await {
             Ok(mut sio) => {
                 // Every admitted client is first told its limits (P2P_LIMITS).
                 match sio.next().await {

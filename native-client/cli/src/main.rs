@@ -112,6 +112,17 @@ struct RelayArgs {
     /// Trust the operating system's root CAs (a relay with a publicly issued certificate).
     #[arg(long, global = true)]
     system_roots: bool,
+    /// A token for a relay started with `--auth token` (`p2p-relay token --sub ID ...`
+    /// mints one); its `sub` must be the id given with `--as`. Prefer the environment
+    /// variable: a command line is visible to every user of the machine.
+    #[arg(
+        long,
+        global = true,
+        env = "P2P_RELAY_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    token: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -238,6 +249,9 @@ async fn connect(relay: &RelayArgs, id: &str) -> Result<(Client, Incoming)> {
     } else if relay.system_roots {
         options = options.trust(Trust::SystemRoots);
     }
+    if let Some(token) = &relay.token {
+        options = options.token(token.trim());
+    }
     let missing_default_ca = match &options.trust {
         Trust::CaFile(path) if relay.ca.is_none() => !path.exists(),
         _ => false,
@@ -248,6 +262,11 @@ async fn connect(relay: &RelayArgs, id: &str) -> Result<(Client, Incoming)> {
             "no development CA found: start the relay once on this machine (`cargo run \
              --release`) to create it, or pass --ca FILE, --pin SHA256 or --system-roots",
         )),
+        Err(e @ ClientError::Refused { .. }) if relay.token.is_none() => Err(anyhow::Error::new(e)
+            .context(
+                "the relay refused this client; if it requires a token, pass --token TOKEN \
+                 or set P2P_RELAY_TOKEN",
+            )),
         Err(e) => Err(e.into()),
     }
 }

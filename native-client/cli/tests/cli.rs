@@ -20,6 +20,7 @@ fn command() -> Command {
     for var in ["RELAY", "SERVER_NAME", "CA", "PIN"] {
         command.env_remove(format!("P2P_RELAY_CLIENT_{var}"));
     }
+    command.env_remove("P2P_RELAY_TOKEN");
     command
 }
 
@@ -47,6 +48,8 @@ async fn help_names_every_verb() {
         "--ca",
         "--pin",
         "--system-roots",
+        "--token",
+        "P2P_RELAY_TOKEN",
     ] {
         assert!(help.contains(verb), "{verb} missing from:\n{help}");
     }

@@ -446,6 +446,70 @@ impl RelayHandle {
     pub fn is_empty(&self) -> bool {
         self.node.cells.is_empty()
     }
+
+    /// What the core holds right now, for operators (the binary prints it on SIGUSR1) and
+    /// for tests that check that nothing outlives its clients. Walks every connection, so
+    /// it costs in proportion to the relay's size: not for a hot path.
+    pub fn state(&self) -> CoreState {
+        let mut state = CoreState {
+            connections: self.node.cells.len(),
+            directory: self.node.directory().len(),
+            addresses: self.node.ips().addresses(),
+            timers: self.node.tasks.len(),
+            ..CoreState::default()
+        };
+        let cells: Vec<Arc<Cell>> = self.node.cells.iter().map(|e| e.value().clone()).collect();
+        for cell in cells {
+            let conn = cell.lock();
+            state.requests += conn.requests_len();
+            state.questions += conn.asked_len();
+            state.streams += conn.streams().count();
+        }
+        state
+    }
+}
+
+/// Counts of what the relay core holds (see [`RelayHandle::state`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreState {
+    /// Connected clients.
+    pub connections: usize,
+    /// Entries of the directory (clientId -> connection).
+    pub directory: usize,
+    /// IP addresses holding connections (the per-address limit's table).
+    pub addresses: usize,
+    /// Timer tasks of connections still running.
+    pub timers: usize,
+    /// Requests waiting for another connection's answer (the asker's tickets).
+    pub requests: usize,
+    /// Questions put to clients and not answered yet (the asked side's tickets).
+    pub questions: usize,
+    /// Streams held, counted at each end.
+    pub streams: usize,
+}
+
+impl CoreState {
+    /// Nothing at all: no connection, no ticket, no stream, no timer.
+    pub fn is_empty(&self) -> bool {
+        *self == CoreState::default()
+    }
+}
+
+impl std::fmt::Display for CoreState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "connections={} directory={} addresses={} timers={} requests={} questions={} \
+             streams={}",
+            self.connections,
+            self.directory,
+            self.addresses,
+            self.timers,
+            self.requests,
+            self.questions,
+            self.streams
+        )
+    }
 }
 
 impl Node {

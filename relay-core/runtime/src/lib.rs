@@ -18,7 +18,7 @@ mod traffic;
 
 pub use admission::{AdmissionFuture, Admitted, AsyncAuthenticator};
 pub use clients::{ClientInfo, ClientsPage, StreamInfo};
-pub use handle::RelayHandle;
+pub use handle::{CoreState, RelayHandle};
 pub use metrics::Metrics;
 pub use outbox::{queued_size, Outbox, OutboxLimits, OutboxReceiver, Overflow};
 pub use sink::{Refused, Sink};

@@ -97,6 +97,12 @@ impl IpGate {
         }
     }
 
+    /// Addresses that hold at least one connection now (an introspection count: zero once
+    /// every client left).
+    pub fn addresses(&self) -> usize {
+        self.open.len()
+    }
+
     /// Connections `ip` holds now.
     pub fn connections(&self, ip: IpAddr) -> usize {
         self.open.get(&canonical(ip)).copied().unwrap_or(0)

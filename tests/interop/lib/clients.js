@@ -129,10 +129,11 @@ function buildUrl(url, id, extraQuery) {
 }
 
 /** Create the raw socket for `kind` (not yet waited for). */
-function rawSocket(kind, url, id, { transports = ['websocket'], extraQuery, auth } = {}) {
+function rawSocket(kind, url, id, { transports = ['websocket'], extraQuery, auth, ca } = {}) {
   const full = buildUrl(url, id, extraQuery);
   const opts = { transports, reconnection: false, forceNew: true, timeout: 5000 };
   if (auth) opts.auth = auth; // 4.x only: 2.x has no auth payload
+  if (ca) opts.ca = ca; // https/wss in Node (both generations pass it to their agents)
   if (kind === 'js') return ioV4(full, opts);
   if (kind === 'legacy') return ioV2(full, opts);
   throw new Error(`unknown client kind ${kind}`);

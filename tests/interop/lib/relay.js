@@ -11,7 +11,7 @@ const path = require('node:path');
 
 const REPO_ROOT = path.resolve(__dirname, '..', '..', '..');
 const DEFAULT_BIN = path.join(REPO_ROOT, 'target', 'release', 'p2p-relay');
-const LISTEN_RE = /^Socket\.IO gateway listening on (http:\/\/127\.0\.0\.1:(\d+))\s*$/;
+const LISTEN_RE = /^Socket\.IO gateway listening on (https?:\/\/127\.0\.0\.1:(\d+))\s*$/;
 const QUIC_RE = /^QUIC listening on 127\.0\.0\.1:(\d+)\s*$/;
 const START_TIMEOUT_MS = 20000;
 const STDERR_KEEP = 64 * 1024;
@@ -156,6 +156,7 @@ async function startRelay(flags = []) {
     get quicPort() { return info.quicPort; },
     pid: child.pid,
     args,
+    dataDir,
     stop,
     exited,
     isRunning: () => exitInfo === null,
