@@ -9,11 +9,13 @@
 
 mod admission;
 mod cell;
+mod cluster;
 mod handle;
 mod outbox;
 mod sink;
 
 pub use admission::{AdmissionFuture, Admitted, AsyncAuthenticator};
-pub use handle::RelayHandle;
+pub use cluster::{ClaimFuture, ClusterLink};
+pub use handle::{ClusterJoinError, RelayHandle, WeakRelayHandle};
 pub use outbox::{queued_size, Outbox, OutboxLimits, OutboxReceiver, Overflow};
 pub use sink::{Refused, Sink};
