@@ -19,6 +19,10 @@ pub struct Settings {
     #[command(subcommand)]
     pub command: Option<Tool>,
 
+    /// Cluster mode (`--cluster redis://...` and its knobs); off by default.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterSettings,
+
     /// Address of the Socket.IO gateway (port 0 picks a free port).
     #[arg(
         long,

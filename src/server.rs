@@ -9,6 +9,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use std::sync::Arc;
+
+use crate::cluster::Cluster;
 use crate::quic::{QuicConfig, QuicFrontEnd};
 use crate::Settings;
 
@@ -25,6 +28,8 @@ pub struct Server {
     http: ServeShutdown,
     quic_stop: CancellationToken,
     shutdown_grace: Duration,
+    /// Cluster mode: this node's membership.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Which front end a serving task is.
@@ -78,7 +83,12 @@ impl Server {
         let http = ServeShutdown::new();
 
         let (identity, ca) = identity(settings)?;
+        let node_links = match &settings.cluster.redis_url {
+            Some(_) => Some(crate::cluster::node_links(&settings.cluster, settings.quic_listen)?),
+            None => None,
+        };
         let quic_config = QuicConfig {
+            node_links: node_links.clone(),
             max_frame_bytes: settings.max_frame_bytes(),
             outbox_messages: settings.outbox_messages,
             outbox_bytes: settings.outbox_bytes,
@@ -91,6 +101,12 @@ impl Server {
         let quic = QuicFrontEnd::bind(settings.quic_listen, &identity, &quic_config)?;
         let quic_addr = quic.local_addr()?;
         let quic_stop = CancellationToken::new();
+        let cluster = match (&settings.cluster.redis_url, node_links) {
+            (Some(url), Some(links)) => {
+                Some(Cluster::join(&settings.cluster, url, &relay, quic_addr, links).await?)
+            }
+            _ => None,
+        };
 
         // Spawned only once both front ends are bound, so a failed start leaves nothing
         // running.
@@ -111,7 +127,13 @@ impl Server {
             http,
             quic_stop,
             shutdown_grace: settings.shutdown_grace(),
+            cluster,
         })
+    }
+
+    /// Cluster mode: this node's membership (its node id, whether it reaches the cluster).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub fn socketio_addr(&self) -> SocketAddr {
@@ -161,6 +183,9 @@ impl Server {
         if tokio::time::timeout(grace, closing).await.is_err() {
             warn!("the core's timers did not end within {grace:?} of being stopped");
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         debug!("every client told; closing the Socket.IO gateway");
         self.gateway.close().await;
 
@@ -205,6 +230,9 @@ impl Drop for Server {
         self.quic_stop.cancel();
         self.relay.close_all_now(relay_core::CloseReason::Shutdown);
         self.gateway.abort();
+        if let Some(cluster) = &self.cluster {
+            cluster.abort();
+        }
     }
 }
 

@@ -80,7 +80,7 @@ impl Native {
         self.command(Command::CloseStream { stream });
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Slot>> {
+    pub(crate) fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Slot>> {
         self.streams.lock().expect("streams lock")
     }
 }
@@ -97,6 +97,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         },
         _ = stopping.cancelled() => return,
     };
+    if super::node::is_node_link(&quic) {
+        return super::node::serve(shared, quic).await;
+    }
     let hello = tokio::select! {
         hello = hello(&shared, &quic) => hello,
         _ = stopping.cancelled() => {
@@ -173,6 +176,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         streams: Mutex::new(HashMap::new()),
         tasks: Mutex::new(JoinSet::new()),
     });
+    shared.natives.insert(id, Arc::downgrade(&native));
 
     // Everything below belongs to this connection and ends with it.
     let mut tasks = JoinSet::new();
@@ -183,6 +187,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     // The first task to end means the connection is over (or broken).
     tasks.join_next().await;
     shared.conns.remove(&id);
+    shared.natives.remove(&id);
     shared.relay.disconnect(id);
     tasks.shutdown().await;
     let mut started = std::mem::take(&mut *native.tasks.lock().expect("tasks lock"));

@@ -59,6 +59,21 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
         debug!(id = ?native.id, ?stream, "data stream for a stream not granted to it");
         return refuse(&mut send, &mut recv, ResetCode::NotGranted);
     };
+    if peer.node != native.shared.relay.node_id() {
+        // The acceptor is on another node: its node splices the node link's stream to it.
+        let opened = match &native.shared.config.node_links {
+            Some(links) => links.open_stream(peer.node, peer.conn, stream).await,
+            None => Err(crate::cluster::node_link::NodeLinkError::Closed),
+        };
+        match opened {
+            Ok(other) => splice((send, recv), other, &cut).await,
+            Err(e) => {
+                debug!(?stream, "could not open the stream to the acceptor's node: {e}");
+                refuse(&mut send, &mut recv, ResetCode::PeerGone);
+            }
+        }
+        return native.release_stream(stream);
+    }
     let acceptor = native.shared.conns.get(&peer.conn).map(|c| c.clone());
     match acceptor {
         Some(peer) => {
@@ -83,7 +98,7 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
     native.release_stream(stream);
 }
 
-fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: ResetCode) {
+pub(crate) fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: ResetCode) {
     let _ = send.reset(code(error));
     let _ = recv.stop(code(error));
 }
