@@ -329,6 +329,15 @@ impl RedisDirectory {
         Ok(live)
     }
 
+    /// A live node's lease value, read directly (the watch has not seen it yet).
+    pub async fn node_info(&self, node: NodeId) -> Result<Option<NodeInfo>, DirectoryError> {
+        let mut redis = self.redis.clone();
+        let raw: Option<String> = self
+            .timed(redis::cmd("GET").arg(self.node_key(node)).query_async(&mut redis))
+            .await?;
+        Ok(raw.as_deref().map(parse_node_value))
+    }
+
     /// Leaves the cluster: the lease ends now and the node's clients are forgotten.
     pub async fn leave(&self, node: NodeId) -> Result<(), DirectoryError> {
         let mut redis = self.redis.clone();

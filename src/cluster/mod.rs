@@ -169,6 +169,7 @@ impl Cluster {
         let node = dir.join(&value, lease, start).await?;
         info!(node = node.0, %advertise, "joined the cluster");
 
+        links.set_directory(dir.clone());
         let (queue, queued) = mpsc::channel(bus::QUEUE);
         let stop = CancellationToken::new();
         let cluster = Arc::new_cyclic(|me| Cluster {

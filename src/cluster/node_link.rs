@@ -62,6 +62,8 @@ pub struct NodeLinks {
     /// One connection per node, dialed on first use (the lock is held only to dial once).
     conns: tokio::sync::Mutex<HashMap<NodeId, quinn::Connection>>,
     closed: Mutex<bool>,
+    /// Where to look up a node this node has not watched yet.
+    directory: std::sync::OnceLock<super::directory::RedisDirectory>,
 }
 
 impl std::fmt::Debug for NodeLinks {
@@ -98,7 +100,12 @@ impl NodeLinks {
             addrs: DashMap::new(),
             conns: tokio::sync::Mutex::new(HashMap::new()),
             closed: Mutex::new(false),
+            directory: std::sync::OnceLock::new(),
         })
+    }
+
+    pub fn set_directory(&self, dir: super::directory::RedisDirectory) {
+        let _ = self.directory.set(dir);
     }
 
     pub fn secret(&self) -> &[u8] {
@@ -163,7 +170,20 @@ impl NodeLinks {
                 return Ok(conn.clone());
             }
         }
-        let addr = self.address_of(node).ok_or(NodeLinkError::NoAddress(node.0))?;
+        let addr = match self.address_of(node) {
+            Some(addr) => addr,
+            None => {
+                let info = match self.directory.get() {
+                    Some(dir) => dir.node_info(node).await.ok().flatten(),
+                    None => None,
+                };
+                let addr = info
+                    .and_then(|i| i.advertise)
+                    .ok_or(NodeLinkError::NoAddress(node.0))?;
+                self.addrs.insert(node, addr);
+                addr
+            }
+        };
         let dialed = tokio::time::timeout(HANDSHAKE, self.dial(node, addr))
             .await
             .map_err(|_| NodeLinkError::Dial {
