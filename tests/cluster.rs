@@ -136,3 +136,386 @@ async fn quic_pair_across_two_nodes() {
     n1.shutdown().await;
     n2.shutdown().await;
 }
+
+/// Pairs two Socket.IO clients: `a` asks `b_id`, `b` accepts.
+async fn pair_sio(a: &mut Sio, b: &mut Sio, b_id: &str) {
+    let id = a
+        .emit_raw("P2P_REGISTER", &json!(b_id).to_string(), true)
+        .await
+        .unwrap();
+    match b.event("P2P_REGISTER").await {
+        Packet::Event { ack: Some(q), .. } => b.answer(q, &[json!(true)]).await,
+        other => panic!("expected a pairing question, got {other:?}"),
+    }
+    assert_eq!(a.ack(id).await, vec![json!(true)]);
+}
+
+fn emit_payload(target: &str, event: &str, args: &str) -> String {
+    format!(
+        "{{\"targetClientId\":{},\"event\":{},\"args\":{args}}}",
+        json!(target),
+        json!(event)
+    )
+}
+
+/// Answers question `id` with `args` (text, with placeholders) and binary `attachments`.
+async fn answer_binary(sio: &mut Sio, id: u64, args: &str, attachments: &[&[u8]]) {
+    sio.send_text(&format!("46{}-{id}[{args}]", attachments.len()))
+        .await;
+    for data in attachments {
+        sio.send_binary(data).await;
+    }
+}
+
+const PLACEHOLDER: &str = r#"{"_placeholder":true,"num":0}"#;
+
+#[tokio::test]
+async fn socketio_pair_across_two_nodes() {
+    redis::logs();
+    let Some(redis) = Redis::start().await else { return };
+    let n1 = node(&redis, &[]).await;
+    let n2 = node(&redis, &[]).await;
+    let mut a = Sio::connect(n1.socketio_addr(), "A").await;
+    let mut b = Sio::connect(n2.socketio_addr(), "B").await;
+    assert_eq!(a.request("LIST_CLIENTS", &[]).await, vec![json!(["A", "B"])]);
+    pair_sio(&mut a, &mut b, "B").await;
+
+    // An emit with binary, then an ack with binary, across the nodes.
+    let args = format!(r#"["x",{PLACEHOLDER},{{"n":1}}]"#);
+    a.emit_binary("P2P_EMIT", &emit_payload("B", "bin", &args), &[b"AA"], false)
+        .await;
+    match b.event("bin").await {
+        Packet::Event {
+            args, attachments, ..
+        } => {
+            assert_eq!(args[0], json!("x"));
+            assert_eq!(args[2], json!({"n": 1}));
+            assert_eq!(attachments, vec![b"AA".to_vec()]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let q = a
+        .emit_raw("P2P_EMIT_ACKNOWLEDGE", &emit_payload("B", "ask", "[1,2]"), true)
+        .await
+        .unwrap();
+    match b.event("ask").await {
+        Packet::Event {
+            args, ack: Some(id), ..
+        } => {
+            assert_eq!(args, vec![json!(1), json!(2)]);
+            answer_binary(&mut b, id, &format!(r#""sum",{PLACEHOLDER}"#), &[b"\x03"]).await;
+        }
+        other => panic!("{other:?}"),
+    }
+    let acked = a.ack_with_attachments(q).await;
+    assert_eq!(acked.0[0], json!("sum"));
+    assert_eq!(acked.1, vec![b"\x03".to_vec()]);
+
+    // A legacy stream: the register, then acknowledged chunks, hashed.
+    let q = a
+        .emit_raw("P2P_REGISTER_STREAM", &json!("B").to_string(), true)
+        .await
+        .unwrap();
+    match b.event("P2P_REGISTER_STREAM").await {
+        Packet::Event { ack: Some(id), .. } => b.answer(id, &[json!(true)]).await,
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(a.ack(q).await, vec![json!(true)]);
+    let data = common::random_bytes(20, 40 * 16 * 1024);
+    let mut got = Vec::new();
+    for chunk in data.chunks(16 * 1024) {
+        let q = a
+            .emit_binary(
+                "P2P_EMIT_ACKNOWLEDGE",
+                &emit_payload("B", "P2P_EMIT_STREAM", &format!("[{PLACEHOLDER}]")),
+                &[chunk],
+                true,
+            )
+            .await
+            .unwrap();
+        match b.event("P2P_EMIT_STREAM").await {
+            Packet::Event {
+                attachments,
+                ack: Some(id),
+                ..
+            } => {
+                got.extend_from_slice(&attachments[0]);
+                b.answer(id, &[]).await;
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(a.ack(q).await, Vec::<serde_json::Value>::new());
+    }
+    assert_eq!(common::sha256_hex(&got), common::sha256_hex(&data));
+
+    // Unregister: both ends told, and free again.
+    let q = a.emit_raw("P2P_UNREGISTER", "", true).await.unwrap();
+    match b.event("P2P_UNREGISTER").await {
+        Packet::Event { ack: Some(id), .. } => b.answer(id, &[]).await,
+        Packet::Event { ack: None, .. } => {}
+        other => panic!("{other:?}"),
+    }
+    a.ack(q).await;
+    pair_sio(&mut b, &mut a, "A").await;
+    // A disconnect across the nodes: the peer is told.
+    a.close().await;
+    b.event("P2P_DISCONNECT").await;
+    assert_eq!(b.request("LIST_CLIENTS", &[]).await, vec![json!(["B"])]);
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
+
+#[tokio::test]
+async fn socketio_and_quic_across_two_nodes() {
+    redis::logs();
+    let Some(redis) = Redis::start().await else { return };
+    let n1 = node(&redis, &[]).await;
+    let n2 = node(&redis, &[]).await;
+    let (a, mut a_in) = n1.connect("A").await;
+    let mut b = Sio::connect(n2.socketio_addr(), "B").await;
+    // The native client asks, the Socket.IO one accepts.
+    let register = tokio::spawn({
+        let a = a.clone();
+        async move { a.register("B").await }
+    });
+    match b.event("P2P_REGISTER").await {
+        Packet::Event {
+            args, ack: Some(q), ..
+        } => {
+            assert_eq!(args, vec![json!("A")]);
+            b.answer(q, &[json!(true)]).await;
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(within("register", register).await.unwrap().unwrap());
+
+    // Native -> Socket.IO emit with binary; Socket.IO -> native ack with binary.
+    let asking = tokio::spawn({
+        let a = a.clone();
+        async move {
+            a.emit_with_ack("q", Args::one("x").with(Value::Binary(vec![1, 2, 3])))
+                .await
+        }
+    });
+    match b.event("q").await {
+        Packet::Event {
+            args,
+            attachments,
+            ack: Some(id),
+            ..
+        } => {
+            assert_eq!(args[0], json!("x"));
+            assert_eq!(attachments, vec![vec![1, 2, 3]]);
+            answer_binary(&mut b, id, &format!(r#""ok",{PLACEHOLDER}"#), &[b"\x09"]).await;
+        }
+        other => panic!("{other:?}"),
+    }
+    let answer = within("ack", asking).await.unwrap().unwrap();
+    assert_eq!(answer, Args::one("ok").with(Value::Binary(vec![9])));
+    // Socket.IO -> native emit.
+    b.emit_binary("P2P_EMIT", &emit_payload("A", "back", &format!("[{PLACEHOLDER}]")), &[b"zz"], false)
+        .await;
+    match next(&mut a_in).await {
+        ClientEvent::Event { event, args, .. } => {
+            assert_eq!(event, "back");
+            assert_eq!(args, Args::one(Value::Binary(b"zz".to_vec())));
+        }
+        other => panic!("{other:?}"),
+    }
+
+    // A bridged stream: the native side writes, the Socket.IO side acks chunk by chunk;
+    // then the Socket.IO side writes and the native side reads.
+    let opening = tokio::spawn({
+        let a = a.clone();
+        async move { a.open_stream("B").await }
+    });
+    match b.event("P2P_REGISTER_STREAM").await {
+        Packet::Event { ack: Some(id), .. } => b.answer(id, &[json!(true)]).await,
+        other => panic!("{other:?}"),
+    }
+    let stream = within("open", opening).await.unwrap().unwrap().expect("accepted");
+    let (mut read, write) = stream.split();
+    let up = common::random_bytes(30, 300 * 1024);
+    let writer = tokio::spawn({
+        let up = up.clone();
+        async move {
+            let mut write = write;
+            tokio::io::AsyncWriteExt::write_all(&mut write, &up).await.unwrap();
+            tokio::io::AsyncWriteExt::flush(&mut write).await.unwrap();
+            write
+        }
+    });
+    let mut got = Vec::new();
+    while got.len() < up.len() {
+        match b.event("P2P_EMIT_STREAM").await {
+            Packet::Event {
+                attachments,
+                ack: Some(id),
+                ..
+            } => {
+                got.extend_from_slice(&attachments[0]);
+                b.answer(id, &[]).await;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(common::sha256_hex(&got), common::sha256_hex(&up));
+    let _write = within("writer", writer).await.unwrap();
+    let down = common::random_bytes(31, 64 * 1024);
+    for chunk in down.chunks(8 * 1024) {
+        let q = b
+            .emit_binary(
+                "P2P_EMIT_ACKNOWLEDGE",
+                &emit_payload("A", "P2P_EMIT_STREAM", &format!("[{PLACEHOLDER}]")),
+                &[chunk],
+                true,
+            )
+            .await
+            .unwrap();
+        b.ack(q).await;
+    }
+    let mut back = vec![0u8; down.len()];
+    within("reading the bridged stream", read.read_exact(&mut back))
+        .await
+        .unwrap();
+    assert_eq!(common::sha256_hex(&back), common::sha256_hex(&down));
+
+    // The Socket.IO side unregisters; the native side hears of it.
+    let q = b.emit_raw("P2P_UNREGISTER", "", true).await.unwrap();
+    loop {
+        match next(&mut a_in).await {
+            ClientEvent::Unregistered => break,
+            ClientEvent::StreamClosed(_) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    b.ack(q).await;
+    assert_eq!(a.target(), None);
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
+
+#[tokio::test]
+async fn two_clients_on_two_nodes_racing_for_one_target_one_wins() {
+    redis::logs();
+    let Some(redis) = Redis::start().await else { return };
+    let n1 = node(&redis, &[]).await;
+    let n2 = node(&redis, &[]).await;
+    let n3 = node(&redis, &[]).await;
+    for round in 0..5 {
+        let t_id = format!("T{round}");
+        let (t, mut t_in) = n1.connect(&t_id).await;
+        let (a, _a_in) = n2.connect(&format!("A{round}")).await;
+        let mut b = Sio::connect(n3.socketio_addr(), &format!("B{round}")).await;
+        let a_asks = tokio::spawn({
+            let (a, t_id) = (a.clone(), t_id.clone());
+            async move { a.register(&t_id).await }
+        });
+        let b_asks = b
+            .emit_raw("P2P_REGISTER", &json!(t_id).to_string(), true)
+            .await
+            .unwrap();
+        // The target accepts whatever it is asked; the rules pick one winner.
+        let answering = tokio::spawn(async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+            while let Ok(Some(event)) =
+                tokio::time::timeout_at(deadline, t_in.next()).await
+            {
+                if let ClientEvent::RegisterRequest(request) = event {
+                    assert_eq!(request.kind(), RequestKind::Register);
+                    request.accept();
+                }
+            }
+        });
+        let a_won = within("A's answer", a_asks).await.unwrap().unwrap();
+        let b_won = b.ack(b_asks).await == vec![json!(true)];
+        assert!(a_won ^ b_won, "round {round}: exactly one winner (A {a_won}, B {b_won})");
+        if a_won {
+            assert_eq!(a.target(), Some(t_id.clone()));
+        } else {
+            assert_eq!(a.target(), None);
+        }
+        answering.abort();
+        b.close().await;
+        a.close().await;
+        t.close().await;
+    }
+    n1.shutdown().await;
+    n2.shutdown().await;
+    n3.shutdown().await;
+}
+
+#[tokio::test]
+async fn duplicate_ids_across_nodes_follow_the_policy() {
+    redis::logs();
+    let Some(redis) = Redis::start().await else { return };
+    // Replace (the default): the newer connection on another node wins, the older one is
+    // told and closed, its peer freed.
+    let n1 = node(&redis, &[]).await;
+    let n2 = node(&redis, &[]).await;
+    let (old, mut old_in) = n1.connect("X").await;
+    let (p, mut p_in) = n1.connect("P").await;
+    pair(&p, &old, &mut old_in).await;
+    let (new, _new_in) = n2.connect("X").await;
+    let mut told = false;
+    loop {
+        match next(&mut old_in).await {
+            ClientEvent::ServerError { message, .. } => {
+                assert_eq!(message, "replaced by a newer connection with clientId 'X'");
+                told = true;
+            }
+            ClientEvent::Closed(reason) => {
+                assert!(
+                    matches!(&reason, CloseReason::Relay { code: CloseCode::Replaced, .. }),
+                    "{reason:?}"
+                );
+                break;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(told);
+    assert!(matches!(next(&mut p_in).await, ClientEvent::PeerDisconnected));
+    assert_eq!(listed(&new).await, vec!["P", "X"]);
+    // A Socket.IO newcomer replaces a native one the same way, across the nodes.
+    let _sx = Sio::connect(n1.socketio_addr(), "X").await;
+    assert!(matches!(
+        within("the replaced connection closing", async {
+            let mut incoming = _new_in;
+            loop {
+                match incoming.next().await {
+                    Some(ClientEvent::Closed(reason)) => break Some(reason),
+                    Some(_) => continue,
+                    None => break None,
+                }
+            }
+        })
+        .await,
+        Some(CloseReason::Relay { code: CloseCode::Replaced, .. })
+    ));
+    n1.shutdown().await;
+    n2.shutdown().await;
+
+    // Reject: the newcomer is refused wherever it arrives; the first is untouched.
+    let Some(redis) = Redis::start().await else { return };
+    let r1 = node(&redis, &["--duplicate-policy", "reject"]).await;
+    let r2 = node(&redis, &["--duplicate-policy", "reject"]).await;
+    let (first, _first_in) = r1.connect("Y").await;
+    match within("connect", Client::connect(r2.options("Y"))).await {
+        Err(ClientError::Refused { code, message }) => {
+            assert_eq!(code, CloseCode::Refused);
+            assert_eq!(message, "clientId 'Y' is already connected");
+        }
+        other => panic!("{other:?}"),
+    }
+    match sio::Sio::connect_query(r2.socketio_addr(), "clientId=Y").await {
+        Err(sio::ConnectFailure::Refused(message)) => {
+            assert!(message.contains("clientId 'Y' is already connected"), "{message}")
+        }
+        Err(other) => panic!("{other:?}"),
+        Ok(_) => panic!("a duplicate Socket.IO client was admitted"),
+    }
+    assert_eq!(listed(&first).await, vec!["Y"]);
+    r1.shutdown().await;
+    r2.shutdown().await;
+}
