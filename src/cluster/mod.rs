@@ -75,6 +75,11 @@ impl ClusterSettings {
 pub enum ClusterError {
     #[error("invalid --cluster URL: {0}")]
     Url(redis::RedisError),
+    #[error(
+        "--cluster {0}: a list of Redis Cluster URLs is not supported; give the one \
+         redis:// or rediss:// URL of the Redis every node shares"
+    )]
+    ClusterUrls(String),
     #[error("cannot reach the cluster's Redis at {url}: {source}")]
     Connect {
         url: String,
@@ -136,6 +141,12 @@ impl Cluster {
         links: Arc<NodeLinks>,
     ) -> Result<Arc<Cluster>, ClusterError> {
         let lease = settings.lease();
+        if redis_url.contains(',') {
+            return Err(ClusterError::ClusterUrls(redis_url.to_owned()));
+        }
+        // rediss:// builds its TLS on the process's default provider: ring, as everywhere
+        // else here (a provider installed already stays).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = redis::Client::open(redis_url).map_err(ClusterError::Url)?;
         let call_timeout = (lease / 4).clamp(Duration::from_millis(200), Duration::from_secs(2));
         let manager_config = redis::aio::ConnectionManagerConfig::new()
