@@ -519,3 +519,81 @@ async fn duplicate_ids_across_nodes_follow_the_policy() {
     r1.shutdown().await;
     r2.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_stream_across_nodes_keeps_back_pressure_end_to_end() {
+    redis::logs();
+    let Some(redis) = Redis::start().await else { return };
+    let n1 = node(&redis, &[]).await;
+    let n2 = node(&redis, &[]).await;
+    let (a, _a_in) = n1.connect("A").await;
+    let (b, mut b_in) = n2.connect("B").await;
+    pair(&a, &b, &mut b_in).await;
+    let (mine, theirs) = common::open_stream(&a, &mut b_in).await;
+    let (_my_read, mut my_write) = mine.split();
+    let (mut their_read, _their_write) = theirs.split();
+    const TOTAL: usize = 64 * 1024 * 1024;
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let writer = tokio::spawn({
+        let written = written.clone();
+        async move {
+            let chunk = common::random_bytes(40, 64 * 1024);
+            let mut sent = 0;
+            while sent < TOTAL {
+                tokio::io::AsyncWriteExt::write_all(&mut my_write, &chunk).await.unwrap();
+                sent += chunk.len();
+                written.store(sent, std::sync::atomic::Ordering::SeqCst);
+            }
+            tokio::io::AsyncWriteExt::shutdown(&mut my_write).await.unwrap();
+        }
+    });
+    // The reader does not read: the writer is held back by the windows of the three QUIC
+    // hops (client -> node 1 -> node 2 -> client), not by the relay's memory.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let held = written.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(held < 32 * 1024 * 1024, "{held} bytes written with nobody reading");
+    let (len, _hash) = within("reading it all", common::read_to_eof(&mut their_read))
+        .await
+        .unwrap();
+    assert_eq!(len, TOTAL);
+    within("writer", writer).await.unwrap();
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_native_list_pages_through_the_whole_cluster() {
+    redis::logs();
+    let Some(redis) = Redis::start().await else { return };
+    let nodes = [node(&redis, &[]).await, node(&redis, &[]).await, node(&redis, &[]).await];
+    let mut clients = Vec::new();
+    let mut ids = Vec::new();
+    for i in 0..9 {
+        let id = format!("c{i}");
+        clients.push(nodes[i % 3].connect(&id).await);
+        ids.push(id);
+    }
+    let mut sio = Sio::connect(nodes[1].socketio_addr(), "s").await;
+    ids.push("s".into());
+    // Pages of 4 from a client of node 0 cover every node's clients once, in order.
+    let lister = &clients[0].0;
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let page = within("a page", lister.list_page(after.as_deref(), Some(4)))
+            .await
+            .unwrap();
+        assert!(page.ids.len() <= 4);
+        seen.extend(page.ids);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids);
+    // LIST_CLIENTS, one array, says the same.
+    assert_eq!(sio.request("LIST_CLIENTS", &[]).await, vec![json!(ids)]);
+    for n in nodes {
+        n.shutdown().await;
+    }
+}
