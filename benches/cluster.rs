@@ -41,9 +41,22 @@ fn start_redis() -> Option<(RedisChild, u16)> {
         .into_iter()
         .map(PathBuf::from)
         .find(|p| p.exists())?;
-    let port = TcpListener::bind("127.0.0.1:0").ok()?.local_addr().ok()?.port();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .ok()?
+        .local_addr()
+        .ok()?
+        .port();
     let child = Command::new(bin)
-        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -91,9 +104,13 @@ async fn node(dir: &std::path::Path, redis_port: u16, secret: &std::path::Path) 
 
 async fn connect(server: &Server, id: &str) -> (Client, Incoming) {
     let ca = server.ca().expect("development CA").path.clone();
-    Client::connect(ConnectOptions::new(id).addr(server.quic_addr()).trust(Trust::CaFile(ca)))
-        .await
-        .expect("connect")
+    Client::connect(
+        ConnectOptions::new(id)
+            .addr(server.quic_addr())
+            .trust(Trust::CaFile(ca)),
+    )
+    .await
+    .expect("connect")
 }
 
 async fn pair(from: &Server, to: &Server, a: &str, b: &str) -> Pair {
@@ -112,7 +129,11 @@ async fn pair(from: &Server, to: &Server, a: &str, b: &str) -> Pair {
     tokio::spawn(async move {
         while let Some(event) = b_in.next().await {
             match event {
-                ClientEvent::Event { ack: Some(ack), args, .. } => {
+                ClientEvent::Event {
+                    ack: Some(ack),
+                    args,
+                    ..
+                } => {
                     let _ = ack.send(args);
                 }
                 ClientEvent::Event { .. } => {
@@ -148,7 +169,9 @@ async fn pair(from: &Server, to: &Server, a: &str, b: &str) -> Pair {
 
 fn benches(c: &mut Criterion) {
     let Some((_redis, port)) = start_redis() else {
-        println!("SKIPPED benches/cluster: redis-server is not installed (apt-get install redis-server)");
+        println!(
+            "SKIPPED benches/cluster: redis-server is not installed (apt-get install redis-server)"
+        );
         return;
     };
     let rt = runtime();
@@ -164,7 +187,9 @@ fn benches(c: &mut Criterion) {
     });
 
     let mut group = c.benchmark_group("cluster_emit");
-    group.sample_size(10).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(5));
     group.throughput(Throughput::Elements(EMITS));
     for (label, p) in pairs.iter_mut() {
         group.bench_function(*label, |b| {
@@ -187,7 +212,9 @@ fn benches(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("cluster_emit_ack");
-    group.sample_size(20).measurement_time(Duration::from_secs(5));
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(5));
     for (label, p) in pairs.iter_mut() {
         group.bench_function(*label, |b| {
             b.to_async(&rt).iter(|| {
@@ -200,7 +227,9 @@ fn benches(c: &mut Criterion) {
 
     let data = vec![0x5Au8; STREAM_BYTES];
     let mut group = c.benchmark_group("cluster_stream");
-    group.sample_size(10).measurement_time(Duration::from_secs(8));
+    group
+        .sample_size(10)
+        .measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Bytes(STREAM_BYTES as u64));
     for (label, p) in pairs.iter_mut() {
         group.bench_function(*label, |b| {

@@ -84,7 +84,10 @@ impl Server {
 
         let (identity, ca) = identity(settings)?;
         let node_links = match &settings.cluster.redis_url {
-            Some(_) => Some(crate::cluster::node_links(&settings.cluster, settings.quic_listen)?),
+            Some(_) => Some(crate::cluster::node_links(
+                &settings.cluster,
+                settings.quic_listen,
+            )?),
             None => None,
         };
         let quic_config = QuicConfig {

@@ -51,7 +51,9 @@ async fn listed(client: &Client) -> Vec<String> {
 #[tokio::test]
 async fn quic_pair_across_two_nodes() {
     redis::logs();
-    let Some(redis) = Redis::start().await else { return };
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
     let n1 = node(&redis, &[]).await;
     let n2 = node(&redis, &[]).await;
     let (a, mut a_in) = n1.connect("A").await;
@@ -172,18 +174,28 @@ const PLACEHOLDER: &str = r#"{"_placeholder":true,"num":0}"#;
 #[tokio::test]
 async fn socketio_pair_across_two_nodes() {
     redis::logs();
-    let Some(redis) = Redis::start().await else { return };
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
     let n1 = node(&redis, &[]).await;
     let n2 = node(&redis, &[]).await;
     let mut a = Sio::connect(n1.socketio_addr(), "A").await;
     let mut b = Sio::connect(n2.socketio_addr(), "B").await;
-    assert_eq!(a.request("LIST_CLIENTS", &[]).await, vec![json!(["A", "B"])]);
+    assert_eq!(
+        a.request("LIST_CLIENTS", &[]).await,
+        vec![json!(["A", "B"])]
+    );
     pair_sio(&mut a, &mut b, "B").await;
 
     // An emit with binary, then an ack with binary, across the nodes.
     let args = format!(r#"["x",{PLACEHOLDER},{{"n":1}}]"#);
-    a.emit_binary("P2P_EMIT", &emit_payload("B", "bin", &args), &[b"AA"], false)
-        .await;
+    a.emit_binary(
+        "P2P_EMIT",
+        &emit_payload("B", "bin", &args),
+        &[b"AA"],
+        false,
+    )
+    .await;
     match b.event("bin").await {
         Packet::Event {
             args, attachments, ..
@@ -195,12 +207,18 @@ async fn socketio_pair_across_two_nodes() {
         other => panic!("{other:?}"),
     }
     let q = a
-        .emit_raw("P2P_EMIT_ACKNOWLEDGE", &emit_payload("B", "ask", "[1,2]"), true)
+        .emit_raw(
+            "P2P_EMIT_ACKNOWLEDGE",
+            &emit_payload("B", "ask", "[1,2]"),
+            true,
+        )
         .await
         .unwrap();
     match b.event("ask").await {
         Packet::Event {
-            args, ack: Some(id), ..
+            args,
+            ack: Some(id),
+            ..
         } => {
             assert_eq!(args, vec![json!(1), json!(2)]);
             answer_binary(&mut b, id, &format!(r#""sum",{PLACEHOLDER}"#), &[b"\x03"]).await;
@@ -268,7 +286,9 @@ async fn socketio_pair_across_two_nodes() {
 #[tokio::test]
 async fn socketio_and_quic_across_two_nodes() {
     redis::logs();
-    let Some(redis) = Redis::start().await else { return };
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
     let n1 = node(&redis, &[]).await;
     let n2 = node(&redis, &[]).await;
     let (a, mut a_in) = n1.connect("A").await;
@@ -313,8 +333,13 @@ async fn socketio_and_quic_across_two_nodes() {
     let answer = within("ack", asking).await.unwrap().unwrap();
     assert_eq!(answer, Args::one("ok").with(Value::Binary(vec![9])));
     // Socket.IO -> native emit.
-    b.emit_binary("P2P_EMIT", &emit_payload("A", "back", &format!("[{PLACEHOLDER}]")), &[b"zz"], false)
-        .await;
+    b.emit_binary(
+        "P2P_EMIT",
+        &emit_payload("A", "back", &format!("[{PLACEHOLDER}]")),
+        &[b"zz"],
+        false,
+    )
+    .await;
     match next(&mut a_in).await {
         ClientEvent::Event { event, args, .. } => {
             assert_eq!(event, "back");
@@ -333,14 +358,20 @@ async fn socketio_and_quic_across_two_nodes() {
         Packet::Event { ack: Some(id), .. } => b.answer(id, &[json!(true)]).await,
         other => panic!("{other:?}"),
     }
-    let stream = within("open", opening).await.unwrap().unwrap().expect("accepted");
+    let stream = within("open", opening)
+        .await
+        .unwrap()
+        .unwrap()
+        .expect("accepted");
     let (mut read, write) = stream.split();
     let up = common::random_bytes(30, 300 * 1024);
     let writer = tokio::spawn({
         let up = up.clone();
         async move {
             let mut write = write;
-            tokio::io::AsyncWriteExt::write_all(&mut write, &up).await.unwrap();
+            tokio::io::AsyncWriteExt::write_all(&mut write, &up)
+                .await
+                .unwrap();
             tokio::io::AsyncWriteExt::flush(&mut write).await.unwrap();
             write
         }
@@ -398,7 +429,9 @@ async fn socketio_and_quic_across_two_nodes() {
 #[tokio::test]
 async fn two_clients_on_two_nodes_racing_for_one_target_one_wins() {
     redis::logs();
-    let Some(redis) = Redis::start().await else { return };
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
     let n1 = node(&redis, &[]).await;
     let n2 = node(&redis, &[]).await;
     let n3 = node(&redis, &[]).await;
@@ -418,9 +451,7 @@ async fn two_clients_on_two_nodes_racing_for_one_target_one_wins() {
         // The target accepts whatever it is asked; the rules pick one winner.
         let answering = tokio::spawn(async move {
             let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-            while let Ok(Some(event)) =
-                tokio::time::timeout_at(deadline, t_in.next()).await
-            {
+            while let Ok(Some(event)) = tokio::time::timeout_at(deadline, t_in.next()).await {
                 if let ClientEvent::RegisterRequest(request) = event {
                     assert_eq!(request.kind(), RequestKind::Register);
                     request.accept();
@@ -429,7 +460,10 @@ async fn two_clients_on_two_nodes_racing_for_one_target_one_wins() {
         });
         let a_won = within("A's answer", a_asks).await.unwrap().unwrap();
         let b_won = b.ack(b_asks).await == vec![json!(true)];
-        assert!(a_won ^ b_won, "round {round}: exactly one winner (A {a_won}, B {b_won})");
+        assert!(
+            a_won ^ b_won,
+            "round {round}: exactly one winner (A {a_won}, B {b_won})"
+        );
         if a_won {
             assert_eq!(a.target(), Some(t_id.clone()));
         } else {
@@ -448,7 +482,9 @@ async fn two_clients_on_two_nodes_racing_for_one_target_one_wins() {
 #[tokio::test]
 async fn duplicate_ids_across_nodes_follow_the_policy() {
     redis::logs();
-    let Some(redis) = Redis::start().await else { return };
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
     // Replace (the default): the newer connection on another node wins, the older one is
     // told and closed, its peer freed.
     let n1 = node(&redis, &[]).await;
@@ -466,7 +502,13 @@ async fn duplicate_ids_across_nodes_follow_the_policy() {
             }
             ClientEvent::Closed(reason) => {
                 assert!(
-                    matches!(&reason, CloseReason::Relay { code: CloseCode::Replaced, .. }),
+                    matches!(
+                        &reason,
+                        CloseReason::Relay {
+                            code: CloseCode::Replaced,
+                            ..
+                        }
+                    ),
                     "{reason:?}"
                 );
                 break;
@@ -475,7 +517,10 @@ async fn duplicate_ids_across_nodes_follow_the_policy() {
         }
     }
     assert!(told);
-    assert!(matches!(next(&mut p_in).await, ClientEvent::PeerDisconnected));
+    assert!(matches!(
+        next(&mut p_in).await,
+        ClientEvent::PeerDisconnected
+    ));
     assert_eq!(listed(&new).await, vec!["P", "X"]);
     // A Socket.IO newcomer replaces a native one the same way, across the nodes.
     let _sx = Sio::connect(n1.socketio_addr(), "X").await;
@@ -491,13 +536,18 @@ async fn duplicate_ids_across_nodes_follow_the_policy() {
             }
         })
         .await,
-        Some(CloseReason::Relay { code: CloseCode::Replaced, .. })
+        Some(CloseReason::Relay {
+            code: CloseCode::Replaced,
+            ..
+        })
     ));
     n1.shutdown().await;
     n2.shutdown().await;
 
     // Reject: the newcomer is refused wherever it arrives; the first is untouched.
-    let Some(redis) = Redis::start().await else { return };
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
     let r1 = node(&redis, &["--duplicate-policy", "reject"]).await;
     let r2 = node(&redis, &["--duplicate-policy", "reject"]).await;
     let (first, _first_in) = r1.connect("Y").await;
@@ -510,7 +560,10 @@ async fn duplicate_ids_across_nodes_follow_the_policy() {
     }
     match sio::Sio::connect_query(r2.socketio_addr(), "clientId=Y").await {
         Err(sio::ConnectFailure::Refused(message)) => {
-            assert!(message.contains("clientId 'Y' is already connected"), "{message}")
+            assert!(
+                message.contains("clientId 'Y' is already connected"),
+                "{message}"
+            )
         }
         Err(other) => panic!("{other:?}"),
         Ok(_) => panic!("a duplicate Socket.IO client was admitted"),
@@ -523,7 +576,9 @@ async fn duplicate_ids_across_nodes_follow_the_policy() {
 #[tokio::test]
 async fn a_stream_across_nodes_keeps_back_pressure_end_to_end() {
     redis::logs();
-    let Some(redis) = Redis::start().await else { return };
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
     let n1 = node(&redis, &[]).await;
     let n2 = node(&redis, &[]).await;
     let (a, _a_in) = n1.connect("A").await;
@@ -540,18 +595,25 @@ async fn a_stream_across_nodes_keeps_back_pressure_end_to_end() {
             let chunk = common::random_bytes(40, 64 * 1024);
             let mut sent = 0;
             while sent < TOTAL {
-                tokio::io::AsyncWriteExt::write_all(&mut my_write, &chunk).await.unwrap();
+                tokio::io::AsyncWriteExt::write_all(&mut my_write, &chunk)
+                    .await
+                    .unwrap();
                 sent += chunk.len();
                 written.store(sent, std::sync::atomic::Ordering::SeqCst);
             }
-            tokio::io::AsyncWriteExt::shutdown(&mut my_write).await.unwrap();
+            tokio::io::AsyncWriteExt::shutdown(&mut my_write)
+                .await
+                .unwrap();
         }
     });
     // The reader does not read: the writer is held back by the windows of the three QUIC
     // hops (client -> node 1 -> node 2 -> client), not by the relay's memory.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let held = written.load(std::sync::atomic::Ordering::SeqCst);
-    assert!(held < 32 * 1024 * 1024, "{held} bytes written with nobody reading");
+    assert!(
+        held < 32 * 1024 * 1024,
+        "{held} bytes written with nobody reading"
+    );
     let (len, _hash) = within("reading it all", common::read_to_eof(&mut their_read))
         .await
         .unwrap();
@@ -564,8 +626,14 @@ async fn a_stream_across_nodes_keeps_back_pressure_end_to_end() {
 #[tokio::test]
 async fn the_native_list_pages_through_the_whole_cluster() {
     redis::logs();
-    let Some(redis) = Redis::start().await else { return };
-    let nodes = [node(&redis, &[]).await, node(&redis, &[]).await, node(&redis, &[]).await];
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let nodes = [
+        node(&redis, &[]).await,
+        node(&redis, &[]).await,
+        node(&redis, &[]).await,
+    ];
     let mut clients = Vec::new();
     let mut ids = Vec::new();
     for i in 0..9 {

@@ -65,7 +65,9 @@ async fn peer_disconnected(incoming: &mut native_client::Incoming) {
 #[tokio::test]
 async fn a_killed_node_frees_its_peers_within_the_lease() {
     redis::logs();
-    let Some(redis) = Redis::start().await else { return };
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
     let n1 = binary_node(&redis).await;
     let n2 = binary_node(&redis).await;
 
@@ -125,7 +127,11 @@ async fn a_killed_node_frees_its_peers_within_the_lease() {
         .await
         .unwrap()
         .expect("the write side failed");
-    assert_eq!(common::stream_code(&write_error), Some(ResetCode::PeerGone), "{write_error}");
+    assert_eq!(
+        common::stream_code(&write_error),
+        Some(ResetCode::PeerGone),
+        "{write_error}"
+    );
     let mut buf = [0u8; 16];
     let read_error = within("A's read side", a_read.read(&mut buf)).await;
     assert!(read_error.is_err(), "{read_error:?}");
@@ -134,7 +140,11 @@ async fn a_killed_node_frees_its_peers_within_the_lease() {
     let c_error = within("C's stream", c_read.read_to_end(&mut sink))
         .await
         .expect_err("reset, not finished");
-    assert_eq!(common::stream_code(&c_error), Some(ResetCode::PeerGone), "{c_error}");
+    assert_eq!(
+        common::stream_code(&c_error),
+        Some(ResetCode::PeerGone),
+        "{c_error}"
+    );
 
     // The directory forgot n2's clients; the survivors are free and pair again.
     assert_eq!(
@@ -148,7 +158,11 @@ async fn a_killed_node_frees_its_peers_within_the_lease() {
 }
 
 /// Registers `asker` with `target`, answering on the target's side; returns the reply.
-async fn try_pair(asker: &Client, target: &Client, target_in: &mut native_client::Incoming) -> Result<bool, ClientError> {
+async fn try_pair(
+    asker: &Client,
+    target: &Client,
+    target_in: &mut native_client::Incoming,
+) -> Result<bool, ClientError> {
     let asking = tokio::spawn({
         let (asker, id) = (asker.clone(), target.client_id().to_owned());
         async move { asker.register(&id).await }
@@ -167,7 +181,9 @@ async fn try_pair(asker: &Client, target: &Client, target_in: &mut native_client
 #[tokio::test]
 async fn redis_stopped_and_started_again() {
     redis::logs();
-    let Some(mut redis) = Redis::start().await else { return };
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
     let n1 = node(&redis).await;
     let n2 = node(&redis).await;
     let (l1, mut l1_in) = n1.connect("L1").await;
@@ -191,13 +207,20 @@ async fn redis_stopped_and_started_again() {
             async move { l1.emit_with_ack("local", Args::one(n)).await }
         });
         match next(l2_in).await {
-            ClientEvent::Event { ack: Some(ack), args, .. } => {
+            ClientEvent::Event {
+                ack: Some(ack),
+                args,
+                ..
+            } => {
                 assert_eq!(args, Args::one(n));
                 ack.send(Args::one(n + 1)).unwrap();
             }
             other => panic!("{other:?}"),
         }
-        assert_eq!(within("local ack", asking).await.unwrap().unwrap(), Args::one(n + 1));
+        assert_eq!(
+            within("local ack", asking).await.unwrap().unwrap(),
+            Args::one(n + 1)
+        );
     }
     local_round(&l1, &mut l2_in, 1).await;
 
@@ -214,7 +237,10 @@ async fn redis_stopped_and_started_again() {
         Err(ClientError::Request { code, .. }) => assert_eq!(code, ErrorCode::Unavailable),
         other => panic!("{other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "answered at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
     // A newcomer cannot be claimed: refused, saying why.
     match within("connect", Client::connect(n2.options("new"))).await {
         Err(ClientError::Refused { message, .. }) => {

@@ -12,7 +12,9 @@ use std::process::Command;
 
 #[tokio::test]
 async fn javascript_interop_suite_across_two_nodes() {
-    let Some(redis) = redis::Redis::start().await else { return };
+    let Some(redis) = redis::Redis::start().await else {
+        return;
+    };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     if !dir.join("node_modules").is_dir() {
         let status = Command::new("npm")

@@ -83,7 +83,11 @@ pub async fn publish(
         let Some(relay) = relay.upgrade() else { return };
         for ((to, items), listened) in by_node.into_iter().zip(listened) {
             if listened == 0 {
-                debug!(node = to.0, n = items.len(), "no node listened; senders told");
+                debug!(
+                    node = to.0,
+                    n = items.len(),
+                    "no node listened; senders told"
+                );
                 for t in items {
                     relay.undeliverable(t, RequestError::ClusterUnavailable);
                 }
@@ -106,11 +110,15 @@ pub async fn subscribe(
     let channel = dir.bus_channel(node);
     loop {
         let connected = async {
-            let mut pubsub = tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+            let mut pubsub =
+                tokio::time::timeout(Duration::from_secs(2), client.get_async_pubsub())
+                    .await
+                    .map_err(|_| "timed out".to_owned())?
+                    .map_err(|e| e.to_string())?;
+            pubsub
+                .subscribe(&channel)
                 .await
-                .map_err(|_| "timed out".to_owned())?
                 .map_err(|e| e.to_string())?;
-            pubsub.subscribe(&channel).await.map_err(|e| e.to_string())?;
             Ok::<_, String>(pubsub)
         };
         let pubsub = tokio::select! {
@@ -137,7 +145,10 @@ pub async fn subscribe(
                                 match wire::transmit(item) {
                                     Ok(t) if t.to.node == node => relay.from_link(t),
                                     Ok(t) => warn!(to = %t.to, "cluster message for another node"),
-                                    Err(e) => warn!(from = batch.from_node, "unreadable cluster message: {e}"),
+                                    Err(e) => warn!(
+                                        from = batch.from_node,
+                                        "unreadable cluster message: {e}"
+                                    ),
                                 }
                             }
                         }
@@ -146,7 +157,10 @@ pub async fn subscribe(
                 }
                 subscribed.store(false, Ordering::SeqCst);
                 changed.notify_one();
-                warn!(node = node.0, "lost the cluster bus subscription; reconnecting");
+                warn!(
+                    node = node.0,
+                    "lost the cluster bus subscription; reconnecting"
+                );
             }
             Err(e) => debug!("cannot subscribe to the cluster bus: {e}"),
         }

@@ -18,7 +18,9 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use redis::Script;
-use relay_core::{Addr, Claimed, ClientId, ClientPage, ConnId, ConnectError, DuplicatePolicy, NodeId};
+use relay_core::{
+    Addr, Claimed, ClientId, ClientPage, ConnId, ConnectError, DuplicatePolicy, NodeId,
+};
 
 /// Why a directory operation failed. All of them mean "Redis could not be asked now".
 #[derive(Debug, thiserror::Error)]
@@ -209,7 +211,10 @@ pub fn encode_addr(addr: Addr) -> String {
 
 pub fn decode_addr(raw: &str) -> Option<Addr> {
     let (node, conn) = raw.split_once(':')?;
-    Some(Addr::new(NodeId(node.parse().ok()?), ConnId(conn.parse().ok()?)))
+    Some(Addr::new(
+        NodeId(node.parse().ok()?),
+        ConnId(conn.parse().ok()?),
+    ))
 }
 
 pub fn node_value(token: &str, advertise: Option<SocketAddr>) -> String {
@@ -274,7 +279,12 @@ impl RedisDirectory {
     }
 
     /// Takes a free node id, with a lease of `lease`.
-    pub async fn join(&self, value: &str, lease: Duration, start: u32) -> Result<NodeId, DirectoryError> {
+    pub async fn join(
+        &self,
+        value: &str,
+        lease: Duration,
+        start: u32,
+    ) -> Result<NodeId, DirectoryError> {
         let mut redis = self.redis.clone();
         let mut call = self.scripts.join.prepare_invoke();
         call.key(self.key("dir"))
@@ -293,7 +303,12 @@ impl RedisDirectory {
 
     /// Keeps this node's lease alive: `Ok(true)` renewed, `Ok(false)` it had lapsed (and
     /// was taken again: the node must claim its clients again).
-    pub async fn renew(&self, node: NodeId, value: &str, lease: Duration) -> Result<bool, DirectoryError> {
+    pub async fn renew(
+        &self,
+        node: NodeId,
+        value: &str,
+        lease: Duration,
+    ) -> Result<bool, DirectoryError> {
         let mut redis = self.redis.clone();
         let mut call = self.scripts.renew.prepare_invoke();
         call.key(self.node_key(node))
@@ -333,7 +348,11 @@ impl RedisDirectory {
     pub async fn node_info(&self, node: NodeId) -> Result<Option<NodeInfo>, DirectoryError> {
         let mut redis = self.redis.clone();
         let raw: Option<String> = self
-            .timed(redis::cmd("GET").arg(self.node_key(node)).query_async(&mut redis))
+            .timed(
+                redis::cmd("GET")
+                    .arg(self.node_key(node))
+                    .query_async(&mut redis),
+            )
             .await?;
         Ok(raw.as_deref().map(parse_node_value))
     }
@@ -342,7 +361,11 @@ impl RedisDirectory {
     pub async fn leave(&self, node: NodeId) -> Result<(), DirectoryError> {
         let mut redis = self.redis.clone();
         let _: () = self
-            .timed(redis::cmd("DEL").arg(self.node_key(node)).query_async(&mut redis))
+            .timed(
+                redis::cmd("DEL")
+                    .arg(self.node_key(node))
+                    .query_async(&mut redis),
+            )
             .await?;
         let mut call = self.scripts.purge.prepare_invoke();
         call.key(self.key("dir"))
@@ -384,7 +407,9 @@ impl RedisDirectory {
                 .map(Claimed::Replaced)
                 .ok_or_else(|| ConnectError::ClusterUnavailable(format!("bad entry {arg}"))),
             "duplicate" => Err(ConnectError::Duplicate(client.clone())),
-            "full" => Err(ConnectError::TooManyClients(arg.parse().unwrap_or(max_clients))),
+            "full" => Err(ConnectError::TooManyClients(
+                arg.parse().unwrap_or(max_clients),
+            )),
             "nolease" => Err(ConnectError::ClusterUnavailable(
                 "this node is rejoining the cluster".into(),
             )),
@@ -431,7 +456,11 @@ impl RedisDirectory {
     }
 
     /// A page of ids after `after`, at most `limit` (all of them without a limit).
-    pub async fn list(&self, after: Option<&str>, limit: Option<usize>) -> Result<ClientPage, DirectoryError> {
+    pub async fn list(
+        &self,
+        after: Option<&str>,
+        limit: Option<usize>,
+    ) -> Result<ClientPage, DirectoryError> {
         let mut redis = self.redis.clone();
         let min = match after {
             Some(after) => format!("({after}"),

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use relay_core::{
-    Addr, Answered, ClientId, CloseReason, ConnId, ConnectError, DuplicatePolicy, NodeId,
-    Query, RequestError, Transmit,
+    Addr, Answered, ClientId, CloseReason, ConnId, ConnectError, DuplicatePolicy, NodeId, Query,
+    RequestError, Transmit,
 };
 use relay_runtime::{ClaimFuture, ClusterLink, RelayHandle, WeakRelayHandle};
 use tokio::sync::{mpsc, Notify};
@@ -281,7 +281,11 @@ impl Cluster {
     /// its end is noticed even if it ends before the next watch.
     fn saw(&self, node: NodeId) {
         if node != self.node {
-            self.known.lock().unwrap_or_else(|p| p.into_inner()).entry(node).or_insert(None);
+            self.known
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(node)
+                .or_insert(None);
         }
     }
 
@@ -290,7 +294,10 @@ impl Cluster {
         if self.isolated.swap(true, Ordering::SeqCst) {
             return;
         }
-        warn!(node = self.node.0, "cut off from the cluster ({why}): cross-node pairs end");
+        warn!(
+            node = self.node.0,
+            "cut off from the cluster ({why}): cross-node pairs end"
+        );
         let known: Vec<NodeId> = self
             .known
             .lock()
@@ -422,7 +429,8 @@ impl ClusterLink for Cluster {
 /// for gone when Redis stayed out of reach for a whole lease.
 async fn keep_lease(cluster: Weak<Cluster>, stop: CancellationToken) {
     let Some(c) = cluster.upgrade() else { return };
-    let (every, lease, node, value, dir) = (c.lease / 3, c.lease, c.node, c.value.clone(), c.dir.clone());
+    let (every, lease, node, value, dir) =
+        (c.lease / 3, c.lease, c.node, c.value.clone(), c.dir.clone());
     drop(c);
     let mut last_ok = Instant::now();
     loop {
@@ -480,7 +488,8 @@ async fn watch_nodes(cluster: Weak<Cluster>, stop: CancellationToken) {
         if c.isolated.load(Ordering::SeqCst) {
             continue;
         }
-        let live: HashMap<NodeId, NodeInfo> = live.into_iter().filter(|(n, _)| *n != c.node).collect();
+        let live: HashMap<NodeId, NodeInfo> =
+            live.into_iter().filter(|(n, _)| *n != c.node).collect();
         let gone: Vec<NodeId> = {
             let mut known = c.known.lock().unwrap_or_else(|p| p.into_inner());
             let gone: Vec<NodeId> = known
@@ -515,7 +524,10 @@ async fn watch_nodes(cluster: Weak<Cluster>, stop: CancellationToken) {
 
 /// The node links of a node about to join: made before the QUIC endpoint is bound, which
 /// then accepts them too.
-pub fn node_links(settings: &ClusterSettings, quic_listen: SocketAddr) -> Result<Arc<NodeLinks>, ClusterError> {
+pub fn node_links(
+    settings: &ClusterSettings,
+    quic_listen: SocketAddr,
+) -> Result<Arc<NodeLinks>, ClusterError> {
     let secret = read_secret(settings.cluster_secret_file.as_ref())?;
     let family = settings.advertise_addr.unwrap_or(quic_listen);
     NodeLinks::new(secret, family)

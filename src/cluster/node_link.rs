@@ -139,7 +139,8 @@ impl NodeLinks {
 
     pub fn close(&self) {
         *self.closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
-        self.endpoint.close(quinn::VarInt::from_u32(0), b"node leaving");
+        self.endpoint
+            .close(quinn::VarInt::from_u32(0), b"node leaving");
     }
 
     /// Opens a stream to `acceptor` on `node` for the relayed stream `stream`.
@@ -195,7 +196,11 @@ impl NodeLinks {
         Ok(dialed)
     }
 
-    async fn dial(&self, node: NodeId, addr: SocketAddr) -> Result<quinn::Connection, NodeLinkError> {
+    async fn dial(
+        &self,
+        node: NodeId,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connection, NodeLinkError> {
         let dial = |reason: String| NodeLinkError::Dial {
             node: node.0,
             reason,
@@ -237,11 +242,16 @@ pub async fn prove_listener(conn: &quinn::Connection, secret: &[u8]) -> bool {
         if !verify(secret, b"dialer", &material, &theirs) {
             return Some(false);
         }
-        send.write_all(&proof(secret, b"listener", &material)).await.ok()?;
+        send.write_all(&proof(secret, b"listener", &material))
+            .await
+            .ok()?;
         let _ = send.finish();
         Some(true)
     };
-    matches!(tokio::time::timeout(HANDSHAKE, exchange).await, Ok(Some(true)))
+    matches!(
+        tokio::time::timeout(HANDSHAKE, exchange).await,
+        Ok(Some(true))
+    )
 }
 
 /// The header a relayed stream starts with on a node link.
@@ -365,7 +375,10 @@ mod tests {
     #[test]
     fn headers_round_trip() {
         let h = header(ConnId(42), StreamId(u64::MAX - 3));
-        assert_eq!(parse_header(&h).unwrap(), (ConnId(42), StreamId(u64::MAX - 3)));
+        assert_eq!(
+            parse_header(&h).unwrap(),
+            (ConnId(42), StreamId(u64::MAX - 3))
+        );
         let mut bad = h;
         bad[0] = b'X';
         assert!(parse_header(&bad).is_err());

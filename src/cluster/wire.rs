@@ -45,19 +45,53 @@ pub struct WireError {
 
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Msg {
-    Register { q: u64, client: String, native: bool },
-    RegisterAnswer { q: u64, accepted: bool, native: bool },
-    RegisterCancel { q: u64 },
-    Deliver { event: String, args: WirePayload, q: Option<u64> },
-    Acked { q: u64, args: WirePayload },
-    Refused { q: Option<u64>, error: WireError },
-    Unregister { q: u64 },
-    Unregistered { q: u64 },
-    StreamRequest { q: u64, stream: u64 },
-    StreamAnswer { q: u64, granted: bool },
-    StreamForget { stream: u64 },
+    Register {
+        q: u64,
+        client: String,
+        native: bool,
+    },
+    RegisterAnswer {
+        q: u64,
+        accepted: bool,
+        native: bool,
+    },
+    RegisterCancel {
+        q: u64,
+    },
+    Deliver {
+        event: String,
+        args: WirePayload,
+        q: Option<u64>,
+    },
+    Acked {
+        q: u64,
+        args: WirePayload,
+    },
+    Refused {
+        q: Option<u64>,
+        error: WireError,
+    },
+    Unregister {
+        q: u64,
+    },
+    Unregistered {
+        q: u64,
+    },
+    StreamRequest {
+        q: u64,
+        stream: u64,
+    },
+    StreamAnswer {
+        q: u64,
+        granted: bool,
+    },
+    StreamForget {
+        stream: u64,
+    },
     Gone,
-    Close { replaced_by: Option<String> },
+    Close {
+        replaced_by: Option<String>,
+    },
 }
 
 /// Why a message from another node could not be read.
@@ -94,7 +128,10 @@ mod serde_bytes_compat {
             fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
                 Ok(v)
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Vec<u8>, A::Error> {
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut a: A,
+            ) -> Result<Vec<u8>, A::Error> {
                 let mut out = Vec::new();
                 while let Some(b) = a.next_element::<u8>()? {
                     out.push(b);
@@ -231,7 +268,11 @@ pub fn item(t: Transmit) -> Item {
 pub fn transmit(item: Item) -> Result<Transmit, DecodeError> {
     let q = QuestionId;
     let msg = match item.msg {
-        Msg::Register { q: n, client, native } => PeerMsg::Register {
+        Msg::Register {
+            q: n,
+            client,
+            native,
+        } => PeerMsg::Register {
             q: q(n),
             client: ClientId::new(&client)?,
             transport: transport(native),
@@ -345,7 +386,13 @@ mod tests {
             items: msgs
                 .iter()
                 .cloned()
-                .map(|msg| item(Transmit { from: a, to: b, msg }))
+                .map(|msg| {
+                    item(Transmit {
+                        from: a,
+                        to: b,
+                        msg,
+                    })
+                })
                 .collect(),
         };
         let back = decode(&encode(&batch)).unwrap();

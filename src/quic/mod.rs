@@ -138,7 +138,10 @@ impl QuicFrontEnd {
         config: &QuicConfig,
     ) -> anyhow::Result<Self> {
         let tls = if config.node_links.is_some() {
-            certs::server_config(identity, &[wire::ALPN, crate::cluster::node_link::NODE_ALPN])?
+            certs::server_config(
+                identity,
+                &[wire::ALPN, crate::cluster::node_link::NODE_ALPN],
+            )?
         } else {
             certs::server_config(identity, &[wire::ALPN])?
         };

@@ -68,7 +68,10 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
         match opened {
             Ok(other) => splice((send, recv), other, &cut).await,
             Err(e) => {
-                debug!(?stream, "could not open the stream to the acceptor's node: {e}");
+                debug!(
+                    ?stream,
+                    "could not open the stream to the acceptor's node: {e}"
+                );
                 refuse(&mut send, &mut recv, ResetCode::PeerGone);
             }
         }

@@ -10,7 +10,9 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use relay_core::{Addr, Claimed, ClientId, ConnId, ConnectError, DuplicatePolicy, NodeId, Query, Transmit};
+use relay_core::{
+    Addr, Claimed, ClientId, ConnId, ConnectError, DuplicatePolicy, NodeId, Query, Transmit,
+};
 
 /// A claim's answer, boxed.
 pub type ClaimFuture<'a> = Pin<Box<dyn Future<Output = Result<Claimed, ConnectError>> + Send + 'a>>;
@@ -43,5 +45,8 @@ pub trait ClusterLink: Send + Sync + 'static {
     /// now (the sender is then told on the receiver's behalf); once taken, a message that
     /// turns out undeliverable comes back through
     /// [`RelayHandle::undeliverable`](crate::RelayHandle::undeliverable).
+    // The message comes back whole so its sender can be answered on the receiver's
+    // behalf; it is moved, not copied, and only on the failure path.
+    #[allow(clippy::result_large_err)]
     fn send(&self, transmit: Transmit) -> Result<(), Transmit>;
 }

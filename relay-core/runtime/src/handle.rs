@@ -8,8 +8,8 @@ use std::time::{Instant, SystemTime};
 use dashmap::DashMap;
 use relay_core::auth::unix_seconds;
 use relay_core::{
-    check_client_id, Addr, AllowAll, Authenticator, Claimed, ClientId, ClientLimits, CloseReason,
-    Answered, Command, Config, ConnId, ConnectError, Connection, DuplicatePolicy, Event, IpGate,
+    check_client_id, Addr, AllowAll, Answered, Authenticator, Claimed, ClientId, ClientLimits,
+    CloseReason, Command, Config, ConnId, ConnectError, Connection, DuplicatePolicy, Event, IpGate,
     LocalDirectory, NodeId, PeerMsg, Presented, RequestError, Transmit, Transport,
 };
 use tokio_util::task::TaskTracker;
@@ -330,10 +330,8 @@ impl RelayHandle {
         let ip = admitted.ip.take();
         drop(admitted);
         if let Some(ip) = ip {
-            if let Err(e) = node.ips().enter(ip) {
-                // The claim guard, dropped, releases the cluster claim.
-                return Err(e);
-            }
+            // On a refusal the claim guard, dropped, releases the cluster claim.
+            node.ips().enter(ip)?;
         }
         let (addr, claimed) = match cluster_claim {
             Some(claim) => {
