@@ -22,6 +22,8 @@ pub struct Redis {
     bin: PathBuf,
     /// The cluster secret file every node of this test reads.
     secret: tempfile::NamedTempFile,
+    /// TLS only (`rediss://`): the directory with `server.pem`, `server.key.pem`, `ca.pem`.
+    tls: Option<PathBuf>,
 }
 
 fn find_redis() -> Option<PathBuf> {
@@ -40,6 +42,16 @@ impl Redis {
     /// Starts a Redis of its own, or None (after saying why) when there is no
     /// `redis-server` here.
     pub async fn start() -> Option<Redis> {
+        Self::start_with(None).await
+    }
+
+    /// A Redis that speaks TLS only, with the certificate and key in `dir` (as
+    /// `certs::DevCerts` writes them), for `rediss://`.
+    pub async fn start_tls(dir: &std::path::Path) -> Option<Redis> {
+        Self::start_with(Some(dir.to_path_buf())).await
+    }
+
+    async fn start_with(tls: Option<PathBuf>) -> Option<Redis> {
         let Some(bin) = find_redis() else {
             if std::env::var("P2P_TEST_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!("redis-server is required (P2P_TEST_REQUIRE_REDIS=1) but not installed");
@@ -58,16 +70,34 @@ impl Redis {
             port,
             bin,
             secret,
+            tls,
         };
         redis.run().await;
         Some(redis)
     }
 
     async fn run(&mut self) {
-        let child = Command::new(&self.bin)
+        let port = self.port.to_string();
+        let mut command = Command::new(&self.bin);
+        match &self.tls {
+            None => command.args(["--port", &port]),
+            Some(dir) => command.args([
+                "--port".as_ref(),
+                "0".as_ref(),
+                "--tls-port".as_ref(),
+                port.as_ref(),
+                "--tls-cert-file".as_ref(),
+                dir.join("server.pem").as_os_str(),
+                "--tls-key-file".as_ref(),
+                dir.join("server.key.pem").as_os_str(),
+                "--tls-ca-cert-file".as_ref(),
+                dir.join("ca.pem").as_os_str(),
+                "--tls-auth-clients".as_ref(),
+                "no".as_ref(),
+            ] as [&std::ffi::OsStr; 12]),
+        };
+        let child = command
             .args([
-                "--port",
-                &self.port.to_string(),
                 "--bind",
                 "127.0.0.1",
                 "--save",
@@ -85,7 +115,11 @@ impl Redis {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if ping(self.addr()).await {
+            let ready = match self.tls {
+                None => ping(self.addr()).await,
+                Some(_) => tokio::net::TcpStream::connect(self.addr()).await.is_ok(),
+            };
+            if ready {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -101,7 +135,10 @@ impl Redis {
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        match self.tls {
+            None => format!("redis://127.0.0.1:{}", self.port),
+            Some(_) => format!("rediss://127.0.0.1:{}", self.port),
+        }
     }
 
     pub fn secret_file(&self) -> String {
