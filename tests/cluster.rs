@@ -665,3 +665,38 @@ async fn the_native_list_pages_through_the_whole_cluster() {
         n.shutdown().await;
     }
 }
+
+#[tokio::test]
+async fn a_node_shut_down_tells_its_peers_and_leaves_the_directory() {
+    redis::logs();
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let n1 = node(&redis, &[]).await;
+    let n2 = node(&redis, &[]).await;
+    let (a, mut a_in) = n1.connect("A").await;
+    let (b, mut b_in) = n2.connect("B").await;
+    pair(&a, &b, &mut b_in).await;
+    let mut s = Sio::connect(n1.socketio_addr(), "S").await;
+    let q = s
+        .emit_raw("P2P_REGISTER", &json!("C").to_string(), true)
+        .await
+        .unwrap();
+    assert_eq!(s.ack(q).await, vec![json!(false)]);
+    let started = std::time::Instant::now();
+    n2.shutdown().await;
+    loop {
+        match next(&mut a_in).await {
+            ClientEvent::PeerDisconnected => break,
+            other => panic!("{other:?}"),
+        }
+    }
+    // Told by B's own node as it closed B, not by the lease lapsing.
+    assert!(
+        started.elapsed() < Duration::from_millis(LEASE_MS),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(listed(&a).await, vec!["A", "S"]);
+    n1.shutdown().await;
+}

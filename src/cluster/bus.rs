@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use relay_core::{NodeId, RequestError, Transmit};
+use relay_core::{Addr, ClientId, NodeId, RequestError, Transmit};
 use relay_runtime::WeakRelayHandle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -30,16 +30,25 @@ const BATCH: usize = 512;
 /// Messages queued toward Redis before senders are told the cluster cannot take more.
 pub const QUEUE: usize = 1 << 16;
 
-/// Publishes what this node's connections send to other nodes.
+/// What this node hands to Redis, in order.
+pub enum Out {
+    /// A message for a connection on another node.
+    Msg(Transmit),
+    /// A connection ended: its directory entry goes, before anything published after it.
+    Release(ClientId, Addr),
+}
+
+/// Publishes what this node's connections send to other nodes, and applies their releases
+/// in the same order.
 pub async fn publish(
     dir: RedisDirectory,
     node: NodeId,
-    mut queue: mpsc::Receiver<Transmit>,
+    mut queue: mpsc::Receiver<Out>,
     relay: WeakRelayHandle,
     stop: CancellationToken,
 ) {
     let mut redis = dir.connection();
-    let mut batch: Vec<Transmit> = Vec::with_capacity(BATCH);
+    let mut batch: Vec<Out> = Vec::with_capacity(BATCH);
     loop {
         let first = tokio::select! {
             _ = stop.cancelled() => return,
@@ -52,24 +61,42 @@ pub async fn publish(
                 Err(_) => break,
             }
         }
-        // Group by node, keeping each node's order (and so each pair's).
-        let mut by_node: Vec<(NodeId, Vec<Transmit>)> = Vec::new();
-        let mut index: HashMap<NodeId, usize> = HashMap::new();
-        for t in batch.drain(..) {
-            let i = *index.entry(t.to.node).or_insert_with(|| {
-                by_node.push((t.to.node, Vec::new()));
-                by_node.len() - 1
-            });
-            by_node[i].1.push(t);
-        }
+        // Group by node, keeping each node's order (and so each pair's); a release ends
+        // a group, so that it lands between what was sent before and after it.
         let mut pipe = redis::pipe();
-        for (to, items) in &by_node {
-            let bytes = wire::encode(&wire::Batch {
-                from_node: node.0,
-                items: items.iter().cloned().map(wire::item).collect(),
-            });
-            pipe.cmd("PUBLISH").arg(dir.bus_channel(*to)).arg(bytes);
+        let mut by_node: Vec<(NodeId, Vec<Transmit>)> = Vec::new();
+        let mut group: Vec<(NodeId, Vec<Transmit>)> = Vec::new();
+        let mut index: HashMap<NodeId, usize> = HashMap::new();
+        let flush = |group: &mut Vec<(NodeId, Vec<Transmit>)>,
+                     index: &mut HashMap<NodeId, usize>,
+                     pipe: &mut redis::Pipeline,
+                     by_node: &mut Vec<(NodeId, Vec<Transmit>)>| {
+            for (to, items) in group.drain(..) {
+                let bytes = wire::encode(&wire::Batch {
+                    from_node: node.0,
+                    items: items.iter().cloned().map(wire::item).collect(),
+                });
+                pipe.cmd("PUBLISH").arg(dir.bus_channel(to)).arg(bytes);
+                by_node.push((to, items));
+            }
+            index.clear();
+        };
+        for out in batch.drain(..) {
+            match out {
+                Out::Msg(t) => {
+                    let i = *index.entry(t.to.node).or_insert_with(|| {
+                        group.push((t.to.node, Vec::new()));
+                        group.len() - 1
+                    });
+                    group[i].1.push(t);
+                }
+                Out::Release(client, addr) => {
+                    flush(&mut group, &mut index, &mut pipe, &mut by_node);
+                    dir.pipe_release(&mut pipe, &client, addr);
+                }
+            }
         }
+        flush(&mut group, &mut index, &mut pipe, &mut by_node);
         let sent: Result<Result<Vec<i64>, _>, _> =
             tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut redis)).await;
         let listened = match sent {

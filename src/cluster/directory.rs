@@ -433,6 +433,21 @@ impl RedisDirectory {
         Ok(r == "ok")
     }
 
+    /// The release of `client` at `addr` as one command of a pipeline, so that it takes
+    /// effect before whatever this node publishes after it (a peer told "gone" then finds
+    /// the id gone from the directory too, as on one node).
+    pub fn pipe_release(&self, pipe: &mut redis::Pipeline, client: &ClientId, addr: Addr) {
+        pipe.cmd("EVAL")
+            .arg(RELEASE)
+            .arg(3)
+            .arg(self.key("dir"))
+            .arg(self.key("ids"))
+            .arg(self.key(&format!("owned:{}", addr.node.0)))
+            .arg(client.as_str())
+            .arg(encode_addr(addr))
+            .ignore();
+    }
+
     pub async fn release(&self, client: &ClientId, addr: Addr) -> Result<(), DirectoryError> {
         let mut redis = self.redis.clone();
         let mut call = self.scripts.release.prepare_invoke();

@@ -19,9 +19,10 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
+use dashmap::DashMap;
 use relay_core::{
     Addr, Answered, ClientId, CloseReason, ConnId, ConnectError, DuplicatePolicy, NodeId, Query,
     RequestError, Transmit,
@@ -111,7 +112,7 @@ pub struct Cluster {
     lease: Duration,
     dir: RedisDirectory,
     relay: WeakRelayHandle,
-    queue: mpsc::Sender<Transmit>,
+    queue: mpsc::Sender<bus::Out>,
     /// The last lease renewal (or watch) reached Redis.
     redis_ok: AtomicBool,
     /// The bus subscription holds.
@@ -121,8 +122,9 @@ pub struct Cluster {
     /// gone, so it took them for gone too, and it claims its clients again before serving
     /// cross-node requests.
     isolated: AtomicBool,
-    /// The other nodes this node knows alive, with their lease tokens.
-    known: Mutex<HashMap<NodeId, Option<String>>>,
+    /// The other nodes this node knows alive: their lease token once a watch saw them,
+    /// and when this node first heard of them. Sharded: `send` touches it per message.
+    known: DashMap<NodeId, Known>,
     links: Arc<NodeLinks>,
     me: Weak<Cluster>,
     tasks: TaskTracker,
@@ -194,7 +196,7 @@ impl Cluster {
             subscribed: Arc::new(AtomicBool::new(false)),
             bus_changed: Arc::new(Notify::new()),
             isolated: AtomicBool::new(false),
-            known: Mutex::new(HashMap::new()),
+            known: DashMap::new(),
             links,
             me: me.clone(),
             tasks: TaskTracker::new(),
@@ -255,6 +257,13 @@ impl Cluster {
     /// Leaves the cluster: the tasks stop, the lease is given up and this node's clients
     /// are forgotten at once (other nodes then see it gone at their next watch).
     pub async fn leave(&self) {
+        // Let what the closing connections said to other nodes go out first (bounded).
+        let flushed = async {
+            while self.queue.capacity() < self.queue.max_capacity() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_millis(500), flushed).await;
         self.stop.cancel();
         self.tasks.close();
         if tokio::time::timeout(Duration::from_secs(2), self.dir.leave(self.node))
@@ -280,12 +289,11 @@ impl Cluster {
     /// Notes that `node` exists (a lookup named it, or a message came from it), so that
     /// its end is noticed even if it ends before the next watch.
     fn saw(&self, node: NodeId) {
-        if node != self.node {
-            self.known
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(node)
-                .or_insert(None);
+        if node != self.node && !self.known.contains_key(&node) {
+            self.known.entry(node).or_insert(Known {
+                token: None,
+                since: Instant::now(),
+            });
         }
     }
 
@@ -298,13 +306,8 @@ impl Cluster {
             node = self.node.0,
             "cut off from the cluster ({why}): cross-node pairs end"
         );
-        let known: Vec<NodeId> = self
-            .known
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .drain()
-            .map(|(n, _)| n)
-            .collect();
+        let known: Vec<NodeId> = self.known.iter().map(|e| *e.key()).collect();
+        self.known.clear();
         if let Some(relay) = self.relay() {
             for node in known {
                 self.links.forget(node);
@@ -396,12 +399,17 @@ impl ClusterLink for Cluster {
     }
 
     fn release(&self, client: &ClientId, addr: Addr) {
-        let (dir, client) = (self.dir.clone(), client.clone());
-        self.spawn(async move {
-            if let Err(e) = dir.release(&client, addr).await {
-                debug!(%client, "release failed ({e}); the entry goes when this node rejoins");
-            }
-        });
+        // In line with the messages the closing connection sends, so its peers find the
+        // id gone once they are told. A release that cannot be queued is made aside.
+        let out = bus::Out::Release(client.clone(), addr);
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.queue.try_send(out) {
+            let (dir, client) = (self.dir.clone(), client.clone());
+            self.spawn(async move {
+                if let Err(e) = dir.release(&client, addr).await {
+                    debug!(%client, "release failed ({e}); the entry goes when this node rejoins");
+                }
+            });
+        }
     }
 
     fn query(&self, conn: ConnId, query: Query) {
@@ -419,10 +427,22 @@ impl ClusterLink for Cluster {
             return Err(transmit);
         }
         self.saw(transmit.to.node);
-        self.queue.try_send(transmit).map_err(|e| match e {
-            mpsc::error::TrySendError::Full(t) | mpsc::error::TrySendError::Closed(t) => t,
-        })
+        match self.queue.try_send(bus::Out::Msg(transmit)) {
+            Ok(()) => Ok(()),
+            Err(e) => match e.into_inner() {
+                bus::Out::Msg(t) => Err(t),
+                bus::Out::Release(..) => Ok(()),
+            },
+        }
     }
+}
+
+/// Another node as this one knows it.
+struct Known {
+    /// Its lease token, once a watch saw it (None: only heard of, through a lookup or a
+    /// message).
+    token: Option<String>,
+    since: Instant,
 }
 
 /// Renews the lease every third of it; rejoins when it had lapsed; takes the other nodes
@@ -482,6 +502,7 @@ async fn watch_nodes(cluster: Weak<Cluster>, stop: CancellationToken) {
             _ = stop.cancelled() => return,
             _ = tokio::time::sleep(every) => {}
         }
+        let started = Instant::now();
         let live = dir.watch().await;
         let Some(c) = cluster.upgrade() else { return };
         let Ok(live) = live else { continue };
@@ -490,26 +511,31 @@ async fn watch_nodes(cluster: Weak<Cluster>, stop: CancellationToken) {
         }
         let live: HashMap<NodeId, NodeInfo> =
             live.into_iter().filter(|(n, _)| *n != c.node).collect();
-        let gone: Vec<NodeId> = {
-            let mut known = c.known.lock().unwrap_or_else(|p| p.into_inner());
-            let gone: Vec<NodeId> = known
-                .iter()
-                .filter(|(n, token)| match (live.get(n), token) {
-                    (None, _) => true,
-                    (Some(info), Some(token)) => &info.token != token,
-                    (Some(_), None) => false,
-                })
-                .map(|(n, _)| *n)
-                .collect();
-            for n in &gone {
-                known.remove(n);
-            }
-            for (n, info) in &live {
-                known.insert(*n, Some(info.token.clone()));
-                c.links.set_address(*n, info.advertise);
-            }
-            gone
-        };
+        let gone: Vec<NodeId> = c
+            .known
+            .iter()
+            .filter(|e| match (live.get(e.key()), &e.value().token) {
+                // Heard of after this watch asked: the answer may predate it.
+                (None, None) => e.value().since < started,
+                (None, Some(_)) => true,
+                (Some(info), Some(token)) => &info.token != token,
+                (Some(_), None) => false,
+            })
+            .map(|e| *e.key())
+            .collect();
+        for n in &gone {
+            c.known.remove(n);
+        }
+        for (n, info) in &live {
+            c.known.insert(
+                *n,
+                Known {
+                    token: Some(info.token.clone()),
+                    since: started,
+                },
+            );
+            c.links.set_address(*n, info.advertise);
+        }
         if gone.is_empty() {
             continue;
         }
