@@ -176,6 +176,13 @@ impl Cluster {
         };
         let dir = RedisDirectory::new(manager, &settings.cluster_name, call_timeout);
         let advertise = settings.advertise_addr.unwrap_or(quic_addr);
+        if advertise.ip().is_unspecified() {
+            warn!(
+                %advertise,
+                "other nodes cannot reach an unspecified address: set --advertise-addr to the \
+                 address this node's QUIC endpoint is reached on"
+            );
+        }
         let token = instance_token();
         let value = directory::node_value(&token, Some(advertise));
         let start = (token.len() as u32).wrapping_add(std::process::id()) % 255;
@@ -586,4 +593,56 @@ fn instance_token() -> String {
     );
     h.write_u32(std::process::id());
     format!("{:016x}", h.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use crate::Settings;
+
+    #[test]
+    fn cluster_flags_and_their_environment_variables() {
+        let s = Settings::try_parse_from(["p2p-relay"]).unwrap();
+        assert_eq!(s.cluster.redis_url, None, "off by default");
+        assert_eq!(s.cluster.cluster_lease_ms, 5_000);
+        let s = Settings::try_parse_from([
+            "p2p-relay",
+            "--cluster",
+            "redis://127.0.0.1:6379",
+            "--cluster-lease-ms",
+            "1500",
+            "--cluster-secret-file",
+            "/tmp/secret",
+            "--advertise-addr",
+            "10.0.0.5:9001",
+            "--cluster-name",
+            "blue",
+        ])
+        .unwrap();
+        assert_eq!(
+            s.cluster.redis_url.as_deref(),
+            Some("redis://127.0.0.1:6379")
+        );
+        assert_eq!(s.cluster.lease(), std::time::Duration::from_millis(1500));
+        assert_eq!(
+            s.cluster.advertise_addr,
+            Some("10.0.0.5:9001".parse().unwrap())
+        );
+        assert_eq!(s.cluster.cluster_name, "blue");
+        let args = <Settings as clap::CommandFactory>::command();
+        let envs: Vec<String> = args
+            .get_arguments()
+            .filter_map(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+            .collect();
+        for env in [
+            "P2P_RELAY_CLUSTER",
+            "P2P_RELAY_CLUSTER_LEASE_MS",
+            "P2P_RELAY_CLUSTER_SECRET_FILE",
+            "P2P_RELAY_ADVERTISE_ADDR",
+            "P2P_RELAY_CLUSTER_NAME",
+        ] {
+            assert!(envs.iter().any(|e| e == env), "{env}");
+        }
+    }
 }
