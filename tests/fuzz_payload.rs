@@ -39,15 +39,17 @@ fn json_value() -> impl Strategy<Value = Value> {
     leaf.prop_recursive(6, 96, 5, |inner| {
         prop_oneof![
             proptest::collection::vec(inner.clone(), 0..5).prop_map(Value::Array),
-            proptest::collection::vec(("[a-z_]{0,8}|\\PC{0,6}", inner), 0..5).prop_map(|entries| {
-                Value::Map(
-                    entries
-                        .into_iter()
-                        .filter(|(k, _)| k != "_placeholder")
-                        .map(|(k, v)| (Value::from(k), v))
-                        .collect(),
-                )
-            }),
+            proptest::collection::vec(("[a-z_]{0,8}|\\PC{0,6}", inner), 0..5).prop_map(
+                |entries| {
+                    Value::Map(
+                        entries
+                            .into_iter()
+                            .filter(|(k, _)| k != "_placeholder")
+                            .map(|(k, v)| (Value::from(k), v))
+                            .collect(),
+                    )
+                }
+            ),
         ]
     })
 }
@@ -79,18 +81,14 @@ fn same(a: &Value, b: &Value) -> bool {
                     .zip(y)
                     .all(|((ka, va), (kb, vb))| same(ka, kb) && same(va, vb))
         }
-        (Value::Integer(x), Value::Integer(y)) => {
-            x.as_i64() == y.as_i64() && x.as_u64() == y.as_u64()
-        }
+        (Value::Integer(x), Value::Integer(y)) => x.as_i64() == y.as_i64() && x.as_u64() == y.as_u64(),
         // An f32 is written as the shortest text that reads back as that f32, and read
         // back as an f64: equal in f32 precision.
         (Value::F32(x), other) | (other, Value::F32(x)) if float(other).is_some() => {
             float(other).map(|y| y as f32) == Some(*x)
         }
         _ => match (float(a), float(b)) {
-            (Some(x), Some(y)) => {
-                x == y || (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs())
-            }
+            (Some(x), Some(y)) => x == y || (x - y).abs() <= 4.0 * f64::EPSILON * x.abs().max(y.abs()),
             _ => a == b,
         },
     }

@@ -38,13 +38,7 @@ fn frame_body() -> impl Strategy<Value = Vec<u8>> {
             body.extend(rest);
             body
         }),
-        (
-            0u8..8,
-            proptest::collection::vec(
-                prop_oneof![Just(0u8), Just(1), Just(0x80), Just(0xff), any::<u8>()],
-                0..64
-            )
-        )
+        (0u8..8, proptest::collection::vec(prop_oneof![Just(0u8), Just(1), Just(0x80), Just(0xff), any::<u8>()], 0..64))
             .prop_map(|(tag, rest)| {
                 let mut body = vec![tag];
                 body.extend(rest);
@@ -58,23 +52,14 @@ fn frame_body() -> impl Strategy<Value = Vec<u8>> {
 fn mutated_frame() -> impl Strategy<Value = Vec<u8>> {
     let text = "\\PC{0,40}";
     let client = prop_oneof![
-        (
-            any::<u16>(),
-            text,
-            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..32))
-        )
+        (any::<u16>(), text, proptest::option::of(proptest::collection::vec(any::<u8>(), 0..32)))
             .prop_map(|(version, client_id, credentials)| ClientFrame::Hello {
                 version,
                 client_id,
                 credentials: credentials.map(Bytes::from),
             }),
         (any::<u64>(), text).prop_map(|(req, target)| ClientFrame::Register { req, target }),
-        (
-            text,
-            text,
-            proptest::collection::vec(any::<u8>(), 0..64),
-            proptest::option::of(any::<u64>())
-        )
+        (text, text, proptest::collection::vec(any::<u8>(), 0..64), proptest::option::of(any::<u64>()))
             .prop_map(|(target, event, args, ack)| ClientFrame::Emit {
                 target,
                 event,
@@ -87,11 +72,7 @@ fn mutated_frame() -> impl Strategy<Value = Vec<u8>> {
                 answer: WireAnswer::Ack(Bytes::from(args)),
             }
         }),
-        (
-            any::<u64>(),
-            proptest::option::of(text),
-            proptest::option::of(any::<u32>())
-        )
+        (any::<u64>(), proptest::option::of(text), proptest::option::of(any::<u32>()))
             .prop_map(|(req, after, limit)| ClientFrame::List { req, after, limit }),
     ];
     (client, any::<prop::sample::Index>(), any::<u8>()).prop_map(|(frame, at, byte)| {

@@ -69,11 +69,7 @@ async fn idle_and_trickling_connections_are_closed() {
         }
     }
     assert!(closed, "the trickled request head was read to its end");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "{:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     relay.shutdown().await;
 }
 

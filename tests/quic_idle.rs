@@ -23,8 +23,7 @@ async fn blackhole_proxy(upstream: SocketAddr, dead: Arc<AtomicBool>) -> SocketA
     let addr = front.local_addr().unwrap();
     let client: Arc<std::sync::Mutex<Option<SocketAddr>>> = Arc::default();
     tokio::spawn({
-        let (front, back, dead, client) =
-            (front.clone(), back.clone(), dead.clone(), client.clone());
+        let (front, back, dead, client) = (front.clone(), back.clone(), dead.clone(), client.clone());
         async move {
             let mut buf = vec![0u8; 65536];
             while let Ok((n, from)) = front.recv_from(&mut buf).await {
@@ -51,9 +50,7 @@ async fn blackhole_proxy(upstream: SocketAddr, dead: Arc<AtomicBool>) -> SocketA
 fn the_default_idle_timeout_notices_a_lost_peer_within_ten_seconds() {
     let settings = p2p_relay::Settings::parse_from(["p2p-relay"]);
     assert!(settings.quic_idle_timeout() <= Duration::from_secs(10));
-    assert!(
-        p2p_relay::Settings::try_parse_from(["p2p-relay", "--quic-idle-timeout-ms", "0"]).is_err()
-    );
+    assert!(p2p_relay::Settings::try_parse_from(["p2p-relay", "--quic-idle-timeout-ms", "0"]).is_err());
 }
 
 #[tokio::test]
@@ -81,10 +78,7 @@ async fn a_vanished_native_peer_is_noticed_within_the_idle_timeout() {
         other => panic!("expected PeerDisconnected, got {other:?}"),
     }
     let noticed = lost.elapsed();
-    assert!(
-        noticed < Duration::from_millis(3500),
-        "noticed after {noticed:?}"
-    );
+    assert!(noticed < Duration::from_millis(3500), "noticed after {noticed:?}");
     assert_eq!(b.list_clients().await.unwrap(), vec!["B"]);
     drop((a, a_in));
     relay.shutdown().await;

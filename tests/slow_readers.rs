@@ -113,11 +113,7 @@ async fn a_socketio_receiver_that_never_reads_is_told_why_it_was_disconnected() 
     let mut reader = n.reader;
     let disconnected = tokio::spawn(async move {
         loop {
-            let body = reader
-                .next()
-                .await
-                .expect("a frame")
-                .expect("an open stream");
+            let body = reader.next().await.expect("a frame").expect("an open stream");
             match frame::decode::<ServerFrame>(&body).expect("a frame that decodes") {
                 ServerFrame::PeerDisconnected => return,
                 ServerFrame::ServerError { .. } => {}
@@ -166,8 +162,9 @@ async fn a_socketio_receiver_that_never_reads_is_told_why_it_was_disconnected() 
     }
     let told = told.expect("a SERVER_ERROR saying why");
     assert!(
-        told.starts_with("disconnected: this client does not read what it is sent; its queue held")
-            && told.ends_with("bytes unread (the limit is 1000000 bytes, --outbox-bytes)"),
+        told.starts_with(
+            "disconnected: this client does not read what it is sent; its queue held"
+        ) && told.ends_with("bytes unread (the limit is 1000000 bytes, --outbox-bytes)"),
         "{told}"
     );
 }

@@ -100,10 +100,7 @@ async fn native_arguments_json_cannot_express_are_refused_to_their_sender() {
         }
         other => panic!("expected the next emit, got {other:?}"),
     }
-    assert_eq!(
-        s.request("LIST_CLIENTS", &[]).await,
-        vec![json!(["N", "S"])]
-    );
+    assert_eq!(s.request("LIST_CLIENTS", &[]).await, vec![json!(["N", "S"])]);
     relay.shutdown().await;
 }
 
@@ -180,9 +177,7 @@ fn resolved(args: &[Value], attachments: &[Vec<u8>]) -> Vec<Value> {
                     .map(|(k, v)| (k.clone(), walk(v, attachments)))
                     .collect(),
             ),
-            Value::Array(items) => {
-                Value::Array(items.iter().map(|v| walk(v, attachments)).collect())
-            }
+            Value::Array(items) => Value::Array(items.iter().map(|v| walk(v, attachments)).collect()),
             other => other.clone(),
         }
     }
@@ -205,13 +200,8 @@ async fn binary_placeholders_bind_to_the_attachment_they_name() {
     pair_sio(&mut a, &mut b, "B").await;
 
     let args = r#"[{"_placeholder":true,"num":1},{"k":{"_placeholder":true,"num":0}}]"#;
-    a.emit_binary(
-        "P2P_EMIT",
-        &emit_payload("B", "bin", args),
-        &[b"AA", b"BB"],
-        false,
-    )
-    .await;
+    a.emit_binary("P2P_EMIT", &emit_payload("B", "bin", args), &[b"AA", b"BB"], false)
+        .await;
     match b.event("bin").await {
         Packet::Event {
             args, attachments, ..
@@ -241,14 +231,8 @@ async fn binary_placeholders_bind_to_the_attachment_they_name() {
         other => panic!("{other:?}"),
     }
     // Nothing reached B; it is served on.
-    assert!(b
-        .next_within(std::time::Duration::from_millis(200))
-        .await
-        .is_none());
-    assert_eq!(
-        b.request("LIST_CLIENTS", &[]).await,
-        vec![json!(["A", "B"])]
-    );
+    assert!(b.next_within(std::time::Duration::from_millis(200)).await.is_none());
+    assert_eq!(b.request("LIST_CLIENTS", &[]).await, vec![json!(["A", "B"])]);
     relay.shutdown().await;
 }
 
@@ -316,10 +300,7 @@ async fn client_ids_that_are_not_utf8_are_refused_and_replace_nobody() {
     // A real U+FFFD, and anything else in UTF-8, is an id like any other.
     let mut c = Sio::connect(addr, "\u{FFFD}").await;
     let mut d = Sio::connect(addr, "é").await;
-    assert_eq!(
-        c.request("LIST_CLIENTS", &[]).await,
-        vec![json!(["é", "\u{FFFD}"])]
-    );
+    assert_eq!(c.request("LIST_CLIENTS", &[]).await, vec![json!(["é", "\u{FFFD}"])]);
     assert_eq!(d.request("LIST_CLIENTS", &[]).await.len(), 1);
     relay.shutdown().await;
 }

@@ -11,12 +11,12 @@ use std::time::Duration;
 
 use relay_core::rmpv::Value;
 use relay_core::{Answer, CloseReason, Event, Payload, Reply, Ticket};
-use relay_runtime::{OutboxReceiver, Overflow};
 use socketioxide::adapter::LocalAdapter;
 use socketioxide::extract::AckSender;
 use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide::{AckError, SendError, SocketError};
+use relay_runtime::{OutboxReceiver, Overflow};
 use tracing::{debug, trace, warn};
 
 use crate::args::Args;

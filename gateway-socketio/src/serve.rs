@@ -149,10 +149,7 @@ pub async fn serve_with_shutdown(
 /// spun on.
 async fn accept_failed(e: io::Error) {
     use io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        e.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
+    if matches!(e.kind(), ConnectionAborted | ConnectionRefused | ConnectionReset) {
         return;
     }
     tracing::error!("cannot accept a Socket.IO connection: {e}");

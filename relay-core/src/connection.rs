@@ -111,15 +111,10 @@ struct Asked {
 
 #[derive(Debug)]
 enum AskedKind {
-    Register {
-        client: ClientId,
-        transport: Transport,
-    },
+    Register { client: ClientId, transport: Transport },
     /// The client's ack to a delivery; `json_for` names a Socket.IO asker, whose ack must
     /// be expressible in JSON.
-    Ack {
-        json_for: Option<ClientId>,
-    },
+    Ack { json_for: Option<ClientId> },
     Unregister,
     Stream {
         stream: StreamId,

@@ -377,9 +377,7 @@ async fn cut_off_when_overflowing(native: Arc<Native>) {
     let overflow = native.outbox.overflowed().await;
     let reason = overflow.to_string();
     debug!(id = ?native.id, %reason, "cutting off a client that does not read");
-    native
-        .quic
-        .close(code(CloseCode::SlowReader), reason.as_bytes());
+    native.quic.close(code(CloseCode::SlowReader), reason.as_bytes());
 }
 
 /// Core events for the client, written as control frames in order.

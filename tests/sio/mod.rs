@@ -73,9 +73,7 @@ impl Sio {
         };
         let open = sio.text().await.map_err(ConnectFailure::Transport)?;
         if !open.starts_with('0') {
-            return Err(ConnectFailure::Transport(format!(
-                "expected an open packet: {open}"
-            )));
+            return Err(ConnectFailure::Transport(format!("expected an open packet: {open}")));
         }
         sio.send_text("40").await;
         loop {
@@ -94,12 +92,7 @@ impl Sio {
     /// Connects as `client_id` (percent-encoded for the query).
     pub async fn connect(addr: SocketAddr, client_id: &str) -> Sio {
         let query = format!("clientId={}", encode(client_id));
-        match within(
-            "connecting over Socket.IO",
-            Self::connect_query(addr, &query),
-        )
-        .await
-        {
+        match within("connecting over Socket.IO", Self::connect_query(addr, &query)).await {
             Ok(mut sio) => {
                 // Every admitted client is first told its limits (P2P_LIMITS).
                 match sio.next().await {
@@ -112,12 +105,9 @@ impl Sio {
     }
 
     pub async fn send_text(&mut self, text: &str) {
-        within(
-            "writing a websocket frame",
-            self.ws.send(Message::text(text)),
-        )
-        .await
-        .expect("websocket write");
+        within("writing a websocket frame", self.ws.send(Message::text(text)))
+            .await
+            .expect("websocket write");
     }
 
     pub async fn send_binary(&mut self, data: &[u8]) {
@@ -307,9 +297,7 @@ impl Sio {
             count = rest[..dash].parse().expect("attachment count");
             rest = &rest[dash + 1..];
         }
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
         let id = (digits > 0).then(|| rest[..digits].parse::<u64>().expect("ack id"));
         let mut args: Vec<Value> = serde_json::from_str(&rest[digits..]).expect("packet JSON");
         let mut attachments = Vec::new();

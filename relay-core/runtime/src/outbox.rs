@@ -298,10 +298,7 @@ mod tests {
         // Relayed events keep their own cap, in number.
         outbox.send(deliver()).unwrap();
         outbox.send(deliver()).unwrap();
-        assert!(matches!(
-            outbox.send(deliver()),
-            Err(Refused { limit: 2, .. })
-        ));
+        assert!(matches!(outbox.send(deliver()), Err(Refused { limit: 2, .. })));
         let reply = Event::Reply {
             req: ReqId(1),
             reply: Reply::Unregistered,
