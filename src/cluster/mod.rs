@@ -383,6 +383,13 @@ impl ClusterLink for Cluster {
         self.node
     }
 
+    fn first_conn(&self) -> u64 {
+        // From this instance's token: below 2^31, so 2^31 connections fit before the
+        // 32 bits of a connection that stream ids carry wrap.
+        let token = self.value.split('|').next().unwrap_or_default();
+        u64::from_str_radix(token, 16).unwrap_or(0) & 0x7FFF_FFFF
+    }
+
     fn claim(
         &self,
         client: &ClientId,

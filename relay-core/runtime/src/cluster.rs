@@ -23,6 +23,13 @@ pub trait ClusterLink: Send + Sync + 'static {
     /// This node's id in the cluster (never 0, which is the single-process relay).
     fn node(&self) -> NodeId;
 
+    /// The number of this node's first connection. A node that restarts may get the id
+    /// of one that is gone; starting its connections elsewhere keeps a message still in
+    /// flight to an old connection from reaching a new one of the same number.
+    fn first_conn(&self) -> u64 {
+        0
+    }
+
     /// Names `addr` as the connection of `client` in the shared directory, under `policy`,
     /// while fewer than `max_clients` are connected cluster-wide; atomically, so that two
     /// nodes can never both own one clientId.

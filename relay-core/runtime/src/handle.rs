@@ -114,10 +114,13 @@ impl RelayHandle {
         if !self.node.cells.is_empty() {
             return Err(ClusterJoinError::Connected);
         }
+        let first = link.first_conn();
         self.node
             .cluster
             .set(link)
-            .map_err(|_| ClusterJoinError::AlreadyJoined)
+            .map_err(|_| ClusterJoinError::AlreadyJoined)?;
+        self.node.next_conn.store(first, Ordering::Relaxed);
+        Ok(())
     }
 
     /// This node's id: 0 alone, the cluster's number for it in cluster mode.
