@@ -15,6 +15,10 @@ use crate::auth::AuthMode;
 #[derive(Debug, Clone, Parser)]
 #[command(version, about)]
 pub struct Settings {
+    /// Cluster mode (`--cluster redis://...` and its knobs); off by default.
+    #[command(flatten)]
+    pub cluster: crate::cluster::ClusterSettings,
+
     /// Address of the Socket.IO gateway (port 0 picks a free port).
     #[arg(
         long,

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
+use crate::cluster::Cluster;
 use crate::quic::{QuicConfig, QuicFrontEnd};
 use crate::Settings;
 
@@ -31,6 +32,8 @@ pub struct Server {
     tls: Option<Arc<certs::ReloadingCert>>,
     /// Watches the certificate files (aborted when the server goes).
     tls_watch: Option<AbortOnDropHandle<()>>,
+    /// Cluster mode: this node's membership.
+    cluster: Option<Arc<Cluster>>,
 }
 
 /// Which front end a serving task is.
@@ -84,7 +87,15 @@ impl Server {
         let http = ServeShutdown::new();
 
         let (cert, ca) = identity(settings)?;
+        let node_links = match &settings.cluster.redis_url {
+            Some(_) => Some(crate::cluster::node_links(
+                &settings.cluster,
+                settings.quic_listen,
+            )?),
+            None => None,
+        };
         let quic_config = QuicConfig {
+            node_links: node_links.clone(),
             max_frame_bytes: settings.max_frame_bytes(),
             outbox_messages: settings.outbox_messages,
             outbox_bytes: settings.outbox_bytes,
@@ -108,6 +119,12 @@ impl Server {
         };
         let quic_addr = quic.local_addr()?;
         let quic_stop = CancellationToken::new();
+        let cluster = match (&settings.cluster.redis_url, node_links) {
+            (Some(url), Some(links)) => {
+                Some(Cluster::join(&settings.cluster, url, &relay, quic_addr, links).await?)
+            }
+            _ => None,
+        };
 
         // Spawned only once both front ends are bound, so a failed start leaves nothing
         // running.
@@ -138,6 +155,7 @@ impl Server {
             shutdown_grace: settings.shutdown_grace(),
             tls,
             tls_watch,
+            cluster,
         })
     }
 
@@ -172,6 +190,11 @@ impl Server {
     /// certificate.
     pub fn tls_fingerprint(&self) -> Option<String> {
         self.tls.as_ref().map(|reloading| reloading.fingerprint())
+    }
+
+    /// Cluster mode: this node's membership (its node id, whether it reaches the cluster).
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
     }
 
     pub fn socketio_addr(&self) -> SocketAddr {
@@ -225,6 +248,9 @@ impl Server {
         if tokio::time::timeout(grace, closing).await.is_err() {
             warn!("the core's timers did not end within {grace:?} of being stopped");
         }
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
         debug!("every client told; closing the Socket.IO gateway");
         self.gateway.close().await;
 
@@ -269,6 +295,9 @@ impl Drop for Server {
         self.quic_stop.cancel();
         self.relay.close_all_now(relay_core::CloseReason::Shutdown);
         self.gateway.abort();
+        if let Some(cluster) = &self.cluster {
+            cluster.abort();
+        }
     }
 }
 

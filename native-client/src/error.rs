@@ -144,6 +144,8 @@ pub enum ErrorKind {
     RateLimited,
     /// The pairing is forbidden by a token's `peers` claim (this client's or the target's).
     Forbidden,
+    /// Cluster mode: the relay node cannot reach the rest of its cluster now; retry later.
+    Unavailable,
     /// The relay refused the connection: see [`ClientError::Refused`]'s code.
     Refused,
     /// The connection is closed (or went away while a stream was being opened).
@@ -168,6 +170,7 @@ impl From<ErrorCode> for ErrorKind {
             ErrorCode::QueueFull => ErrorKind::QueueFull,
             ErrorCode::RateLimited => ErrorKind::RateLimited,
             ErrorCode::Forbidden => ErrorKind::Forbidden,
+            ErrorCode::Unavailable => ErrorKind::Unavailable,
         }
     }
 }

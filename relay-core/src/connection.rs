@@ -327,6 +327,13 @@ impl Connection {
         match answered {
             Answered::Lookup(q, found) => self.looked_up(q, found),
             Answered::List(req, page) => self.listed(req, page),
+            Answered::LookupFailed(q, error) => {
+                if let Some(request) = self.take_request(q) {
+                    self.registering = None;
+                    self.fail(request.req, error);
+                }
+            }
+            Answered::ListFailed(req, error) => self.fail(Some(req), error),
         }
     }
 

@@ -12,7 +12,7 @@ use std::ops::Bound;
 use crate::addr::Addr;
 use crate::client_id::ClientId;
 use crate::config::DuplicatePolicy;
-use crate::error::ConnectError;
+use crate::error::{ConnectError, RequestError};
 use crate::event::ReqId;
 use crate::link::QuestionId;
 
@@ -171,6 +171,20 @@ impl LocalDirectory {
 pub enum Answered {
     Lookup(QuestionId, Option<Addr>),
     List(ReqId, ClientPage),
+    /// A shared directory could not answer (cluster mode, Redis unreachable): the request
+    /// fails at once with this error instead of waiting for its deadline.
+    LookupFailed(QuestionId, RequestError),
+    ListFailed(ReqId, RequestError),
+}
+
+impl Query {
+    /// The answer saying this query cannot be answered now.
+    pub fn failed(&self, error: RequestError) -> Answered {
+        match self {
+            Query::Lookup { q, .. } => Answered::LookupFailed(*q, error),
+            Query::List { req, .. } => Answered::ListFailed(*req, error),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,10 @@ pub enum ConnectError {
     /// The relay is closing every connection; a newcomer would be closed at once.
     #[error("the relay is shutting down")]
     ShuttingDown,
+    /// Cluster mode: the shared directory could not be asked, so the clientId could not be
+    /// claimed; connecting again later works once the relay reaches its Redis.
+    #[error("the relay cluster is unreachable (its Redis cannot be reached): {0}; retry later")]
+    ClusterUnavailable(String),
 }
 
 /// Why a request from a connected client failed. The connection lives on.
@@ -110,6 +114,17 @@ pub enum RequestError {
         to: ClientId,
         problem: NotJson,
     },
+    /// Cluster mode: the shared directory (Redis) or the node links cannot be reached, so a
+    /// request that needs another relay node cannot be served now. Local pairs go on.
+    #[error(
+        "the relay cluster is unreachable (its Redis cannot be reached): requests that \
+         involve another relay node fail until it is back"
+    )]
+    ClusterUnavailable,
+    /// A failure decided on another relay node, carried as its code and text (the rules
+    /// there worded it for this client already).
+    #[error("{message}")]
+    Remote { code: ErrorCode, message: String },
 }
 
 /// The kind of a failure, stable across versions: what a native client matches on.
@@ -138,6 +153,8 @@ pub enum ErrorCode {
     RateLimited = 10,
     /// A `peers` claim (the client's or the target's) forbids the pairing.
     Forbidden = 11,
+    /// Cluster mode: another relay node is needed and cannot be reached now; retry later.
+    Unavailable = 12,
 }
 
 impl ErrorCode {
@@ -159,6 +176,7 @@ impl ErrorCode {
             QueueFull,
             RateLimited,
             Forbidden,
+            Unavailable,
         ]
         .into_iter()
         .find(|c| *c as u16 == raw)
@@ -189,6 +207,8 @@ impl RequestError {
             QueueFull { .. } => ErrorCode::QueueFull,
             RateLimited(_) => ErrorCode::RateLimited,
             PeerNotAllowed(_) | PeerRefuses(_) => ErrorCode::Forbidden,
+            ClusterUnavailable => ErrorCode::Unavailable,
+            Remote { code, .. } => *code,
         }
     }
 }
@@ -218,6 +238,6 @@ mod tests {
                 assert!(seen.insert(code));
             }
         }
-        assert_eq!(seen.len(), 11);
+        assert_eq!(seen.len(), 12);
     }
 }

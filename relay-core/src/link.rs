@@ -97,6 +97,20 @@ pub enum PeerMsg {
 }
 
 impl PeerMsg {
+    /// What the sender is told, on the receiver's behalf, when this message cannot be
+    /// carried to it now but the receiver may well still be there (a node link that is
+    /// down): a question is refused with `error`, a plain emit is reported with it, and
+    /// an answer or a notice is dropped (the asker's own deadline answers it).
+    pub fn undeliverable(&self, error: RequestError) -> Option<PeerMsg> {
+        match self {
+            PeerMsg::Register { q, .. }
+            | PeerMsg::Unregister { q }
+            | PeerMsg::StreamRequest { q, .. } => Some(PeerMsg::Refused { q: Some(*q), error }),
+            PeerMsg::Deliver { q, .. } => Some(PeerMsg::Refused { q: *q, error }),
+            _ => None,
+        }
+    }
+
     /// A bridged stream's chunk toward a legacy client, as the legacy protocol carries it.
     pub(crate) fn chunk(data: Bytes, q: QuestionId) -> Self {
         PeerMsg::Deliver {

@@ -116,7 +116,7 @@ pub(crate) async fn run(
     let mut send = SendHalf::new(send);
     let relay = &native.shared.relay;
     let peer = relay.peer_conn(native.id).unwrap_or(native.id);
-    let meter = relay.meter_stream(stream, native.id, peer);
+    let meter = relay.meter_stream(stream, Some(native.id), peer);
     let outbound = async {
         loop {
             match recv.read_chunk(CHUNK_BYTES, true).await {

@@ -84,7 +84,7 @@ impl Native {
         self.command(Command::CloseStream { stream });
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Slot>> {
+    pub(crate) fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<StreamId, Slot>> {
         self.streams.lock().expect("streams lock")
     }
 
@@ -129,6 +129,9 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         },
         _ = stopping.cancelled() => return,
     };
+    if super::node::is_node_link(&quic) {
+        return super::node::serve(shared, quic).await;
+    }
     let hello = tokio::select! {
         hello = hello(&shared, &quic) => hello,
         _ = stopping.cancelled() => {
@@ -213,6 +216,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         tasks: Mutex::new(JoinSet::new()),
         stream_credit: AtomicU32::new(super::initial_stream_credit(&shared.config)),
     });
+    shared.natives.insert(id, Arc::downgrade(&native));
 
     // Everything below belongs to this connection and ends with it.
     let mut tasks = JoinSet::new();
@@ -223,6 +227,7 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     // The first task to end means the connection is over (or broken).
     tasks.join_next().await;
     shared.conns.remove(&id);
+    shared.natives.remove(&id);
     shared.relay.disconnect(id);
     tasks.shutdown().await;
     let mut started = std::mem::take(&mut *native.tasks.lock().expect("tasks lock"));

@@ -4,6 +4,7 @@
 
 mod bridge;
 mod connection;
+mod node;
 mod splice;
 
 use std::net::SocketAddr;
@@ -48,6 +49,9 @@ pub struct QuicConfig {
     /// frame, then what is left ending after the endpoint closed them, then the endpoint
     /// going idle. A client that does not read cannot hold the relay up longer.
     pub shutdown_grace: Duration,
+    /// Cluster mode: the node links of this node. The endpoint then also accepts node
+    /// links (their own ALPN) and splices streams to acceptors on other nodes.
+    pub node_links: Option<Arc<crate::cluster::NodeLinks>>,
 }
 
 impl Default for QuicConfig {
@@ -62,6 +66,7 @@ impl Default for QuicConfig {
             udp_buffer_bytes: 4 * 1024 * 1024,
             list_page: relay_core::directory::DEFAULT_LIST_PAGE,
             shutdown_grace: Duration::from_secs(2),
+            node_links: None,
         }
     }
 }
@@ -78,6 +83,8 @@ pub(crate) struct Shared {
     pub relay: RelayHandle,
     pub config: QuicConfig,
     pub conns: DashMap<ConnId, quinn::Connection>,
+    /// The same connections' front-end state, for streams other nodes splice to them.
+    pub natives: DashMap<ConnId, std::sync::Weak<connection::Native>>,
     /// Cancelled when the front end stops accepting: connections still saying hello close
     /// at once instead of holding the shutdown up until their handshake timeout.
     pub stopping: CancellationToken,
@@ -142,7 +149,15 @@ impl QuicFrontEnd {
         cert: &certs::ServerCert,
         config: &QuicConfig,
     ) -> anyhow::Result<Self> {
-        let tls = certs::server_config_for(cert, &[wire::ALPN], true)?;
+        let tls = if config.node_links.is_some() {
+            certs::server_config_for(
+                cert,
+                &[wire::ALPN, crate::cluster::node_link::NODE_ALPN],
+                true,
+            )?
+        } else {
+            certs::server_config_for(cert, &[wire::ALPN], true)?
+        };
         let crypto = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let mut transport = quinn::TransportConfig::default();
@@ -195,6 +210,7 @@ impl QuicFrontEnd {
             relay,
             config,
             conns: DashMap::new(),
+            natives: DashMap::new(),
             stopping: stop.clone(),
         });
         let mut conns = JoinSet::new();

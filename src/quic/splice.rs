@@ -61,6 +61,30 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
         return refuse(&mut send, &mut recv, ResetCode::NotGranted);
     };
     let peer_conn = peer.conn;
+    if peer.node != native.shared.relay.node_id() {
+        // The acceptor is on another node: its node splices the node link's stream to it.
+        let opened = match &native.shared.config.node_links {
+            Some(links) => links.open_stream(peer.node, peer.conn, stream).await,
+            None => Err(crate::cluster::node_link::NodeLinkError::Closed),
+        };
+        match opened {
+            Ok(other) => {
+                let meter = native
+                    .shared
+                    .relay
+                    .meter_stream(stream, Some(native.id), peer_conn);
+                splice((send, recv), other, &cut, &meter).await
+            }
+            Err(e) => {
+                debug!(
+                    ?stream,
+                    "could not open the stream to the acceptor's node: {e}"
+                );
+                refuse(&mut send, &mut recv, ResetCode::PeerGone);
+            }
+        }
+        return native.release_stream(stream);
+    }
     let acceptor = native.shared.conns.get(&peer_conn).map(|c| c.clone());
     match acceptor {
         Some(peer) => {
@@ -71,10 +95,11 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
             };
             match opened.await {
                 Ok((peer_send, peer_recv)) => {
-                    let meter = native
-                        .shared
-                        .relay
-                        .meter_stream(stream, native.id, peer_conn);
+                    let meter =
+                        native
+                            .shared
+                            .relay
+                            .meter_stream(stream, Some(native.id), peer_conn);
                     splice((send, recv), (peer_send, peer_recv), &cut, &meter).await;
                 }
                 Err(e) => {
@@ -89,7 +114,7 @@ pub(crate) async fn relay_opened(native: Arc<Native>, mut send: SendStream, mut 
     native.release_stream(stream);
 }
 
-fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: ResetCode) {
+pub(crate) fn refuse(send: &mut SendStream, recv: &mut RecvStream, error: ResetCode) {
     let _ = send.reset(code(error));
     let _ = recv.stop(code(error));
 }

@@ -489,9 +489,9 @@ mod tests {
 
     #[test]
     fn rules_between_settings_hold_across_layers() {
-        let f = file("cert = \"/etc/relay/cert.pem\"\n");
+        let f = file("tls_cert = \"/etc/relay/cert.pem\"\n");
         let err = load_with(&f, &[]).unwrap_err().to_string();
-        assert!(err.contains("--key"), "{err}");
+        assert!(err.contains("--tls-key"), "{err}");
         assert!(err.contains(&f.path().display().to_string()), "{err}");
     }
 

@@ -245,6 +245,19 @@ impl Sio {
             .unwrap_or_else(|| panic!("disconnected before the ack {want}"))
     }
 
+    /// The ack for request `id` with its binary attachments, keeping other packets.
+    pub async fn ack_with_attachments(&mut self, want: u64) -> (Vec<Value>, Vec<Vec<u8>>) {
+        self.find(|p| matches!(p, Packet::Ack { id, .. } if *id == want))
+            .await
+            .map(|p| match p {
+                Packet::Ack {
+                    args, attachments, ..
+                } => (args, attachments),
+                _ => unreachable!(),
+            })
+            .unwrap_or_else(|| panic!("disconnected before the ack {want}"))
+    }
+
     /// The next event named `name`, keeping other packets for later.
     pub async fn event(&mut self, name: &str) -> Packet {
         self.find(|p| matches!(p, Packet::Event { name: n, .. } if n == name))

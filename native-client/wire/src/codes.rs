@@ -111,7 +111,7 @@ mod tests {
     fn numbers_are_stable_distinct_and_round_trip() {
         let close: Vec<u32> = CloseCode::ALL.iter().map(|c| c.code()).collect();
         let reset: Vec<u32> = ResetCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(close, [0, 1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(close, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
         assert_eq!(reset, [0x10, 0x11, 0x12, 0x13, 0x14]);
         for code in CloseCode::ALL {
             assert_eq!(CloseCode::from_code(code.code().into()), Some(*code));

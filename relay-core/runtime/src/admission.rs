@@ -12,7 +12,11 @@ use std::future::Future;
 use std::net::IpAddr;
 use std::pin::Pin;
 
-use relay_core::{AuthError, Authenticator, Claims, ClientId, Presented};
+use std::sync::Arc;
+
+use relay_core::{Addr, AuthError, Authenticator, Claimed, Claims, ClientId, Presented};
+
+use crate::cluster::ClusterLink;
 
 /// A boxed admission answer.
 pub type AdmissionFuture<'a> = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send + 'a>>;
@@ -58,6 +62,55 @@ pub struct Admitted {
     pub(crate) client: ClientId,
     pub(crate) claims: Claims,
     pub(crate) ip: Option<IpAddr>,
+    /// Cluster mode: the clientId's claim in the shared directory, made by `admit`.
+    pub(crate) cluster: Option<ClusterClaim>,
+}
+
+/// A claim in a cluster's directory that a connection has not taken yet: released if the
+/// front end gives up before connecting (a timeout, a refusal), so that no entry outlives
+/// its connection attempt.
+pub(crate) struct ClusterClaim {
+    link: Arc<dyn ClusterLink>,
+    client: ClientId,
+    addr: Addr,
+    claimed: Claimed,
+    taken: bool,
+}
+
+impl std::fmt::Debug for ClusterClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterClaim")
+            .field("client", &self.client)
+            .field("addr", &self.addr)
+            .field("claimed", &self.claimed)
+            .finish()
+    }
+}
+
+impl ClusterClaim {
+    pub fn new(link: Arc<dyn ClusterLink>, client: ClientId, addr: Addr, claimed: Claimed) -> Self {
+        Self {
+            link,
+            client,
+            addr,
+            claimed,
+            taken: false,
+        }
+    }
+
+    /// The claim, now owned by a connection.
+    pub fn take(mut self) -> (Addr, Claimed) {
+        self.taken = true;
+        (self.addr, self.claimed)
+    }
+}
+
+impl Drop for ClusterClaim {
+    fn drop(&mut self) {
+        if !self.taken {
+            self.link.release(&self.client, self.addr);
+        }
+    }
 }
 
 impl Admitted {

@@ -2,23 +2,24 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::{Instant, SystemTime};
 
 use dashmap::DashMap;
 use relay_core::auth::unix_seconds;
 use relay_core::{
-    check_client_id, Addr, AllowAll, Authenticator, Claimed, ClientId, ClientLimits, CloseReason,
-    Command, Config, ConnId, ConnectError, Connection, Event, IpGate, LocalDirectory, NodeId,
-    PeerMsg, Presented, StreamId, Transport,
+    check_client_id, Addr, AllowAll, Answered, Authenticator, Claimed, ClientId, ClientLimits,
+    CloseReason, Command, Config, ConnId, ConnectError, Connection, DuplicatePolicy, Event, IpGate,
+    LocalDirectory, NodeId, PeerMsg, Presented, RequestError, StreamId, Transmit, Transport,
 };
 use tokio_util::task::TaskTracker;
 use tracing::debug;
 
-use crate::admission::{Admitted, AsyncAuthenticator, Gate};
+use crate::admission::{Admitted, AsyncAuthenticator, ClusterClaim, Gate};
 use crate::cell::Cell;
 use crate::clients::StreamInfo;
 use crate::clients::{ClientInfo, ClientsPage};
+use crate::cluster::ClusterLink;
 use crate::metrics::{Direction, Metrics, Shape, Undelivered};
 use crate::traffic::{Described, StreamEntry, StreamMeter, Streams, Traffic};
 
@@ -34,12 +35,28 @@ pub struct RelayHandle {
     node: Arc<Node>,
 }
 
+/// A handle that does not keep the relay alive: what a cluster's tasks hold, so that the
+/// relay and its cluster link do not keep each other alive.
+#[derive(Clone)]
+pub struct WeakRelayHandle {
+    node: Weak<Node>,
+}
+
+impl WeakRelayHandle {
+    pub fn upgrade(&self) -> Option<RelayHandle> {
+        self.node.upgrade().map(|node| RelayHandle { node })
+    }
+}
+
 struct Node {
-    id: NodeId,
     config: Arc<Config>,
     auth: Gate,
-    /// The only state every connection shares: who is connected where.
+    /// Who is connected where, on this node. In cluster mode it mirrors this node's
+    /// entries of the shared directory (which the cluster link keeps), for the
+    /// server-side API; claims, lookups and lists then go to the cluster.
     directory: Mutex<LocalDirectory>,
+    /// Set once, before any connection, when this node is part of a cluster.
+    cluster: OnceLock<Arc<dyn ClusterLink>>,
     /// Connections per IP address; taken on connect and disconnect only.
     ips: Mutex<IpGate>,
     /// Connections by id, sharded so that finding a peer's cell never waits on an
@@ -74,7 +91,7 @@ impl RelayHandle {
     fn with_gate(config: Config, auth: Gate) -> Self {
         Self {
             node: Arc::new(Node {
-                id: NodeId(0),
+                cluster: OnceLock::new(),
                 ips: Mutex::new(IpGate::new(config.ip)),
                 config: Arc::new(config),
                 auth,
@@ -98,6 +115,119 @@ impl RelayHandle {
         &self.node.metrics
     }
 
+    pub fn downgrade(&self) -> WeakRelayHandle {
+        WeakRelayHandle {
+            node: Arc::downgrade(&self.node),
+        }
+    }
+
+    /// Makes this relay a node of a cluster: from now on clientIds are claimed, looked up
+    /// and listed through `link`, and messages for other nodes go through it. Call it
+    /// before the front ends serve (it refuses once a connection exists, or a second link).
+    pub fn join_cluster(&self, link: Arc<dyn ClusterLink>) -> Result<(), ClusterJoinError> {
+        if !self.node.cells.is_empty() {
+            return Err(ClusterJoinError::Connected);
+        }
+        let first = link.first_conn();
+        self.node
+            .cluster
+            .set(link)
+            .map_err(|_| ClusterJoinError::AlreadyJoined)?;
+        self.node.next_conn.store(first, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// This node's id: 0 alone, the cluster's number for it in cluster mode.
+    pub fn node_id(&self) -> NodeId {
+        self.node.id()
+    }
+
+    /// A message from a connection on another node, for a connection here.
+    pub fn from_link(&self, transmit: Transmit) {
+        let Transmit { from, to, msg } = transmit;
+        if let PeerMsg::Close { reason } = msg {
+            // A newer connection on another node claimed this one's clientId.
+            return self.node.remove(to.conn, Some(reason));
+        }
+        let posted = match self.node.cell(to.conn) {
+            Some(cell) => match cell.post(from, msg) {
+                Ok(()) => Some(cell),
+                Err(msg) => {
+                    self.node.bounce_remote(to, from, msg);
+                    None
+                }
+            },
+            None => {
+                self.node.bounce_remote(to, from, msg);
+                None
+            }
+        };
+        if let Some(cell) = posted {
+            let mut work = Work::new();
+            work.push(cell);
+            self.node.run_inboxes(Instant::now(), work);
+        }
+    }
+
+    /// A message the cluster link took could not be carried after all: its sender is told
+    /// as if the receiver had refused it (a question fails with `error`).
+    pub fn undeliverable(&self, transmit: Transmit, error: RequestError) {
+        let Some(reply) = transmit.msg.undeliverable(error) else {
+            return;
+        };
+        if let Some(cell) = self.node.cell(transmit.from.conn) {
+            self.node
+                .run(&cell, |c, now| c.handle_peer(now, transmit.to, reply));
+        }
+    }
+
+    /// The shared directory's answer to a connection's query.
+    pub fn answer_query(&self, conn: ConnId, answered: Answered) {
+        if let Some(cell) = self.node.cell(conn) {
+            self.node.run(&cell, |c, _| c.handle_directory(answered));
+        }
+    }
+
+    /// Another node is gone (its lease lapsed, or this node lost the cluster): everything
+    /// involving its connections ends, as if each of them had disconnected. One pass over
+    /// this node's connections; it happens once per node failure.
+    pub fn node_gone(&self, node: NodeId) {
+        let cells: Vec<Arc<Cell>> = self.node.cells.iter().map(|e| e.value().clone()).collect();
+        for cell in cells {
+            let gone: Vec<Addr> = {
+                let state = cell.lock();
+                let mut gone: Vec<Addr> = state
+                    .peer()
+                    .map(|(a, _)| a)
+                    .into_iter()
+                    .chain(state.involved())
+                    .filter(|a| a.node == node)
+                    .collect();
+                gone.sort();
+                gone.dedup();
+                gone
+            };
+            if gone.is_empty() {
+                continue;
+            }
+            self.node.run(&cell, |c, now| {
+                for from in gone {
+                    c.handle_peer(now, from, PeerMsg::Gone);
+                }
+            });
+        }
+    }
+
+    /// This node's clients and their addresses (to claim them again when a cluster's
+    /// directory lost them, e.g. a Redis that restarted empty).
+    pub fn local_clients(&self) -> Vec<(ClientId, Addr)> {
+        self.node
+            .directory()
+            .iter()
+            .map(|(c, a)| (c.clone(), *a))
+            .collect()
+    }
+
     /// The limits a client of this relay is told of when it connects.
     pub fn client_limits(&self) -> ClientLimits {
         self.node.config.client_limits()
@@ -118,7 +248,28 @@ impl RelayHandle {
             let (client, ip) = self.knock(client_id, remote)?;
             let presented = presented(&client, credentials, remote, transport);
             let claims = self.node.auth.authenticate(presented).await;
-            self.admitted(client, ip, claims)
+            let mut admitted = self.admitted(client, ip, claims)?;
+            if let Some(link) = self.node.cluster.get() {
+                // The claim is a round trip to the shared directory: made here, in the
+                // front end's task, so that connecting stays synchronous in the core.
+                let addr = self.node.reserve();
+                let config = &self.node.config;
+                let claimed = link
+                    .claim(
+                        &admitted.client,
+                        addr,
+                        config.duplicate_policy,
+                        config.max_clients,
+                    )
+                    .await?;
+                admitted.cluster = Some(ClusterClaim::new(
+                    link.clone(),
+                    admitted.client.clone(),
+                    addr,
+                    claimed,
+                ));
+            }
+            Ok(admitted)
         }
         .await;
         if let Err(e) = &admitted {
@@ -170,7 +321,12 @@ impl RelayHandle {
         claims: Result<relay_core::Claims, relay_core::AuthError>,
     ) -> Result<Admitted, ConnectError> {
         match claims {
-            Ok(claims) => Ok(Admitted { client, claims, ip }),
+            Ok(claims) => Ok(Admitted {
+                client,
+                claims,
+                ip,
+                cluster: None,
+            }),
             Err(reason) => {
                 debug!(%client, %reason, "refused");
                 Err(ConnectError::Unauthorized { client, reason })
@@ -204,31 +360,69 @@ impl RelayHandle {
         if node.closed.load(Ordering::SeqCst) {
             return Err(ConnectError::ShuttingDown);
         }
-        let Admitted { client, claims, ip } = admitted;
+        let mut admitted = admitted;
+        let cluster_claim = admitted.cluster.take();
+        if node.cluster.get().is_some() && cluster_claim.is_none() {
+            return Err(ConnectError::ClusterUnavailable(
+                "a cluster node admits through RelayHandle::admit, which claims the clientId"
+                    .into(),
+            ));
+        }
+        let client = admitted.client.clone();
+        let claims = admitted.claims.clone();
+        let ip = admitted.ip.take();
+        drop(admitted);
         if let Some(ip) = ip {
+            // On a refusal the claim guard, dropped, releases the cluster claim.
             node.ips().enter(ip)?;
         }
-        let addr = Addr::new(
-            node.id,
-            ConnId(node.next_conn.fetch_add(1, Ordering::Relaxed)),
-        );
-        let claimed = node.directory().claim(
-            &client,
-            addr,
-            node.config.duplicate_policy,
-            node.config.max_clients,
-        );
-        let claimed = match claimed {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                if let Some(ip) = ip {
-                    node.ips().leave(ip);
+        let (addr, claimed) = match cluster_claim {
+            Some(claim) => {
+                let (addr, claimed) = claim.take();
+                // The local mirror: the shared directory decided; an older local entry
+                // of this id is the connection it replaced.
+                let local =
+                    node.directory()
+                        .claim(&client, addr, DuplicatePolicy::Replace, usize::MAX);
+                if let Ok(Claimed::Replaced(old)) = local {
+                    if Claimed::Replaced(old) != claimed {
+                        node.remove(old.conn, Some(CloseReason::Replaced(client.clone())));
+                    }
                 }
-                return Err(e);
+                (addr, claimed)
+            }
+            None => {
+                let addr = node.reserve();
+                let claimed = node.directory().claim(
+                    &client,
+                    addr,
+                    node.config.duplicate_policy,
+                    node.config.max_clients,
+                );
+                match claimed {
+                    Ok(claimed) => (addr, claimed),
+                    Err(e) => {
+                        if let Some(ip) = ip {
+                            node.ips().leave(ip);
+                        }
+                        return Err(e);
+                    }
+                }
             }
         };
         if let Claimed::Replaced(old) = claimed {
-            node.remove(old.conn, Some(CloseReason::Replaced(client.clone())));
+            let reason = CloseReason::Replaced(client.clone());
+            if old.node == node.id() {
+                node.remove(old.conn, Some(reason));
+            } else if let Some(link) = node.cluster.get() {
+                // Its own node closes it; if the message is lost, that connection is
+                // gone from the directory anyway and closes when its node hears of it.
+                let _ = link.send(Transmit {
+                    from: addr,
+                    to: old,
+                    msg: PeerMsg::Close { reason },
+                });
+            }
         }
         debug!(%client, %addr, "connected");
         let connection =
@@ -331,7 +525,7 @@ impl RelayHandle {
         state
             .peer()
             .map(|(addr, _)| addr)
-            .filter(|addr| addr.node == self.node.id)
+            .filter(|addr| addr.node == self.node.id())
             .map(|addr| addr.conn)
     }
 
@@ -397,9 +591,9 @@ impl RelayHandle {
     }
 
     /// Starts counting a stream between `a` and `b` whose bytes a front end relays (`a`:
-    /// the end the front end serves); it is listed by [`RelayHandle::streams`] until the
-    /// meter drops.
-    pub fn meter_stream(&self, id: StreamId, a: ConnId, b: ConnId) -> StreamMeter {
+    /// the end whose data stream the front end serves, None when it is on another node);
+    /// it is listed by [`RelayHandle::streams`] until the meter drops.
+    pub fn meter_stream(&self, id: StreamId, a: Option<ConnId>, b: ConnId) -> StreamMeter {
         let entry = StreamEntry {
             id,
             a,
@@ -424,7 +618,7 @@ impl RelayHandle {
             .into_iter()
             .map(|e| StreamInfo {
                 id: e.id,
-                a: self.client_of(e.a),
+                a: e.a.and_then(|a| self.client_of(a)),
                 b: self.client_of(e.b),
                 since: e.since,
                 traffic: e.traffic.read(),
@@ -512,7 +706,42 @@ impl std::fmt::Display for CoreState {
     }
 }
 
+/// Why a relay could not join a cluster.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ClusterJoinError {
+    #[error("the relay already has connections; join the cluster before serving")]
+    Connected,
+    #[error("the relay is already a node of a cluster")]
+    AlreadyJoined,
+}
+
 impl Node {
+    fn id(&self) -> NodeId {
+        self.cluster.get().map(|c| c.node()).unwrap_or(NodeId(0))
+    }
+
+    fn reserve(&self) -> Addr {
+        Addr::new(
+            self.id(),
+            ConnId(self.next_conn.fetch_add(1, Ordering::Relaxed)),
+        )
+    }
+
+    /// A message from another node for a connection that is gone here: its sender is told
+    /// (never for a `Gone`, which would answer a `Gone` forever).
+    fn bounce_remote(&self, to: Addr, from: Addr, msg: PeerMsg) {
+        if msg == PeerMsg::Gone || matches!(msg, PeerMsg::Close { .. }) {
+            return;
+        }
+        if let Some(link) = self.cluster.get() {
+            let _ = link.send(Transmit {
+                from: to,
+                to: from,
+                msg: PeerMsg::Gone,
+            });
+        }
+    }
+
     fn directory(&self) -> MutexGuard<'_, LocalDirectory> {
         self.directory.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -568,9 +797,15 @@ impl Node {
         loop {
             let mut progress = false;
             while let Some(query) = state.poll_query() {
-                progress = true;
-                let answered = self.directory().answer(&query);
-                state.handle_directory(answered);
+                match self.cluster.get() {
+                    // Answered later, through RelayHandle::answer_query.
+                    Some(link) => link.query(state.addr().conn, query),
+                    None => {
+                        progress = true;
+                        let answered = self.directory().answer(&query);
+                        state.handle_directory(answered);
+                    }
+                }
             }
             while let Some(event) = state.poll_event() {
                 self.metrics.event(transport, &event);
@@ -595,8 +830,22 @@ impl Node {
             while let Some(transmit) = state.poll_transmit() {
                 progress = true;
                 let to = transmit.to;
-                // This node has no node links: a connection elsewhere is gone to it.
-                let target = (to.node == self.id).then(|| self.cell(to.conn)).flatten();
+                if to.node != self.id() {
+                    // Another node's connection: the cluster link carries it. Without one
+                    // (or when it cannot take it now) the receiver is out of reach.
+                    let error = match self.cluster.get() {
+                        Some(link) => match link.send(transmit) {
+                            Ok(()) => continue,
+                            Err(back) => back.msg.undeliverable(RequestError::ClusterUnavailable),
+                        },
+                        None => (transmit.msg != PeerMsg::Gone).then_some(PeerMsg::Gone),
+                    };
+                    if let Some(reply) = error {
+                        state.handle_peer(now, to, reply);
+                    }
+                    continue;
+                }
+                let target = self.cell(to.conn);
                 let bounced = match target {
                     Some(target) => match target.post(transmit.from, transmit.msg) {
                         Ok(()) => {
@@ -642,7 +891,9 @@ impl Node {
             let undelivered = cell.close_inbox();
             let addr = state.addr();
             for (from, msg) in undelivered {
-                if msg != PeerMsg::Gone {
+                if from.node != self.id() {
+                    self.bounce_remote(addr, from, msg);
+                } else if msg != PeerMsg::Gone {
                     if let Some(sender) = self.cell(from.conn) {
                         if sender.post(addr, PeerMsg::Gone).is_ok()
                             && !work.iter().any(|c| Arc::ptr_eq(c, &sender))
@@ -657,6 +908,9 @@ impl Node {
                 None => state.disconnect(),
             }
             self.directory().release(state.client(), addr);
+            if let Some(link) = self.cluster.get() {
+                link.release(state.client(), addr);
+            }
             self.flush(now, &cell, &mut state, &mut work);
             self.metrics.reshaped(shape, Shape::GONE);
             self.metrics.disconnected(state.transport());

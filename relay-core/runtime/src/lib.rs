@@ -10,6 +10,7 @@
 mod admission;
 mod cell;
 mod clients;
+mod cluster;
 mod handle;
 pub mod metrics;
 mod outbox;
@@ -18,7 +19,8 @@ mod traffic;
 
 pub use admission::{AdmissionFuture, Admitted, AsyncAuthenticator};
 pub use clients::{ClientInfo, ClientsPage, StreamInfo};
-pub use handle::{CoreState, RelayHandle};
+pub use cluster::{ClaimFuture, ClusterLink};
+pub use handle::{ClusterJoinError, CoreState, RelayHandle, WeakRelayHandle};
 pub use metrics::Metrics;
 pub use outbox::{queued_size, Outbox, OutboxLimits, OutboxReceiver, Overflow};
 pub use sink::{Refused, Sink};

@@ -45,7 +45,7 @@ pub enum Undelivered {
 
 const TRANSPORTS: [Transport; 2] = [Transport::Legacy, Transport::Native];
 const DIRECTIONS: [Direction; 2] = [Direction::In, Direction::Out];
-const ERROR_CODES: [ErrorCode; 11] = [
+const ERROR_CODES: [ErrorCode; 12] = [
     ErrorCode::Invalid,
     ErrorCode::NotConnected,
     ErrorCode::NotPaired,
@@ -57,8 +57,9 @@ const ERROR_CODES: [ErrorCode; 11] = [
     ErrorCode::QueueFull,
     ErrorCode::RateLimited,
     ErrorCode::Forbidden,
+    ErrorCode::Unavailable,
 ];
-const CONNECT_REFUSALS: [&str; 8] = [
+const CONNECT_REFUSALS: [&str; 9] = [
     "missing_client_id",
     "invalid_client_id",
     "duplicate",
@@ -67,6 +68,7 @@ const CONNECT_REFUSALS: [&str; 8] = [
     "too_many_from_ip",
     "connecting_too_fast",
     "shutting_down",
+    "cluster_unavailable",
 ];
 const UNDELIVERED: [Undelivered; 2] = [Undelivered::QueueFull, Undelivered::PeerGone];
 
@@ -99,6 +101,7 @@ pub fn error_code_label(code: ErrorCode) -> &'static str {
         ErrorCode::QueueFull => "queue_full",
         ErrorCode::RateLimited => "rate_limited",
         ErrorCode::Forbidden => "forbidden",
+        ErrorCode::Unavailable => "unavailable",
     }
 }
 
@@ -112,6 +115,7 @@ fn connect_refusal_label(error: &ConnectError) -> &'static str {
         ConnectError::TooManyFromIp { .. } => CONNECT_REFUSALS[5],
         ConnectError::ConnectingTooFast { .. } => CONNECT_REFUSALS[6],
         ConnectError::ShuttingDown => CONNECT_REFUSALS[7],
+        ConnectError::ClusterUnavailable(_) => CONNECT_REFUSALS[8],
     }
 }
 

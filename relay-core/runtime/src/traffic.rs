@@ -98,7 +98,7 @@ pub struct StreamEntry {
     pub id: StreamId,
     /// Its two ends: `a` is the native client whose data stream the relay serves (the
     /// opener of a spliced stream), `b` the other.
-    pub a: ConnId,
+    pub a: Option<ConnId>,
     pub b: ConnId,
     pub since: SystemTime,
     /// `In`: from `a` toward `b`; `Out`: from `b` toward `a`. Bytes only.
@@ -172,7 +172,7 @@ mod tests {
         let meter = StreamMeter::new(
             StreamEntry {
                 id: StreamId(7),
-                a: ConnId(1),
+                a: Some(ConnId(1)),
                 b: ConnId(2),
                 since: SystemTime::now(),
                 traffic: Traffic::default(),

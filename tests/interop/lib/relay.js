@@ -34,6 +34,55 @@ function relayBinary() {
  * @param {string[]} flags extra command-line flags, e.g. ['--duplicate-policy', 'reject']
  */
 async function startRelay(flags = []) {
+  if (process.env.P2P_INTEROP_CLUSTER_REDIS) return startCluster(flags);
+  return startOne(flags);
+}
+
+let clusterRuns = 0;
+
+/**
+ * Cluster mode (tests/js_interop_cluster.rs sets P2P_INTEROP_CLUSTER_REDIS to a Redis URL
+ * and P2P_INTEROP_CLUSTER_SECRET to the secret file): two relay nodes sharing that Redis,
+ * under a cluster name of their own. `url` alternates between the two nodes on every read,
+ * so the clients of a test alternate too and every pair is split across the nodes.
+ */
+async function startCluster(flags) {
+  clusterRuns += 1;
+  const name = `interop-${process.pid}-${clusterRuns}`;
+  const cluster = [
+    '--cluster', process.env.P2P_INTEROP_CLUSTER_REDIS,
+    '--cluster-secret-file', process.env.P2P_INTEROP_CLUSTER_SECRET,
+    '--cluster-name', name,
+  ];
+  const first = await startOne([...flags, ...cluster]);
+  let second;
+  try {
+    second = await startOne([...flags, ...cluster]);
+  } catch (err) {
+    await first.stop();
+    throw err;
+  }
+  const nodes = [first, second];
+  let reads = 0;
+  return {
+    get url() {
+      const node = nodes[reads % 2];
+      reads += 1;
+      return node.url;
+    },
+    get port() { return first.port; },
+    get quicPort() { return first.quicPort; },
+    pid: first.pid,
+    args: first.args,
+    nodes,
+    async stop() { await Promise.all(nodes.map((n) => n.stop())); },
+    exited: Promise.race(nodes.map((n) => n.exited)),
+    isRunning: () => nodes.every((n) => n.isRunning()),
+    stderrTail: (n = 4000) => nodes.map((node, i) => `--- node ${i + 1}:\n${node.stderrTail(n)}`).join('\n'),
+  };
+}
+
+async function startOne(flags = []) {
   const bin = relayBinary();
   if (!fs.existsSync(bin)) {
     throw new Error(

@@ -1,0 +1,292 @@
+//! Cluster mode when things fail: a node killed with SIGKILL mid-stream (its peers on the
+//! other node are told and freed within the lease plus a second, its streams reset with
+//! the peer-gone code, the directory forgets its clients), and Redis stopped for a few
+//! seconds then started again (local pairs keep working, cross-node requests are
+//! answered at once with the cluster-unavailable error, and cross-node pairs work again
+//! afterwards). Run alone: `cargo test --release --test cluster_failures`.
+
+mod common;
+mod redis;
+mod sio;
+
+use std::time::{Duration, Instant};
+
+use common::{next, pair, within, Relay};
+use native_client::wire::ResetCode;
+use native_client::{Args, Client, ClientError, ClientEvent, ErrorCode};
+use redis::Redis;
+use serde_json::json;
+use sio::{Packet, Sio};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LEASE_MS: u64 = 1_000;
+/// What the issue allows between a node's death and its peers being told.
+const TOLD_WITHIN: Duration = Duration::from_millis(LEASE_MS + 1_000);
+
+fn flags(redis: &Redis, extra: &[&str]) -> Vec<String> {
+    let mut flags = redis.node_flags(LEASE_MS);
+    flags.extend(extra.iter().map(|s| s.to_string()));
+    flags
+}
+
+async fn binary_node(redis: &Redis) -> Relay {
+    let flags = flags(redis, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Relay::start_binary(&flags).await
+}
+
+async fn node(redis: &Redis) -> Relay {
+    let flags = flags(redis, &[]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    Relay::start(&flags).await
+}
+
+fn sigkill(relay: &Relay) {
+    let pid = relay.pid().expect("a child process");
+    let status = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(status.success());
+}
+
+/// Waits for `PeerDisconnected`, letting stream closings pass.
+async fn peer_disconnected(incoming: &mut native_client::Incoming) {
+    loop {
+        match next(incoming).await {
+            ClientEvent::PeerDisconnected => return,
+            // Streams end with the pairing; failed requests are also reported as notices.
+            ClientEvent::StreamClosed(_) | ClientEvent::ServerError { .. } => {}
+            other => panic!("expected PeerDisconnected, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_killed_node_frees_its_peers_within_the_lease() {
+    redis::logs();
+    let Some(redis) = Redis::start().await else {
+        return;
+    };
+    let n1 = binary_node(&redis).await;
+    let n2 = binary_node(&redis).await;
+
+    // A (n1) opens a stream to B (n2); D (n2) opens one to C (n1): the survivor is the
+    // opener of one and the acceptor of the other. S and T are a Socket.IO pair.
+    let (a, mut a_in) = n1.connect("A").await;
+    let (b, mut b_in) = n2.connect("B").await;
+    pair(&a, &b, &mut b_in).await;
+    let (a_stream, _b_stream) = common::open_stream(&a, &mut b_in).await;
+    let (c, mut c_in) = n1.connect("C").await;
+    let (d, mut d_in) = n2.connect("D").await;
+    pair(&d, &c, &mut c_in).await;
+    let (_d_stream, c_stream) = common::open_stream(&d, &mut c_in).await;
+    let mut s = Sio::connect(n1.socketio_addr(), "S").await;
+    let mut t = Sio::connect(n2.socketio_addr(), "T").await;
+    let q = s
+        .emit_raw("P2P_REGISTER", &json!("T").to_string(), true)
+        .await
+        .unwrap();
+    match t.event("P2P_REGISTER").await {
+        Packet::Event { ack: Some(id), .. } => t.answer(id, &[json!(true)]).await,
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(s.ack(q).await, vec![json!(true)]);
+    assert_eq!(
+        within("list", a.list_clients()).await.unwrap(),
+        vec!["A", "B", "C", "D", "S", "T"]
+    );
+
+    // Bytes flowing A -> B when n2 dies.
+    let (mut a_read, mut a_write) = a_stream.split();
+    let writing = tokio::spawn(async move {
+        let chunk = vec![7u8; 16 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Err(e) = a_write.write_all(&chunk).await {
+                return Some(e);
+            }
+        }
+        None
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let killed = Instant::now();
+    sigkill(&n2);
+    drop((b, d, t));
+
+    within("A told", peer_disconnected(&mut a_in)).await;
+    let a_told = killed.elapsed();
+    within("C told", peer_disconnected(&mut c_in)).await;
+    s.event("P2P_DISCONNECT").await;
+    let all_told = killed.elapsed();
+    assert!(a_told <= TOLD_WITHIN, "A told after {a_told:?}");
+    assert!(all_told <= TOLD_WITHIN, "everyone told after {all_told:?}");
+
+    // The streams were reset with the peer-gone code, at both survivors.
+    let write_error = within("the writer failing", writing)
+        .await
+        .unwrap()
+        .expect("the write side failed");
+    assert_eq!(
+        common::stream_code(&write_error),
+        Some(ResetCode::PeerGone),
+        "{write_error}"
+    );
+    let mut buf = [0u8; 16];
+    let read_error = within("A's read side", a_read.read(&mut buf)).await;
+    assert!(read_error.is_err(), "{read_error:?}");
+    let (mut c_read, _c_write) = c_stream.split();
+    let mut sink = Vec::new();
+    let c_error = within("C's stream", c_read.read_to_end(&mut sink))
+        .await
+        .expect_err("reset, not finished");
+    assert_eq!(
+        common::stream_code(&c_error),
+        Some(ResetCode::PeerGone),
+        "{c_error}"
+    );
+
+    // The directory forgot n2's clients; the survivors are free and pair again.
+    assert_eq!(
+        within("list", a.list_clients()).await.unwrap(),
+        vec!["A", "C", "S"]
+    );
+    assert_eq!(a.target(), None);
+    pair(&a, &c, &mut c_in).await;
+    let _ = &mut d_in;
+    n1.shutdown().await;
+}
+
+/// Registers `asker` with `target`, answering on the target's side; returns the reply.
+async fn try_pair(
+    asker: &Client,
+    target: &Client,
+    target_in: &mut native_client::Incoming,
+) -> Result<bool, ClientError> {
+    let asking = tokio::spawn({
+        let (asker, id) = (asker.clone(), target.client_id().to_owned());
+        async move { asker.register(&id).await }
+    });
+    let answering = async {
+        if let Ok(Some(ClientEvent::RegisterRequest(r))) =
+            tokio::time::timeout(Duration::from_secs(3), target_in.next()).await
+        {
+            r.accept();
+        }
+    };
+    let (asked, ()) = tokio::join!(asking, answering);
+    asked.expect("register task")
+}
+
+#[tokio::test]
+async fn redis_stopped_and_started_again() {
+    redis::logs();
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let n1 = node(&redis).await;
+    let n2 = node(&redis).await;
+    let (l1, mut l1_in) = n1.connect("L1").await;
+    let (l2, mut l2_in) = n1.connect("L2").await;
+    pair(&l1, &l2, &mut l2_in).await;
+    let (x, mut x_in) = n1.connect("X").await;
+    let (y, mut y_in) = n2.connect("Y").await;
+    pair(&x, &y, &mut y_in).await;
+    let (q, _q_in) = n1.connect("Q").await;
+    let (z, mut z_in) = n2.connect("Z").await;
+
+    redis.stop();
+    let stopped = Instant::now();
+    // Give the nodes a moment to notice (their bus subscription drops at once).
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A local pair keeps working, with acks.
+    async fn local_round(l1: &Client, l2_in: &mut native_client::Incoming, n: u64) {
+        let asking = tokio::spawn({
+            let l1 = l1.clone();
+            async move { l1.emit_with_ack("local", Args::one(n)).await }
+        });
+        match next(l2_in).await {
+            ClientEvent::Event {
+                ack: Some(ack),
+                args,
+                ..
+            } => {
+                assert_eq!(args, Args::one(n));
+                ack.send(Args::one(n + 1)).unwrap();
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            within("local ack", asking).await.unwrap().unwrap(),
+            Args::one(n + 1)
+        );
+    }
+    local_round(&l1, &mut l2_in, 1).await;
+
+    // Cross-node requests are answered at once, with the cluster-unavailable error.
+    let started = Instant::now();
+    match within("cross-node ack", x.emit_with_ack("far", Args::one(1))).await {
+        Err(ClientError::Request { code, message }) => {
+            assert_eq!(code, ErrorCode::Unavailable, "{message}");
+            assert!(message.contains("cluster is unreachable"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match within("cross-node register", q.register("Z")).await {
+        Err(ClientError::Request { code, .. }) => assert_eq!(code, ErrorCode::Unavailable),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "answered at once"
+    );
+    // A newcomer cannot be claimed: refused, saying why.
+    match within("connect", Client::connect(n2.options("new"))).await {
+        Err(ClientError::Refused { message, .. }) => {
+            assert!(message.contains("cluster is unreachable"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // The cross-node pair ends once the lease is over (each side takes the other for
+    // gone); the local pair is untouched.
+    within("X told", peer_disconnected(&mut x_in)).await;
+    within("Y told", peer_disconnected(&mut y_in)).await;
+    local_round(&l1, &mut l2_in, 3).await;
+    let outage = Duration::from_secs(3).saturating_sub(stopped.elapsed());
+    tokio::time::sleep(outage).await;
+
+    redis.restart().await;
+    // The nodes rejoin by themselves: cross-node pairing works again (bounded retries).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match try_pair(&q, &z, &mut z_in).await {
+            Ok(true) => break,
+            other if Instant::now() < deadline => {
+                let _ = other;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => panic!("cross-node pairing did not come back: {other:?}"),
+        }
+    }
+    // Emits and acks cross again, the old cross-node pair pairs again, the list covers
+    // both nodes, and the local pair held all along.
+    let asking = tokio::spawn({
+        let q = q.clone();
+        async move { q.emit_with_ack("again", Args::one(7)).await }
+    });
+    match next(&mut z_in).await {
+        ClientEvent::Event { ack: Some(ack), .. } => ack.send(Args::one(8)).unwrap(),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(within("ack", asking).await.unwrap().unwrap(), Args::one(8));
+    pair(&x, &y, &mut y_in).await;
+    assert_eq!(
+        within("list", x.list_clients()).await.unwrap(),
+        vec!["L1", "L2", "Q", "X", "Y", "Z"]
+    );
+    local_round(&l1, &mut l2_in, 5).await;
+    let _ = &mut l1_in;
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
