@@ -100,13 +100,12 @@ fn log_facts(
             origins.iter().collect::<Vec<_>>().join(", ")
         ),
     }
-    match server.ca() {
-        Some(ca) => info!(
+    if let Some(ca) = server.ca() {
+        info!(
             "QUIC: development certificate; clients trust the CA {} (SHA-256 {})",
             ca.path.display(),
             ca.fingerprint
-        ),
-        None => {}
+        );
     }
     if let Some(cert) = server.tls_cert() {
         info!(
