@@ -107,22 +107,40 @@ if n and redis.call('EXISTS', ARGV[2] .. ':node:' .. n) == 1 then return a end
 return false
 "#;
 
-const PURGE: &str = r#"
--- Forgets every client of a node, and the node.  KEYS: dir, ids, nodes.  ARGV: prefix, node
-local owned = ARGV[1] .. ':owned:' .. ARGV[2]
-for _, c in ipairs(redis.call('SMEMBERS', owned)) do
-  local a = redis.call('HGET', KEYS[1], c)
-  if a and string.match(a, '^(%d+):') == ARGV[2] then
-    redis.call('HDEL', KEYS[1], c)
-    redis.call('ZREM', KEYS[2], c)
+/// The Lua every script that forgets a node starts with: `forget_node(n)` drops the
+/// directory entries node `n` owned (those it still owns: a newer claim elsewhere stays)
+/// and its set of owned ids. Its scripts take KEYS dir, ids and ARGV[1] the key prefix.
+macro_rules! forget_node_lua {
+    () => {
+        r#"
+local function forget_node(n)
+  local owned = ARGV[1] .. ':owned:' .. n
+  for _, c in ipairs(redis.call('SMEMBERS', owned)) do
+    local a = redis.call('HGET', KEYS[1], c)
+    if a and string.match(a, '^(%d+):') == n then
+      redis.call('HDEL', KEYS[1], c)
+      redis.call('ZREM', KEYS[2], c)
+    end
   end
+  redis.call('DEL', owned)
 end
-redis.call('DEL', owned)
+"#
+    };
+}
+
+const PURGE: &str = concat!(
+    forget_node_lua!(),
+    r#"
+-- Forgets every client of a node, and the node.  KEYS: dir, ids, nodes.  ARGV: prefix, node
+forget_node(ARGV[2])
 redis.call('SREM', KEYS[3], ARGV[2])
 return 1
-"#;
+"#
+);
 
-const WATCH: &str = r#"
+const WATCH: &str = concat!(
+    forget_node_lua!(),
+    r#"
 -- The live nodes, as {id, value, ...}; nodes whose lease lapsed are purged on the way.
 -- KEYS: dir, ids, nodes.  ARGV: prefix
 local live = {}
@@ -132,43 +150,31 @@ for _, n in ipairs(redis.call('SMEMBERS', KEYS[3])) do
     table.insert(live, n)
     table.insert(live, v)
   else
-    local owned = ARGV[1] .. ':owned:' .. n
-    for _, c in ipairs(redis.call('SMEMBERS', owned)) do
-      local a = redis.call('HGET', KEYS[1], c)
-      if a and string.match(a, '^(%d+):') == n then
-        redis.call('HDEL', KEYS[1], c)
-        redis.call('ZREM', KEYS[2], c)
-      end
-    end
-    redis.call('DEL', owned)
+    forget_node(n)
     redis.call('SREM', KEYS[3], n)
   end
 end
 return live
-"#;
+"#
+);
 
-const JOIN: &str = r#"
+const JOIN: &str = concat!(
+    forget_node_lua!(),
+    r#"
 -- Takes the first free node id from ARGV[3] on (1..255) with a lease, forgetting whatever
 -- an earlier node of that id left.  KEYS: dir, ids, nodes.  ARGV: prefix, value, start, lease
 local start = tonumber(ARGV[3])
 for i = 0, 254 do
   local n = tostring(((start + i) % 255) + 1)
   if redis.call('SET', ARGV[1] .. ':node:' .. n, ARGV[2], 'NX', 'PX', ARGV[4]) then
-    local owned = ARGV[1] .. ':owned:' .. n
-    for _, c in ipairs(redis.call('SMEMBERS', owned)) do
-      local a = redis.call('HGET', KEYS[1], c)
-      if a and string.match(a, '^(%d+):') == n then
-        redis.call('HDEL', KEYS[1], c)
-        redis.call('ZREM', KEYS[2], c)
-      end
-    end
-    redis.call('DEL', owned)
+    forget_node(n)
     redis.call('SADD', KEYS[3], n)
     return tonumber(n)
   end
 end
 return 0
-"#;
+"#
+);
 
 const RENEW: &str = r#"
 -- 1: renewed; 0: the lease lapsed (free again: taken back); -1: another node holds the id.
