@@ -109,7 +109,9 @@ async fn a_socketio_receiver_that_never_reads_is_told_why_it_was_disconnected() 
     let mut watcher = Sio::connect(relay.socketio_addr(), "W").await;
     let before = rss_kib(pid);
     // N's control stream is read by a task of its own, so that N learns of the
-    // disconnect while it writes.
+    // disconnect while it writes. The task hands the stream back rather than drop
+    // it: a dropped stream tells the relay that N stopped listening, and the relay
+    // then ends N's connection under N's last writes.
     let mut reader = n.reader;
     let disconnected = tokio::spawn(async move {
         loop {
@@ -119,7 +121,7 @@ async fn a_socketio_receiver_that_never_reads_is_told_why_it_was_disconnected() 
                 .expect("a frame")
                 .expect("an open stream");
             match frame::decode::<ServerFrame>(&body).expect("a frame that decodes") {
-                ServerFrame::PeerDisconnected => return,
+                ServerFrame::PeerDisconnected => return reader,
                 ServerFrame::ServerError { .. } => {}
                 other => panic!("{other:?}"),
             }
@@ -142,7 +144,7 @@ async fn a_socketio_receiver_that_never_reads_is_told_why_it_was_disconnected() 
             .await
             .expect("written");
     }
-    common::within("N told that R is gone", disconnected)
+    let _reader = common::within("N told that R is gone", disconnected)
         .await
         .expect("the reader task");
     let grown_mb = rss_kib(pid).saturating_sub(before) / 1024;
