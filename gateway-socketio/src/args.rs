@@ -48,6 +48,50 @@ impl<'de> Deserialize<'de> for Args {
     }
 }
 
+/// The arguments of an outgoing event: values, or JSON text relayed as it came (see
+/// [`raw_emit`]), spread as the event's arguments either way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum OutArgs {
+    Values(Args),
+    Json(relay_core::JsonArgs),
+}
+
+impl OutArgs {
+    /// Back to the core's payload (when the event has to wait in the outbox after all).
+    pub fn into_payload(self) -> relay_core::Payload {
+        match self {
+            OutArgs::Values(args) => relay_core::Payload::Values(args.0),
+            OutArgs::Json(json) => relay_core::Payload::Json(json),
+        }
+    }
+}
+
+impl From<Args> for OutArgs {
+    fn from(args: Args) -> Self {
+        OutArgs::Values(args)
+    }
+}
+
+impl Serialize for OutArgs {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            OutArgs::Values(args) => args.serialize(serializer),
+            OutArgs::Json(json) => {
+                // Each argument is written as the text it was (serde_json's raw values
+                // pass through socketioxide's serializer untouched); finding where each
+                // one ends is all the reading this does.
+                let items: Vec<&serde_json::value::RawValue> =
+                    serde_json::from_str(json.as_str()).map_err(serde::ser::Error::custom)?;
+                let mut tuple = serializer.serialize_tuple(items.len())?;
+                for item in items {
+                    tuple.serialize_element(item)?;
+                }
+                tuple.end()
+            }
+        }
+    }
+}
+
 /// Deepest nesting of arrays and objects accepted in one packet, the packet's own array
 /// included. serde_json stops at 128 with a bare "recursion limit exceeded"; this limit is
 /// reached first, so the client is told what is wrong.
@@ -107,6 +151,92 @@ pub fn event_args(value: &socketioxide_core::Value) -> Result<Vec<Value>, ArgsEr
         }
     }
     Ok(values)
+}
+
+/// `P2P_EMIT`'s and `P2P_EMIT_ACKNOWLEDGE`'s object `{targetClientId, event, args}` as
+/// the fast path reads it: the arguments stay the JSON text they came as.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawEmit {
+    pub target: String,
+    pub event: String,
+    /// `None` when `args` is missing or null: no arguments.
+    pub args: Option<relay_core::JsonArgs>,
+}
+
+/// Reads an emit request without decoding its arguments, when it can: a packet without
+/// binary attachments whose object is well formed. `None` otherwise, and then the packet
+/// goes the way every other packet goes ([`event_args`]), which also words any error, so
+/// both ways answer alike and this one only has to be right when it succeeds.
+///
+/// Between two Socket.IO clients the arguments are then relayed as the sender wrote them,
+/// never parsed into values or written again (PROTOCOL.md Part 3).
+pub fn raw_emit(value: &socketioxide_core::Value) -> Option<RawEmit> {
+    let socketioxide_core::Value::Str(text, attachments) = value else {
+        return None;
+    };
+    if attachments.as_ref().is_some_and(|a| !a.is_empty()) {
+        return None;
+    }
+    let (_, fields): (IgnoredAny, EmitFields) = serde_json::from_str(text.as_str()).ok()?;
+    let target = serde_json::from_str::<String>(fields.target?.get()).ok()?;
+    let event = serde_json::from_str::<String>(fields.event?.get()).ok()?;
+    let args = match fields.args {
+        None => None,
+        Some(raw) if raw.get() == "null" => None,
+        Some(raw) => {
+            // The slice of the packet's own buffer that holds the array: no copy.
+            let start = raw.get().as_ptr() as usize - text.as_str().as_ptr() as usize;
+            let bytes = bytes::Bytes::from(text.slice(start..start + raw.get().len()));
+            // The packet's array and the emit object sit above the arguments.
+            Some(relay_core::JsonArgs::new(bytes, MAX_NESTING - 2).ok()?)
+        }
+    };
+    Some(RawEmit {
+        target,
+        event,
+        args,
+    })
+}
+
+/// The emit object's fields, as slices of the packet's text; other keys are skipped.
+struct EmitFields<'a> {
+    target: Option<&'a serde_json::value::RawValue>,
+    event: Option<&'a serde_json::value::RawValue>,
+    args: Option<&'a serde_json::value::RawValue>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EmitFields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for FieldsVisitor<'a> {
+            type Value = EmitFields<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an object {targetClientId, event, args}")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<EmitFields<'a>, A::Error> {
+                let mut fields = EmitFields {
+                    target: None,
+                    event: None,
+                    args: None,
+                };
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    let slot = match &*key {
+                        "targetClientId" => &mut fields.target,
+                        "event" => &mut fields.event,
+                        "args" => &mut fields.args,
+                        _ => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    // A repeated key: the values path keeps the last one, and so does this.
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(fields)
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor(std::marker::PhantomData))
+    }
 }
 
 /// Replaces every `{_placeholder: true, num}` object by attachment `num`.
@@ -357,5 +487,92 @@ mod tests {
             event_args(&packet(r#"["LIST_CLIENTS"]"#, &[])).unwrap(),
             vec![]
         );
+    }
+
+    fn emit_packet(object: &str) -> socketioxide_core::Value {
+        packet(&format!(r#"["P2P_EMIT",{object}]"#), &[])
+    }
+
+    #[test]
+    fn an_emit_is_read_without_decoding_its_arguments() {
+        let raw = raw_emit(&emit_packet(
+            r#"{"event":"e","x":[1e400],"targetClientId":"B","args":[1.50, "caf\u00e9"]}"#,
+        ))
+        .expect("the fast way");
+        assert_eq!((raw.target.as_str(), raw.event.as_str()), ("B", "e"));
+        assert_eq!(raw.args.unwrap().as_str(), r#"[1.50, "caf\u00e9"]"#);
+        for object in [
+            r#"{"targetClientId":"B","event":"e"}"#,
+            r#"{"targetClientId":"B","event":"e","args":null}"#,
+        ] {
+            assert_eq!(raw_emit(&emit_packet(object)).unwrap().args, None);
+        }
+        // Escaped ids and names are read as strings, as the values path reads them.
+        let raw = raw_emit(&emit_packet(
+            r#"{"targetClientId":"\u0042","event":"\"q\"","args":[]}"#,
+        ))
+        .unwrap();
+        assert_eq!((raw.target.as_str(), raw.event.as_str()), ("B", "\"q\""));
+    }
+
+    #[test]
+    fn what_the_fast_way_cannot_read_goes_the_values_way() {
+        // The packet's array and the emit object are two levels: args may nest 98 deep.
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_NESTING - 1),
+            "]".repeat(MAX_NESTING - 1)
+        );
+        let not_fast = [
+            // Attachments: placeholders are bound to them on the values path.
+            packet(
+                r#"["P2P_EMIT",{"targetClientId":"B","event":"e","args":[{"_placeholder":true,"num":0}]}]"#,
+                &[b"AA"],
+            ),
+            emit_packet(r#"{"targetClientId":7,"event":"e","args":[]}"#),
+            emit_packet(r#"{"targetClientId":"B","event":null,"args":[]}"#),
+            emit_packet(r#"{"targetClientId":"B","event":"e","args":{"a":1}}"#),
+            emit_packet(r#"{"targetClientId":"B","event":"e","args":[1e400]}"#),
+            emit_packet(&format!(
+                r#"{{"targetClientId":"B","event":"e","args":{deep}}}"#
+            )),
+            emit_packet(r#"["not","an","object"]"#),
+            packet(r#"["P2P_EMIT"]"#, &[]),
+            packet(
+                r#"["P2P_EMIT",{"targetClientId":"B","event":"e"},"more"]"#,
+                &[],
+            ),
+            packet(r#"["P2P_EMIT",{"targetClientId":"B","event":"e""#, &[]),
+        ];
+        for value in not_fast {
+            assert_eq!(raw_emit(&value), None, "{value:?}");
+        }
+        // One level less is read the fast way, and the values path accepts it too.
+        let deep = format!(
+            "{}1{}",
+            "[".repeat(MAX_NESTING - 2),
+            "]".repeat(MAX_NESTING - 2)
+        );
+        let value = emit_packet(&format!(
+            r#"{{"targetClientId":"B","event":"e","args":{deep}}}"#
+        ));
+        assert!(raw_emit(&value).is_some());
+        assert!(event_args(&value).is_ok());
+    }
+
+    #[test]
+    fn both_ways_agree_on_the_values() {
+        let object = r#"{"targetClientId":"B","event":"e","args":[1,-2,3.25,"s",[true,false,null],{"k":{"n":18446744073709551615}},12345678901234567890123]}"#;
+        let value = emit_packet(object);
+        let fast = raw_emit(&value).unwrap().args.unwrap().to_values().unwrap();
+        let Value::Map(entries) = event_args(&value).unwrap().remove(0) else {
+            panic!("an object")
+        };
+        let slow = entries
+            .into_iter()
+            .find(|(k, _)| k.as_str() == Some("args"))
+            .map(|(_, v)| v)
+            .unwrap();
+        assert_eq!(Value::Array(fast), slow);
     }
 }

@@ -84,6 +84,11 @@ impl MessageHandler<LocalAdapter, Inline> for Inbound {
             Kind::Request(kind) => (kind, ack_id),
             Kind::Emit => (RequestKind::Emit, None),
         };
+        if kind == RequestKind::Emit {
+            if let Some(emit) = args::raw_emit(&value) {
+                return handle_raw_emit(&self.conn, emit, ack_id);
+            }
+        }
         // LIST_CLIENTS and P2P_UNREGISTER take no arguments: whatever came is not read.
         let args = match kind {
             RequestKind::List | RequestKind::Unregister => Ok(Vec::new()),
@@ -92,6 +97,19 @@ impl MessageHandler<LocalAdapter, Inline> for Inbound {
         };
         handle_event(&self.conn, kind, args, ack_id);
     }
+}
+
+/// An emit read the fast way ([`args::raw_emit`]): its arguments go on as JSON text.
+fn handle_raw_emit(conn: &Conn, emit: args::RawEmit, ack_id: Option<i64>) {
+    conn.acks.hand_over_arrived(&conn.handle, conn.id);
+    let req = ack_id.map(|_| conn.next_req(ack_id, RequestKind::Emit));
+    let command = Command::Emit {
+        target: emit.target,
+        event: emit.event,
+        args: emit.args.map_or_else(Payload::empty, Payload::Json),
+        ack: req,
+    };
+    conn.handle.command(conn.id, command);
 }
 
 /// `args` is the event's arguments, or why they could not be read (the request is then

@@ -42,7 +42,7 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 use tracing::{debug, warn};
 
-pub use args::{event_args, Args, ArgsError, MAX_NESTING};
+pub use args::{event_args, raw_emit, Args, ArgsError, OutArgs, RawEmit, MAX_NESTING};
 pub use config::GatewayConfig;
 pub use cors::{CorsOrigins, CorsOriginsError, OriginList, OriginProblem};
 use relay_runtime::RelayHandle;

@@ -20,7 +20,7 @@ use socketioxide::socket::Socket;
 use socketioxide::{AckError, SendError, SocketError};
 use tracing::{debug, trace, warn};
 
-use crate::args::Args;
+use crate::args::{Args, OutArgs};
 use crate::connection::{Conn, RequestKind};
 use crate::events;
 
@@ -55,7 +55,7 @@ async fn cut_off(socket: &Arc<Socket<LocalAdapter>>, conn: &Arc<Conn>, overflow:
     // Waits for room in socketioxide's queue: the client learns why once it reads again.
     let message = Packet::Emit {
         event: Cow::Borrowed(events::SERVER_ERROR),
-        args: Args(vec![Value::from(overflow.to_string())]),
+        args: Args(vec![Value::from(overflow.to_string())]).into(),
     };
     if send_packet(socket, conn, message).await.is_err() {
         return;
@@ -105,7 +105,7 @@ enum Packet {
     /// An event without ack.
     Emit {
         event: Cow<'static, str>,
-        args: Args,
+        args: OutArgs,
     },
     /// An answer to the client's request `ack_id`.
     Ack { ack_id: i64, args: Args },
@@ -113,7 +113,7 @@ enum Packet {
     /// it makes it (see [`Packet::try_send`]).
     Ask {
         event: Cow<'static, str>,
-        args: Args,
+        args: OutArgs,
         ticket: Ticket,
         answer: fn(Args) -> Answer,
     },
@@ -130,13 +130,13 @@ impl Packet {
         let emit = |event: &'static str, args: Args| {
             Ok(Some(Packet::Emit {
                 event: event.into(),
-                args,
+                args: args.into(),
             }))
         };
         let ask = |event: &'static str, args: Args, ticket, answer| {
             Ok(Some(Packet::Ask {
                 event: event.into(),
-                args,
+                args: args.into(),
                 ticket,
                 answer,
             }))
@@ -157,7 +157,7 @@ impl Packet {
                 args,
                 ticket,
             } => {
-                let args = values_or_error(args);
+                let args = out_args(args);
                 let event = Cow::Owned(event);
                 Ok(Some(match ticket {
                     None => Packet::Emit { event, args },
@@ -306,6 +306,16 @@ fn settle(sent: Result<(), SendError>) -> Option<Result<(), Gone>> {
 
 fn accepted(args: Args) -> Answer {
     Answer::Accept(matches!(args.0.first(), Some(Value::Boolean(true))))
+}
+
+/// What a relayed payload becomes on a Socket.IO socket: JSON text from another
+/// Socket.IO client as it came, anything else as JSON values (or, when it cannot be one,
+/// the `{error}` a failed ack carries; the core refuses such payloads before this).
+pub(crate) fn out_args(payload: Payload) -> OutArgs {
+    match payload {
+        Payload::Json(json) => OutArgs::Json(json),
+        payload => OutArgs::Values(values_or_error(payload)),
+    }
 }
 
 pub(crate) fn values_or_error(payload: Payload) -> Args {

@@ -77,12 +77,12 @@ impl Toward {
     ) -> Option<Event> {
         // Gone: the core hears of the disconnect on its own; the drain would drop it too.
         let socket = socket.upgrade()?;
-        let args = crate::outbound::values_or_error(args);
+        let args = crate::outbound::out_args(args);
         match socket.emit(&event, &args) {
             Ok(()) | Err(SendError::Socket(SocketError::Closed)) => None,
             Err(SendError::Socket(SocketError::InternalChannelFull)) => Some(Event::Deliver {
                 event,
-                args: Payload::Values(args.0),
+                args: args.into_payload(),
                 ticket: None,
             }),
             Err(SendError::Serialize(e)) => {

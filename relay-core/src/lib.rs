@@ -40,7 +40,7 @@ pub use event::{
 };
 pub use limits::{ClientLimits, IpGate, IpLimits, RateLimit, RateLimits};
 pub use link::{PeerMsg, QuestionId, Transmit};
-pub use payload::{NotJson, Payload, PayloadError};
+pub use payload::{JsonArgs, NotJson, NotJsonArgs, Payload, PayloadError};
 pub use relay::{DirectoryOp, Relay};
 pub use reserved::is_reserved_event;
 pub use rmpv;

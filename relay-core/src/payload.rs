@@ -1,9 +1,10 @@
 //! The arguments of a relayed event, kept in whichever encoding they arrived in.
 //!
-//! Socket.IO hands the gateway decoded values; the native protocol carries a MessagePack
-//! array as bytes. Between two peers of the same transport the payload is passed through
-//! untouched; it is converted only when it crosses from one transport to the other, and
-//! the conversion lives here so both front ends agree on it.
+//! A Socket.IO client's arguments arrive as the JSON text of its packet (with binary
+//! attachments, which the gateway decodes into values); the native protocol carries a
+//! MessagePack array as bytes. Between two peers of the same transport the payload is
+//! passed through untouched; it is converted only when it crosses from one transport to
+//! the other, and the conversion lives here so both front ends agree on it.
 
 use bytes::Bytes;
 use rmpv::Value;
@@ -11,10 +12,104 @@ use rmpv::Value;
 /// Event arguments: JSON-like values with binary anywhere, any number of them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
-    /// Decoded values, as a Socket.IO front end receives them.
+    /// Decoded values: Socket.IO arguments that carried binary attachments, and values
+    /// the relay makes itself.
     Values(Vec<Value>),
     /// A MessagePack array, as the native protocol carries it.
     MsgPack(Bytes),
+    /// A JSON array of arguments without binary, as a Socket.IO client sent it: relayed
+    /// to another Socket.IO client as it came, parsed only if it goes to a native one.
+    Json(JsonArgs),
+}
+
+/// The JSON text of an array of event arguments, e.g. `[1,{"a":"b"}]`, kept as it arrived.
+///
+/// Made only by [`JsonArgs::new`], which checks that the text is one JSON array and
+/// nothing else, so every holder can splice it into a packet as it is. The front end that
+/// reads it applies its own limits first (nesting, numbers; see the Socket.IO gateway's
+/// `args` module); conversions parse it again and say so if that fails.
+#[derive(Clone, PartialEq, Eq)]
+pub struct JsonArgs(Bytes);
+
+/// Why a text is not a JSON array of arguments.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotJsonArgs {
+    #[error("arguments must be a JSON array")]
+    NotAnArray,
+    #[error("arrays and objects nest deeper than {0} levels")]
+    TooDeep(usize),
+    /// serde_json's own words, e.g. "number out of range at line 1 column 40" for `1e400`
+    /// (a number no 64-bit float holds).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl JsonArgs {
+    /// Takes `text` if it is exactly one JSON array (surrounding whitespace is trimmed
+    /// off) whose arrays and objects nest at most `max_depth` deep, the outer array
+    /// counted, and whose every number fits a 64-bit float, so that every later
+    /// conversion succeeds. It reads the text once and builds nothing.
+    pub fn new(text: Bytes, max_depth: usize) -> Result<Self, NotJsonArgs> {
+        let start = text
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .ok_or(NotJsonArgs::NotAnArray)?;
+        let end = text.len()
+            - text
+                .iter()
+                .rev()
+                .position(|b| !b.is_ascii_whitespace())
+                .unwrap_or(0);
+        let text = text.slice(start..end);
+        if text.first() != Some(&b'[') {
+            return Err(NotJsonArgs::NotAnArray);
+        }
+        let too_deep = std::cell::Cell::new(false);
+        let check = check::Check {
+            depth: 0,
+            max_depth,
+            too_deep: &too_deep,
+        };
+        let mut de = serde_json::Deserializer::from_slice(&text);
+        serde::de::DeserializeSeed::deserialize(check, &mut de)
+            .and_then(|()| de.end())
+            .map_err(|e| {
+                if too_deep.get() {
+                    NotJsonArgs::TooDeep(max_depth)
+                } else {
+                    NotJsonArgs::Invalid(e.to_string())
+                }
+            })?;
+        Ok(JsonArgs(text))
+    }
+
+    /// The array's text, e.g. `[1,"two"]`.
+    pub fn as_str(&self) -> &str {
+        // Checked in `new`: serde_json reads only UTF-8.
+        std::str::from_utf8(&self.0).expect("JsonArgs holds UTF-8")
+    }
+
+    /// Its length in bytes, which is what it costs on the wire.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether the text is empty (never: it is at least `[]`).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The arguments as values (numbers as integers where they are whole and fit, floats
+    /// otherwise, as the values path reads them).
+    pub fn to_values(&self) -> Result<Vec<Value>, PayloadError> {
+        serde_json::from_slice(&self.0).map_err(|e| PayloadError::Decode(e.to_string()))
+    }
+}
+
+impl std::fmt::Debug for JsonArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("JsonArgs").field(&self.as_str()).finish()
+    }
 }
 
 /// Why a payload could not be converted.
@@ -62,6 +157,7 @@ impl Payload {
     pub fn size(&self) -> usize {
         match self {
             Payload::MsgPack(bytes) => bytes.len(),
+            Payload::Json(json) => json.len(),
             Payload::Values(values) => 5 + values.iter().map(value_size).sum::<usize>(),
         }
     }
@@ -71,6 +167,7 @@ impl Payload {
         match self {
             Payload::Values(values) => Ok(values),
             Payload::MsgPack(bytes) => decode_args(&bytes),
+            Payload::Json(json) => json.to_values(),
         }
     }
 
@@ -81,6 +178,9 @@ impl Payload {
     pub fn into_json_values(self) -> Result<Vec<Value>, NotJson> {
         match self {
             Payload::Values(values) => Ok(values),
+            Payload::Json(json) => json
+                .to_values()
+                .map_err(|e| NotJson::Undecodable(e.to_string())),
             Payload::MsgPack(bytes) => {
                 let mut values =
                     decode_args(&bytes).map_err(|e| NotJson::Undecodable(e.to_string()))?;
@@ -95,6 +195,9 @@ impl Payload {
         match self {
             Payload::MsgPack(bytes) => bytes,
             Payload::Values(values) => encode_args(&values),
+            // Valid by construction; an argument list that no longer parses (it cannot
+            // happen) becomes no arguments rather than a panic.
+            Payload::Json(json) => encode_args(&json.to_values().unwrap_or_default()),
         }
     }
 }
@@ -216,6 +319,81 @@ pub fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Map(_) => "a map",
         Value::Ext(..) => "an extension value",
+    }
+}
+
+/// Reads a JSON value through without building it, bounding its nesting.
+mod check {
+    use std::cell::Cell;
+    use std::fmt;
+
+    use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+    /// One value at nesting `depth` (its container's level).
+    #[derive(Clone, Copy)]
+    pub(super) struct Check<'a> {
+        pub depth: usize,
+        pub max_depth: usize,
+        pub too_deep: &'a Cell<bool>,
+    }
+
+    impl Check<'_> {
+        fn nested<E: serde::de::Error>(self) -> Result<Self, E> {
+            if self.depth + 1 > self.max_depth {
+                self.too_deep.set(true);
+                return Err(E::custom("too deep"));
+            }
+            Ok(Check {
+                depth: self.depth + 1,
+                ..self
+            })
+        }
+    }
+
+    impl<'de> DeserializeSeed<'de> for Check<'_> {
+        type Value = ();
+        fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+            // `deserialize_any`, not `deserialize_ignored_any`: serde_json skips an ignored
+            // value without parsing its numbers, and `1e400` must be refused here.
+            deserializer.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Check<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let element = self.nested()?;
+            while seq.next_element_seed(element)?.is_some() {}
+            Ok(())
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            let element = self.nested()?;
+            while map.next_key::<IgnoredAny>()?.is_some() {
+                map.next_value_seed(element)?;
+            }
+            Ok(())
+        }
     }
 }
 
@@ -341,5 +519,60 @@ mod tests {
             rmpv::encode::write_value(&mut reference, &Value::Array(values)).unwrap();
             assert_eq!(&encoded[..], &reference[..]);
         }
+    }
+
+    fn json(text: &str) -> Result<JsonArgs, NotJsonArgs> {
+        JsonArgs::new(Bytes::copy_from_slice(text.as_bytes()), 10)
+    }
+
+    #[test]
+    fn json_args_are_kept_as_they_came() {
+        let text = r#"[1.50,"\u00e9",12345678901234567890123,{"a":[true,null]}]"#;
+        let args = json(&format!("  {text}\n")).unwrap();
+        assert_eq!(args.as_str(), text);
+        assert_eq!(Payload::Json(args).size(), text.len());
+    }
+
+    #[test]
+    fn json_args_convert_as_the_values_path_reads_them() {
+        let args = json(r#"["hello",42,1.5,{"k":[-7,null]}]"#).unwrap();
+        let expected = vec![
+            Value::from("hello"),
+            Value::from(42),
+            Value::F64(1.5),
+            Value::Map(vec![(
+                Value::from("k"),
+                Value::Array(vec![Value::from(-7), Value::Nil]),
+            )]),
+        ];
+        assert_eq!(args.to_values().unwrap(), expected);
+        let payload = Payload::Json(args);
+        assert_eq!(payload.clone().into_json_values().unwrap(), expected);
+        assert_eq!(payload.into_msgpack(), encode_args(&expected));
+    }
+
+    #[test]
+    fn json_args_refuse_what_is_not_one_bounded_array() {
+        assert_eq!(json(r#"{"a":1}"#).unwrap_err(), NotJsonArgs::NotAnArray);
+        assert_eq!(json("  ").unwrap_err(), NotJsonArgs::NotAnArray);
+        assert!(matches!(json("[1] [2]"), Err(NotJsonArgs::Invalid(_))));
+        assert!(matches!(json("[1,"), Err(NotJsonArgs::Invalid(_))));
+        let err = json("[1e400]").unwrap_err();
+        assert!(
+            matches!(&err, NotJsonArgs::Invalid(m) if m.starts_with("number out of range")),
+            "{err:?}"
+        );
+        let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(json(&deep(10)).is_ok());
+        assert_eq!(json(&deep(11)).unwrap_err(), NotJsonArgs::TooDeep(10));
+        // Objects count as much as arrays.
+        assert_eq!(
+            json(&format!(
+                "[{}]",
+                r#"{"a":"#.repeat(10) + "1" + &"}".repeat(10)
+            ))
+            .unwrap_err(),
+            NotJsonArgs::TooDeep(10)
+        );
     }
 }

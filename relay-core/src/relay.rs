@@ -480,10 +480,7 @@ impl Relay {
     fn pump(&mut self, now: Instant, conn: ConnId) {
         let mut work = VecDeque::from([conn]);
         while let Some(id) = work.pop_front() {
-            loop {
-                let Some(c) = self.conns.get_mut(&id) else {
-                    break;
-                };
+            while let Some(c) = self.conns.get_mut(&id) {
                 let mut progress = false;
                 while let Some(query) = c.poll_query() {
                     progress = true;

@@ -8,7 +8,7 @@
 use bytes::Bytes;
 use relay_core::rmpv::{self, Value};
 use relay_core::{
-    Addr, ClientId, CloseReason, ConnId, ErrorCode, NodeId, Payload, PeerMsg, QuestionId,
+    Addr, ClientId, CloseReason, ConnId, ErrorCode, JsonArgs, NodeId, Payload, PeerMsg, QuestionId,
     RequestError, StreamId, Transmit, Transport,
 };
 use serde::{Deserialize, Serialize};
@@ -33,6 +33,9 @@ pub enum WirePayload {
     /// values on arrival, so a Socket.IO receiver gets exactly what a local one would.
     Values(#[serde(with = "serde_bytes_compat")] Vec<u8>),
     MsgPack(#[serde(with = "serde_bytes_compat")] Vec<u8>),
+    /// A Socket.IO client's JSON arguments, as it sent them: a Socket.IO receiver on the
+    /// other node gets them untouched, as a local one would.
+    Json(String),
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -154,6 +157,7 @@ fn unaddr((node, conn): (u32, u64)) -> Addr {
 fn payload(p: Payload) -> WirePayload {
     match p {
         Payload::MsgPack(bytes) => WirePayload::MsgPack(bytes.to_vec()),
+        Payload::Json(json) => WirePayload::Json(json.as_str().to_owned()),
         Payload::Values(values) => {
             let mut out = Vec::new();
             // Writing to a Vec cannot fail.
@@ -166,6 +170,10 @@ fn payload(p: Payload) -> WirePayload {
 fn unpayload(p: WirePayload) -> Result<Payload, DecodeError> {
     match p {
         WirePayload::MsgPack(bytes) => Ok(Payload::MsgPack(Bytes::from(bytes))),
+        // Checked again: another node's word is not taken for it.
+        WirePayload::Json(text) => JsonArgs::new(Bytes::from(text), gateway_socketio::MAX_NESTING)
+            .map(Payload::Json)
+            .map_err(|e| DecodeError::Payload(e.to_string())),
         WirePayload::Values(bytes) => {
             match rmpv::decode::read_value(&mut bytes.as_slice())
                 .map_err(|e| DecodeError::Payload(e.to_string()))?
@@ -377,6 +385,13 @@ mod tests {
             PeerMsg::StreamRequest {
                 q: QuestionId(4),
                 stream: StreamId(u64::MAX),
+            },
+            PeerMsg::Deliver {
+                event: "j".into(),
+                args: Payload::Json(
+                    JsonArgs::new(Bytes::from_static(br#"[1.50,{"a":"\u00e9"}]"#), 10).unwrap(),
+                ),
+                q: None,
             },
             PeerMsg::Gone,
             PeerMsg::Close {

@@ -286,6 +286,28 @@ impl Sio {
         .await
     }
 
+    /// The text of the next Socket.IO event packet exactly as the relay wrote it (from
+    /// its Socket.IO type on, e.g. `2["e",1]`), for tests of what the relay re-encodes.
+    /// Pings on the way are answered; nothing may be waiting in the backlog.
+    pub async fn next_event_text(&mut self) -> String {
+        assert!(
+            self.backlog.is_empty(),
+            "packets already read: {:?}",
+            self.backlog
+        );
+        within("a Socket.IO event", async {
+            loop {
+                let text = self.text().await.expect("an open websocket");
+                match text.split_at(1.min(text.len())) {
+                    ("2", _) => self.send_text("3").await,
+                    ("4", rest) if rest.starts_with('2') => return rest.to_owned(),
+                    _ => {}
+                }
+            }
+        })
+        .await
+    }
+
     async fn text(&mut self) -> Result<String, String> {
         loop {
             match within("a websocket frame", self.ws.next()).await {
