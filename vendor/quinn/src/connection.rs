@@ -45,7 +45,7 @@ impl Connecting {
         handle: ConnectionHandle,
         conn: proto::Connection,
         endpoint_events: mpsc::UnboundedSender<(ConnectionHandle, EndpointEvent)>,
-        conn_events: mpsc::UnboundedReceiver<ConnectionEvent>,
+        conn_events: crate::conn_events::Receiver<ConnectionEvent>,
         socket: Arc<dyn AsyncUdpSocket>,
         runtime: Arc<dyn Runtime>,
     ) -> Self {
@@ -899,7 +899,7 @@ impl ConnectionRef {
         handle: ConnectionHandle,
         conn: proto::Connection,
         endpoint_events: mpsc::UnboundedSender<(ConnectionHandle, EndpointEvent)>,
-        conn_events: mpsc::UnboundedReceiver<ConnectionEvent>,
+        conn_events: crate::conn_events::Receiver<ConnectionEvent>,
         on_handshake_data: oneshot::Sender<()>,
         on_connected: oneshot::Sender<bool>,
         socket: Arc<dyn AsyncUdpSocket>,
@@ -997,7 +997,7 @@ pub(crate) struct State {
     connected: bool,
     timer: Option<Pin<Box<dyn AsyncTimer>>>,
     timer_deadline: Option<Instant>,
-    conn_events: mpsc::UnboundedReceiver<ConnectionEvent>,
+    conn_events: crate::conn_events::Receiver<ConnectionEvent>,
     endpoint_events: mpsc::UnboundedSender<(ConnectionHandle, EndpointEvent)>,
     pub(crate) blocked_writers: FxHashMap<StreamId, Waker>,
     pub(crate) blocked_readers: FxHashMap<StreamId, Waker>,
@@ -1078,6 +1078,15 @@ impl State {
             }
         }
 
+        // Everything is sent (p2p-relay fork): give the buffer back. `poll_transmit`
+        // reserves room for a whole GSO batch (`max_datagrams` segments, 13 KiB here) as
+        // soon as a transmit needs a second datagram, which the handshake's flight always
+        // does, and `clear()` keeps that capacity for the connection's life. The buffer
+        // holds nothing between transmits, so an idle connection need not keep it; a busy
+        // one allocates it once per burst (up to `MAX_TRANSMIT_DATAGRAMS` datagrams).
+        if self.send_buffer.capacity() > 0 {
+            self.send_buffer = Vec::new();
+        }
         Ok(false)
     }
 
