@@ -2,6 +2,7 @@
 //! streams it opens. Everything the connection spawned ends with it.
 
 use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -218,18 +219,25 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     });
     shared.natives.insert(id, Arc::downgrade(&native));
 
-    // Everything below belongs to this connection and ends with it.
-    let mut tasks = JoinSet::new();
-    tasks.spawn(write_events(native.clone(), writer, events));
-    tasks.spawn(read_commands(native.clone(), reader));
-    tasks.spawn(accept_streams(native.clone()));
-    tasks.spawn(cut_off_when_overflowing(native.clone()));
-    // The first task to end means the connection is over (or broken).
-    tasks.join_next().await;
-    shared.conns.remove(&id);
-    shared.natives.remove(&id);
-    shared.relay.disconnect(id);
-    tasks.shutdown().await;
+    // Everything below belongs to this connection and ends with it. Its four loops are
+    // one future in this task rather than four tasks (each a task cell, a join-set entry
+    // and an `Arc` of its own), and the first to end means the connection is over (or
+    // broken). The others are kept, not polled, until the core has let the client go.
+    {
+        let mut write = pin!(write_events(&native, writer, events));
+        let mut read = pin!(read_commands(&native, reader));
+        let mut accept = pin!(accept_streams(&native));
+        let mut cut_off = pin!(cut_off_when_overflowing(&native));
+        tokio::select! {
+            () = &mut write => {}
+            () = &mut read => {}
+            () = &mut accept => {}
+            () = &mut cut_off => {}
+        }
+        shared.conns.remove(&id);
+        shared.natives.remove(&id);
+        shared.relay.disconnect(id);
+    }
     let mut started = std::mem::take(&mut *native.tasks.lock().expect("tasks lock"));
     started.shutdown().await;
     quic.close(code(CloseCode::Normal), b"");
@@ -329,7 +337,7 @@ async fn finish_before_close(send: &mut quinn::SendStream) {
 }
 
 /// Control frames from the client, turned into core commands.
-async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvStream>) {
+async fn read_commands(native: &Native, mut reader: FrameReader<quinn::RecvStream>) {
     loop {
         let body = match reader.next().await {
             Ok(Some(body)) => body,
@@ -417,7 +425,7 @@ fn page_size(asked: Option<u32>, list_page: usize) -> usize {
 /// Closes the connection once its queue goes over its byte cap: the client does not read
 /// its control stream (the writer is then stuck on flow control, so the close cannot wait
 /// for it), and what it asked for must not pile up in the relay.
-async fn cut_off_when_overflowing(native: Arc<Native>) {
+async fn cut_off_when_overflowing(native: &Native) {
     let overflow = native.outbox.overflowed().await;
     let reason = overflow.to_string();
     debug!(id = ?native.id, %reason, "cutting off a client that does not read");
@@ -428,13 +436,13 @@ async fn cut_off_when_overflowing(native: Arc<Native>) {
 
 /// Core events for the client, written as control frames in order.
 async fn write_events(
-    native: Arc<Native>,
+    native: &Arc<Native>,
     mut writer: FrameWriter<quinn::SendStream>,
     mut events: OutboxReceiver,
 ) {
     while let Some(event) = events.recv().await {
         let is_deliver = matches!(event, Event::Deliver { .. });
-        let frame = frame_of(&native, event);
+        let frame = frame_of(native, event);
         if is_deliver {
             native.outbox.delivered();
         }
@@ -591,7 +599,7 @@ fn wire_reply(reply: Reply) -> WireReply {
 
 /// Data streams the client opens: each names a granted stream in its header and is then
 /// relayed to the other end.
-async fn accept_streams(native: Arc<Native>) {
+async fn accept_streams(native: &Arc<Native>) {
     let mut streams = JoinSet::new();
     loop {
         tokio::select! {
