@@ -119,35 +119,75 @@ impl Native {
 }
 
 /// Serves one incoming connection from handshake to close.
-pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
+///
+/// The opening (handshake, hello, admission, welcome) is boxed: it is over within the
+/// handshake time, and its futures (the `Incoming`, timers, the admission callback's) would
+/// otherwise size the future that every connection keeps for as long as it lives. Not an
+/// `async fn`, so that `incoming` is moved straight into the box instead of also being kept
+/// as the future's argument.
+pub(crate) fn serve(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+) -> impl std::future::Future<Output = ()> + Send {
+    let opening = Box::pin(open(shared.clone(), incoming));
+    async move {
+        match opening.await {
+            Some(Opened::Client(client)) => live(shared, client).await,
+            Some(Opened::NodeLink(quic)) => super::node::serve(shared, quic).await,
+            None => {}
+        }
+    }
+}
+
+/// An opened connection.
+enum Opened {
+    /// A native client, in the core and welcomed.
+    Client(Client),
+    /// Another node of the cluster.
+    NodeLink(quinn::Connection),
+}
+
+/// A native client once it is in the core, with its control stream.
+struct Client {
+    native: Arc<Native>,
+    reader: FrameReader<quinn::RecvStream>,
+    writer: FrameWriter<quinn::SendStream>,
+    events: OutboxReceiver,
+}
+
+/// From handshake to welcome; `None` when the connection was refused or failed (and is
+/// closed, or closing).
+async fn open(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Opened> {
     // Until the client is in the core, the front end stopping ends the connection at once;
     // from then on the core closes it (with a Closing frame that says why).
     let stopping = shared.stopping.clone();
     let quic = tokio::select! {
         quic = incoming => match quic {
             Ok(quic) => quic,
-            Err(e) => return debug!("QUIC handshake failed: {e}"),
+            Err(e) => {
+                debug!("QUIC handshake failed: {e}");
+                return None;
+            }
         },
-        _ = stopping.cancelled() => return,
+        _ = stopping.cancelled() => return None,
     };
     if super::node::is_node_link(&quic) {
-        return super::node::serve(shared, quic).await;
+        return Some(Opened::NodeLink(quic));
     }
+    let shutdown = |quic: &quinn::Connection| {
+        quic.close(code(CloseCode::Shutdown), super::SHUTDOWN_REASON);
+        None
+    };
     let hello = tokio::select! {
         hello = hello(&shared, &quic) => hello,
-        _ = stopping.cancelled() => {
-            return quic.close(code(CloseCode::Shutdown), super::SHUTDOWN_REASON);
-        }
+        _ = stopping.cancelled() => return shutdown(&quic),
     };
-    let Some(Hello {
+    let Hello {
         client_id,
         credentials,
         reader,
         mut writer,
-    }) = hello
-    else {
-        return;
-    };
+    } = hello?;
     let remote = quic.remote_address();
 
     // The hello's credentials are the token (or whatever the admission callback expects);
@@ -160,15 +200,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     );
     let admitted = tokio::select! {
         admitted = tokio::time::timeout(shared.config.handshake_timeout, admitted) => admitted,
-        _ = stopping.cancelled() => {
-            return quic.close(code(CloseCode::Shutdown), super::SHUTDOWN_REASON);
-        }
+        _ = stopping.cancelled() => return shutdown(&quic),
     };
     let admitted = match admitted {
         Ok(admitted) => admitted,
         Err(_) => {
             let message = "admission did not complete in time".to_owned();
-            return refuse(&quic, &mut writer, CloseCode::Refused, message).await;
+            refuse(&quic, &mut writer, CloseCode::Refused, message).await;
+            return None;
         }
     };
     let (outbox, events) = Outbox::new(OutboxLimits {
@@ -187,7 +226,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 relay_core::ConnectError::ShuttingDown => CloseCode::Shutdown,
                 _ => CloseCode::Refused,
             };
-            return refuse(&quic, &mut writer, code, e.to_string()).await;
+            refuse(&quic, &mut writer, code, e.to_string()).await;
+            return None;
         }
     };
     debug!(%remote, client = %client_id, ?id, "native client connected");
@@ -205,20 +245,36 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     };
     if writer.send(&welcome).await.is_err() {
         shared.relay.disconnect(id);
-        return;
+        return None;
     }
     shared.conns.insert(id, quic.clone());
     let native = Arc::new(Native {
         shared: shared.clone(),
         id,
-        quic: quic.clone(),
+        quic,
         outbox,
         streams: Mutex::new(HashMap::new()),
         tasks: Mutex::new(JoinSet::new()),
         stream_credit: AtomicU32::new(super::initial_stream_credit(&shared.config)),
     });
     shared.natives.insert(id, Arc::downgrade(&native));
+    Some(Opened::Client(Client {
+        native,
+        reader,
+        writer,
+        events,
+    }))
+}
 
+/// A native client from its welcome to its close.
+async fn live(shared: Arc<Shared>, client: Client) {
+    let Client {
+        native,
+        reader,
+        writer,
+        events,
+    } = client;
+    let id = native.id;
     // Everything below belongs to this connection and ends with it. Its four loops are
     // one future in this task rather than four tasks (each a task cell, a join-set entry
     // and an `Arc` of its own), and the first to end means the connection is over (or
@@ -238,10 +294,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
         shared.natives.remove(&id);
         shared.relay.disconnect(id);
     }
-    let mut started = std::mem::take(&mut *native.tasks.lock().expect("tasks lock"));
-    started.shutdown().await;
-    quic.close(code(CloseCode::Normal), b"");
-    debug!(%remote, ?id, "native client gone");
+    // Rare, and boxed so as not to size the live future.
+    Box::pin(async {
+        let mut started = std::mem::take(&mut *native.tasks.lock().expect("tasks lock"));
+        started.shutdown().await;
+    })
+    .await;
+    native.quic.close(code(CloseCode::Normal), b"");
+    debug!(remote = %native.quic.remote_address(), ?id, "native client gone");
 }
 
 /// What a client says before it is admitted, with the control stream it said it on.
@@ -455,7 +515,9 @@ async fn write_events(
             return debug!(id = ?native.id, "control stream write failed: {e}");
         }
         if let Some((why, reason)) = closing {
-            finish_before_close(writer.get_mut()).await;
+            // Once per connection at most: boxed so that its timer does not size the
+            // future every live connection holds.
+            Box::pin(finish_before_close(writer.get_mut())).await;
             native.quic.close(why.into(), reason.as_bytes());
             return;
         }
