@@ -2,6 +2,7 @@
 //! streams it opens. Everything the connection spawned ends with it.
 
 use std::collections::HashMap;
+use std::pin::pin;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -118,35 +119,75 @@ impl Native {
 }
 
 /// Serves one incoming connection from handshake to close.
-pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
+///
+/// The opening (handshake, hello, admission, welcome) is boxed: it is over within the
+/// handshake time, and its futures (the `Incoming`, timers, the admission callback's) would
+/// otherwise size the future that every connection keeps for as long as it lives. Not an
+/// `async fn`, so that `incoming` is moved straight into the box instead of also being kept
+/// as the future's argument.
+pub(crate) fn serve(
+    shared: Arc<Shared>,
+    incoming: quinn::Incoming,
+) -> impl std::future::Future<Output = ()> + Send {
+    let opening = Box::pin(open(shared.clone(), incoming));
+    async move {
+        match opening.await {
+            Some(Opened::Client(client)) => live(shared, client).await,
+            Some(Opened::NodeLink(quic)) => super::node::serve(shared, quic).await,
+            None => {}
+        }
+    }
+}
+
+/// An opened connection.
+enum Opened {
+    /// A native client, in the core and welcomed.
+    Client(Client),
+    /// Another node of the cluster.
+    NodeLink(quinn::Connection),
+}
+
+/// A native client once it is in the core, with its control stream.
+struct Client {
+    native: Arc<Native>,
+    reader: FrameReader<quinn::RecvStream>,
+    writer: FrameWriter<quinn::SendStream>,
+    events: OutboxReceiver,
+}
+
+/// From handshake to welcome; `None` when the connection was refused or failed (and is
+/// closed, or closing).
+async fn open(shared: Arc<Shared>, incoming: quinn::Incoming) -> Option<Opened> {
     // Until the client is in the core, the front end stopping ends the connection at once;
     // from then on the core closes it (with a Closing frame that says why).
     let stopping = shared.stopping.clone();
     let quic = tokio::select! {
         quic = incoming => match quic {
             Ok(quic) => quic,
-            Err(e) => return debug!("QUIC handshake failed: {e}"),
+            Err(e) => {
+                debug!("QUIC handshake failed: {e}");
+                return None;
+            }
         },
-        _ = stopping.cancelled() => return,
+        _ = stopping.cancelled() => return None,
     };
     if super::node::is_node_link(&quic) {
-        return super::node::serve(shared, quic).await;
+        return Some(Opened::NodeLink(quic));
     }
+    let shutdown = |quic: &quinn::Connection| {
+        quic.close(code(CloseCode::Shutdown), super::SHUTDOWN_REASON);
+        None
+    };
     let hello = tokio::select! {
         hello = hello(&shared, &quic) => hello,
-        _ = stopping.cancelled() => {
-            return quic.close(code(CloseCode::Shutdown), super::SHUTDOWN_REASON);
-        }
+        _ = stopping.cancelled() => return shutdown(&quic),
     };
-    let Some(Hello {
+    let Hello {
         client_id,
         credentials,
         reader,
         mut writer,
-    }) = hello
-    else {
-        return;
-    };
+    } = hello?;
     let remote = quic.remote_address();
 
     // The hello's credentials are the token (or whatever the admission callback expects);
@@ -159,15 +200,14 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     );
     let admitted = tokio::select! {
         admitted = tokio::time::timeout(shared.config.handshake_timeout, admitted) => admitted,
-        _ = stopping.cancelled() => {
-            return quic.close(code(CloseCode::Shutdown), super::SHUTDOWN_REASON);
-        }
+        _ = stopping.cancelled() => return shutdown(&quic),
     };
     let admitted = match admitted {
         Ok(admitted) => admitted,
         Err(_) => {
             let message = "admission did not complete in time".to_owned();
-            return refuse(&quic, &mut writer, CloseCode::Refused, message).await;
+            refuse(&quic, &mut writer, CloseCode::Refused, message).await;
+            return None;
         }
     };
     let (outbox, events) = Outbox::new(OutboxLimits {
@@ -186,7 +226,8 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
                 relay_core::ConnectError::ShuttingDown => CloseCode::Shutdown,
                 _ => CloseCode::Refused,
             };
-            return refuse(&quic, &mut writer, code, e.to_string()).await;
+            refuse(&quic, &mut writer, code, e.to_string()).await;
+            return None;
         }
     };
     debug!(%remote, client = %client_id, ?id, "native client connected");
@@ -204,36 +245,63 @@ pub(crate) async fn serve(shared: Arc<Shared>, incoming: quinn::Incoming) {
     };
     if writer.send(&welcome).await.is_err() {
         shared.relay.disconnect(id);
-        return;
+        return None;
     }
     shared.conns.insert(id, quic.clone());
     let native = Arc::new(Native {
         shared: shared.clone(),
         id,
-        quic: quic.clone(),
+        quic,
         outbox,
         streams: Mutex::new(HashMap::new()),
         tasks: Mutex::new(JoinSet::new()),
         stream_credit: AtomicU32::new(super::initial_stream_credit(&shared.config)),
     });
     shared.natives.insert(id, Arc::downgrade(&native));
+    Some(Opened::Client(Client {
+        native,
+        reader,
+        writer,
+        events,
+    }))
+}
 
-    // Everything below belongs to this connection and ends with it.
-    let mut tasks = JoinSet::new();
-    tasks.spawn(write_events(native.clone(), writer, events));
-    tasks.spawn(read_commands(native.clone(), reader));
-    tasks.spawn(accept_streams(native.clone()));
-    tasks.spawn(cut_off_when_overflowing(native.clone()));
-    // The first task to end means the connection is over (or broken).
-    tasks.join_next().await;
-    shared.conns.remove(&id);
-    shared.natives.remove(&id);
-    shared.relay.disconnect(id);
-    tasks.shutdown().await;
-    let mut started = std::mem::take(&mut *native.tasks.lock().expect("tasks lock"));
-    started.shutdown().await;
-    quic.close(code(CloseCode::Normal), b"");
-    debug!(%remote, ?id, "native client gone");
+/// A native client from its welcome to its close.
+async fn live(shared: Arc<Shared>, client: Client) {
+    let Client {
+        native,
+        reader,
+        writer,
+        events,
+    } = client;
+    let id = native.id;
+    // Everything below belongs to this connection and ends with it. Its four loops are
+    // one future in this task rather than four tasks (each a task cell, a join-set entry
+    // and an `Arc` of its own), and the first to end means the connection is over (or
+    // broken). The others are kept, not polled, until the core has let the client go.
+    {
+        let mut write = pin!(write_events(&native, writer, events));
+        let mut read = pin!(read_commands(&native, reader));
+        let mut accept = pin!(accept_streams(&native));
+        let mut cut_off = pin!(cut_off_when_overflowing(&native));
+        tokio::select! {
+            () = &mut write => {}
+            () = &mut read => {}
+            () = &mut accept => {}
+            () = &mut cut_off => {}
+        }
+        shared.conns.remove(&id);
+        shared.natives.remove(&id);
+        shared.relay.disconnect(id);
+    }
+    // Rare, and boxed so as not to size the live future.
+    Box::pin(async {
+        let mut started = std::mem::take(&mut *native.tasks.lock().expect("tasks lock"));
+        started.shutdown().await;
+    })
+    .await;
+    native.quic.close(code(CloseCode::Normal), b"");
+    debug!(remote = %native.quic.remote_address(), ?id, "native client gone");
 }
 
 /// What a client says before it is admitted, with the control stream it said it on.
@@ -329,7 +397,7 @@ async fn finish_before_close(send: &mut quinn::SendStream) {
 }
 
 /// Control frames from the client, turned into core commands.
-async fn read_commands(native: Arc<Native>, mut reader: FrameReader<quinn::RecvStream>) {
+async fn read_commands(native: &Native, mut reader: FrameReader<quinn::RecvStream>) {
     loop {
         let body = match reader.next().await {
             Ok(Some(body)) => body,
@@ -417,7 +485,7 @@ fn page_size(asked: Option<u32>, list_page: usize) -> usize {
 /// Closes the connection once its queue goes over its byte cap: the client does not read
 /// its control stream (the writer is then stuck on flow control, so the close cannot wait
 /// for it), and what it asked for must not pile up in the relay.
-async fn cut_off_when_overflowing(native: Arc<Native>) {
+async fn cut_off_when_overflowing(native: &Native) {
     let overflow = native.outbox.overflowed().await;
     let reason = overflow.to_string();
     debug!(id = ?native.id, %reason, "cutting off a client that does not read");
@@ -428,13 +496,13 @@ async fn cut_off_when_overflowing(native: Arc<Native>) {
 
 /// Core events for the client, written as control frames in order.
 async fn write_events(
-    native: Arc<Native>,
+    native: &Arc<Native>,
     mut writer: FrameWriter<quinn::SendStream>,
     mut events: OutboxReceiver,
 ) {
     while let Some(event) = events.recv().await {
         let is_deliver = matches!(event, Event::Deliver { .. });
-        let frame = frame_of(&native, event);
+        let frame = frame_of(native, event);
         if is_deliver {
             native.outbox.delivered();
         }
@@ -447,7 +515,9 @@ async fn write_events(
             return debug!(id = ?native.id, "control stream write failed: {e}");
         }
         if let Some((why, reason)) = closing {
-            finish_before_close(writer.get_mut()).await;
+            // Once per connection at most: boxed so that its timer does not size the
+            // future every live connection holds.
+            Box::pin(finish_before_close(writer.get_mut())).await;
             native.quic.close(why.into(), reason.as_bytes());
             return;
         }
@@ -591,7 +661,7 @@ fn wire_reply(reply: Reply) -> WireReply {
 
 /// Data streams the client opens: each names a granted stream in its header and is then
 /// relayed to the other end.
-async fn accept_streams(native: Arc<Native>) {
+async fn accept_streams(native: &Arc<Native>) {
     let mut streams = JoinSet::new();
     loop {
         tokio::select! {

@@ -121,8 +121,11 @@ pub(crate) fn end_code(why: StreamEnd) -> ResetCode {
 }
 
 /// Streams a new client may have open at once (its control stream included), before it
-/// uses any: see [`connection::Native::ensure_stream_credit`].
-pub(crate) const INITIAL_STREAM_CREDIT: u32 = 8;
+/// uses any: see [`connection::Native::ensure_stream_credit`]. quinn keeps an entry in two
+/// hash maps for each stream a peer may open; three entries fit the maps' smallest table (four
+/// buckets), eight took sixteen. The first grant raises the credit to six, before the
+/// client reads it.
+pub(crate) const INITIAL_STREAM_CREDIT: u32 = 3;
 
 /// The stream credit a connection starts with: [`INITIAL_STREAM_CREDIT`], or less if the
 /// configured maximum is lower.
