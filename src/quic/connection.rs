@@ -500,18 +500,37 @@ async fn write_events(
     mut writer: FrameWriter<quinn::SendStream>,
     mut events: OutboxReceiver,
 ) {
-    while let Some(event) = events.recv().await {
-        let is_deliver = matches!(event, Event::Deliver { .. });
-        let frame = frame_of(native, event);
-        if is_deliver {
-            native.outbox.delivered();
+    while let Some(first) = events.recv().await {
+        // What is queued already goes out in one write: every write takes the
+        // connection's lock and wakes its driver, which cost more than the encoding.
+        let mut chunks = Vec::new();
+        let (mut bytes, mut closing) = (0, None);
+        let mut next = Some(first);
+        while let Some(event) = next.take() {
+            let is_deliver = matches!(event, Event::Deliver { .. });
+            let frame = frame_of(native, event);
+            if is_deliver {
+                native.outbox.delivered();
+            }
+            if let Some(frame) = frame {
+                if let ServerFrame::Closing { code, reason } = &frame {
+                    closing = Some((*code, reason.clone()));
+                }
+                match frame::encode(&frame) {
+                    Ok(encoded) => {
+                        bytes += encoded.len();
+                        chunks.push(encoded);
+                    }
+                    Err(e) => return debug!(id = ?native.id, "control frame not encoded: {e}"),
+                }
+            }
+            if closing.is_some() || chunks.len() >= WRITE_BATCH_FRAMES || bytes >= WRITE_BATCH_BYTES
+            {
+                break;
+            }
+            next = events.try_recv();
         }
-        let Some(frame) = frame else { continue };
-        let closing = match &frame {
-            ServerFrame::Closing { code, reason } => Some((*code, reason.clone())),
-            _ => None,
-        };
-        if let Err(e) = writer.send(&frame).await {
+        if let Err(e) = writer.get_mut().write_all_chunks(&mut chunks).await {
             return debug!(id = ?native.id, "control stream write failed: {e}");
         }
         if let Some((why, reason)) = closing {
@@ -523,6 +542,12 @@ async fn write_events(
         }
     }
 }
+
+/// Most frames, and about the most bytes, that one write to a control stream carries;
+/// past them the rest waits for the next write (quinn takes what its flow control allows
+/// and the write waits for the rest either way).
+const WRITE_BATCH_FRAMES: usize = 64;
+const WRITE_BATCH_BYTES: usize = 256 * 1024;
 
 /// What the client is told of an event, if anything; the front end's part of the stream
 /// rules (which stream the bytes go to) happens on the way, in event order.
