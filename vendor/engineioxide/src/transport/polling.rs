@@ -228,10 +228,12 @@ mod rx_stream {
 
     use futures_core::Stream;
     use pin_project_lite::pin_project;
-    use tokio::sync::{mpsc, watch};
+    use tokio::sync::watch;
+
+    use crate::queue as mpsc;
     use tokio_util::sync::ReusableBoxFuture;
 
-    /// [`ReceiverStream`] is a stream that wraps a [`mpsc::Receiver`] by reference.
+    /// [`ReceiverStream`] is a stream that wraps a [`Receiver`](crate::queue::Receiver) by reference.
     /// Allowing to use it as a stream even if it is behind a mutex.
     pub struct ReceiverStream<'a, T> {
         inner: &'a mut mpsc::Receiver<T>,
