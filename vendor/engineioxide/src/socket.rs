@@ -550,6 +550,131 @@ where
     }
 }
 
+/// The heartbeat of a session opened over websocket, run by its reader (`transport::ws`)
+/// instead of a task of its own: the task and its state cost more than a timer in the reader.
+/// A session opened over polling keeps [`Socket::spawn_heartbeat`], which also covers the
+/// upgrade to websocket.
+///
+/// It keeps the timing of [`Socket::heartbeat_job`]:
+/// * v4: a ping when the session starts and then every `interval` (the ticks of a tokio
+///   `interval`, whose missed ticks fire at once), each answered within `timeout`. A pong
+///   received while no ping waits for one is kept (once), and answers the next ping, as the
+///   heartbeat channel (of capacity 1) did; one received before the first ping is dropped.
+/// * v3: a ping from the client within `interval + timeout` of the session's start or of the
+///   previous ping, answered with a pong.
+///
+/// Failing to queue the ping or pong, or a missed deadline, is a heartbeat timeout.
+#[derive(Debug)]
+pub(crate) struct InlineHeartbeat {
+    interval: Duration,
+    timeout: Duration,
+    #[cfg(feature = "v3")]
+    v3: bool,
+    /// v4: when the next ping is due.
+    next_tick: tokio::time::Instant,
+    /// v4: a ping was sent and its pong is awaited.
+    waiting_pong: bool,
+    /// v4: a pong arrived while no ping was waiting for one.
+    pong_pending: bool,
+    /// v4: the first ping is not sent yet.
+    first: bool,
+}
+
+impl InlineHeartbeat {
+    /// Starts the heartbeat; returns it with its first deadline.
+    pub(crate) fn new(
+        protocol: ProtocolVersion,
+        interval: Duration,
+        timeout: Duration,
+    ) -> (Self, tokio::time::Instant) {
+        let now = tokio::time::Instant::now();
+        #[cfg(not(feature = "v3"))]
+        let _ = protocol;
+        let hb = Self {
+            interval,
+            timeout,
+            #[cfg(feature = "v3")]
+            v3: protocol == ProtocolVersion::V3,
+            next_tick: now,
+            waiting_pong: false,
+            pong_pending: false,
+            first: true,
+        };
+        #[cfg(feature = "v3")]
+        if hb.v3 {
+            return (hb, now + interval + timeout);
+        }
+        (hb, now)
+    }
+
+    /// The deadline was reached: sends the due ping (v4), or fails with a heartbeat timeout.
+    /// Returns the next deadline.
+    pub(crate) fn on_deadline<D>(
+        &mut self,
+        socket: &Socket<D>,
+    ) -> Result<tokio::time::Instant, Error>
+    where
+        D: Default + Send + Sync + 'static,
+    {
+        #[cfg(feature = "v3")]
+        if self.v3 {
+            return Err(Error::HeartbeatTimeout);
+        }
+        if self.waiting_pong {
+            return Err(Error::HeartbeatTimeout);
+        }
+        // A websocket session never upgrades, so unlike `heartbeat_job_v4` there is no pause.
+        self.next_tick += self.interval;
+        if std::mem::take(&mut self.first) {
+            // Some clients send the pong packet in first. If that happens, we should consume it.
+            self.pong_pending = false;
+        }
+        #[cfg(feature = "tracing")]
+        tracing::trace!(sid = ?socket.id, "emitting ping");
+        socket
+            .internal_tx
+            .try_send(smallvec![Packet::Ping])
+            .map_err(|_| Error::HeartbeatTimeout)?;
+        if std::mem::take(&mut self.pong_pending) {
+            return Ok(self.next_tick);
+        }
+        self.waiting_pong = true;
+        Ok(tokio::time::Instant::now() + self.timeout)
+    }
+
+    /// A ping or pong packet was received. Returns the new deadline, if it changed.
+    pub(crate) fn on_heartbeat<D>(
+        &mut self,
+        socket: &Socket<D>,
+    ) -> Result<Option<tokio::time::Instant>, Error>
+    where
+        D: Default + Send + Sync + 'static,
+    {
+        #[cfg(feature = "v3")]
+        if self.v3 {
+            #[cfg(feature = "tracing")]
+            tracing::trace!(sid = ?socket.id, "ping received, sending pong");
+            socket
+                .internal_tx
+                .try_send(smallvec![Packet::Pong])
+                .map_err(|_| Error::HeartbeatTimeout)?;
+            return Ok(Some(
+                tokio::time::Instant::now() + self.interval + self.timeout,
+            ));
+        }
+        if std::mem::take(&mut self.waiting_pong) {
+            #[cfg(feature = "tracing")]
+            tracing::trace!(sid = ?socket.id, "pong received");
+            return Ok(Some(self.next_tick));
+        }
+        // Kept for the next ping, as the heartbeat channel of capacity 1 kept one.
+        self.pong_pending = true;
+        #[cfg(not(feature = "tracing"))]
+        let _ = socket;
+        Ok(None)
+    }
+}
+
 impl<D: Default + Send + Sync + 'static> std::fmt::Debug for Socket<D> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Socket")

@@ -26,8 +26,14 @@ use tokio_util::future::FutureExt as _;
 use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
-    DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    DisconnectReason, Socket,
+    body::ResponseBody,
+    config::EngineIoConfig,
+    engine::EngineIo,
+    errors::Error,
+    handler::EngineIoHandler,
+    socket::{InlineHeartbeat, InternalRx},
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -123,7 +129,7 @@ where
         .max_frame_size(Some(engine.config.ws_max_frame_size));
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
-    let (socket, ws) = if let Some(sid) = sid {
+    let (socket, ws, heartbeat) = if let Some(sid) = sid {
         match engine.get_socket(sid) {
             None => return Err(Error::UnknownSessionID(sid)),
             Some(socket) if socket.is_ws() => return Err(Error::MultipleWebsocketRequests),
@@ -148,7 +154,8 @@ where
                         return Err(Error::Upgrade);
                     }
                 }
-                (socket, ws)
+                // The heartbeat started with the polling session.
+                (socket, ws, None)
             }
         }
     } else {
@@ -159,10 +166,13 @@ where
 
         let mut ws = ws_init().await;
         init_handshake(socket.id, &mut ws, &engine.config).await?;
-        socket
-            .clone()
-            .spawn_heartbeat(engine.config.ping_interval, engine.config.ping_timeout);
-        (socket, ws)
+        // Run by the reader below rather than by a task of its own (`InlineHeartbeat`).
+        let heartbeat = InlineHeartbeat::new(
+            socket.protocol,
+            engine.config.ping_interval,
+            engine.config.ping_timeout,
+        );
+        (socket, ws, Some(heartbeat))
     };
     let (tx, rx) = ws.split();
 
@@ -170,7 +180,7 @@ where
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
 
     // pipe between internal socket channel and websocket
-    match forward_to_handler(&engine, rx, &socket)
+    match forward_to_handler(&engine, rx, &socket, heartbeat)
         .with_cancellation_token(&socket.cancellation_token)
         .await
     {
@@ -196,15 +206,53 @@ where
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
+///
+/// With `heartbeat` (a session opened over websocket), it also runs the session's heartbeat:
+/// on a heartbeat timeout it closes the socket, as the heartbeat task does.
 async fn forward_to_handler<H: EngineIoHandler, S>(
     engine: &Arc<EngineIo<H>>,
     mut rx: SplitStream<WebSocketStream<S>>,
     socket: &Arc<Socket<H::Data>>,
+    heartbeat: Option<(InlineHeartbeat, tokio::time::Instant)>,
 ) -> Result<(), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    while let Some(msg) = rx.try_next().await? {
+    let (mut heartbeat, deadline) = match heartbeat {
+        Some((hb, deadline)) => (Some(hb), deadline),
+        None => (None, tokio::time::Instant::now()),
+    };
+    // Only polled with a heartbeat.
+    let timer = tokio::time::sleep_until(deadline);
+    tokio::pin!(timer);
+    macro_rules! heartbeat_result {
+        ($res:expr) => {
+            match $res {
+                Ok(deadline) => deadline,
+                Err(e) => {
+                    #[cfg(feature = "tracing")]
+                    tracing::debug!(id = ?socket.id, "heartbeat error: {e}");
+                    socket.close(DisconnectReason::HeartbeatTimeout);
+                    return Err(e);
+                }
+            }
+        };
+    }
+    loop {
+        let msg = match &mut heartbeat {
+            None => rx.try_next().await?,
+            // The timer first, so a client that keeps sending still gets its pings (v4).
+            Some(hb) => tokio::select! {
+                biased;
+                () = &mut timer => {
+                    let deadline = heartbeat_result!(hb.on_deadline(socket));
+                    timer.as_mut().reset(deadline);
+                    continue;
+                }
+                msg = rx.try_next() => msg?,
+            },
+        };
+        let Some(msg) = msg else { break };
         match msg {
             Message::Text(msg) => match Packet::parse(socket.protocol, ws_bytes_to_str(msg))? {
                 Packet::Close => {
@@ -214,8 +262,14 @@ where
                     break;
                 }
                 Packet::Pong | Packet::Ping => {
-                    // A full channel means that the client is already known to be alive.
-                    socket.heartbeat_tx.try_send(()).ok();
+                    if let Some(hb) = &mut heartbeat {
+                        if let Some(deadline) = heartbeat_result!(hb.on_heartbeat(socket)) {
+                            timer.as_mut().reset(deadline);
+                        }
+                    } else {
+                        // A full channel means that the client is already known to be alive.
+                        socket.heartbeat_tx.try_send(()).ok();
+                    }
                     Ok::<(), Error>(())
                 }
                 Packet::Message(msg) => {
