@@ -71,33 +71,42 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
         .ok_or(Error::InvalidWebSocketKey)?
         .clone();
 
-    tokio::spawn(async move {
+    // The upgrade and the handshake run in a future of their own, on the heap only while they
+    // run. A task's future is as large as its largest state and keeps its captures: with the
+    // setup inline, the request, the unsplit websocket and the upgrade's timers took room in the
+    // task for the whole session.
+    let setup = Box::pin(async move {
         let conn = hyper::upgrade::on(req)
             .await
             .map(hyper_util::rt::TokioIo::new);
 
         let res = match conn {
-            Ok(conn) => on_init(engine.clone(), conn, protocol, sid, parts).await,
+            Ok(conn) => init(&engine, conn, protocol, sid, parts).await,
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!("ws upgrade error: {}", _e);
-                return;
+                return None;
             }
         };
 
         match res {
-            Ok(_) => {
-                #[cfg(feature = "tracing")]
-                tracing::debug!(?sid, "ws closed")
-            }
-            Err(Error::MultipleWebsocketRequests) => {}
+            Ok(session) => Some((engine, session)),
+            Err(Error::MultipleWebsocketRequests) => None,
             Err(_e) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(?sid, "ws closed with error: {_e}");
                 if let Some(sid) = sid {
                     engine.close_session(sid, DisconnectReason::TransportError);
                 }
+                None
             }
+        }
+    });
+    tokio::spawn(async move {
+        if let Some((engine, session)) = setup.await {
+            run(engine, session).await;
+            #[cfg(feature = "tracing")]
+            tracing::debug!(?sid, "ws closed")
         }
     });
 
@@ -109,10 +118,6 @@ pub fn new_req<R: Send + 'static, B, H: EngineIoHandler>(
 /// Sends an open packet if it is not an upgrade from a polling request
 ///
 /// Read packets from the websocket and handle them, it will block until the connection is closed
-#[cfg_attr(
-    feature = "tracing",
-    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
-)]
 pub async fn on_init<H: EngineIoHandler, S>(
     engine: Arc<EngineIo<H>>,
     conn: S,
@@ -120,6 +125,36 @@ pub async fn on_init<H: EngineIoHandler, S>(
     sid: Option<Sid>,
     req_data: Parts,
 ) -> Result<(), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let session = init(&engine, conn, protocol, sid, req_data).await?;
+    run(engine, session).await;
+    Ok(())
+}
+
+/// A websocket session, once opened or upgraded.
+struct Session<D: Default + Send + Sync + 'static, S> {
+    socket: Arc<Socket<D>>,
+    tx: SplitSink<WebSocketStream<S>, Message>,
+    rx: SplitStream<WebSocketStream<S>>,
+    /// For a session opened over websocket, its heartbeat and first deadline.
+    heartbeat: Option<(InlineHeartbeat, tokio::time::Instant)>,
+}
+
+/// Opens a websocket session (creates the socket and sends the open packet), or upgrades a
+/// polling session to websocket.
+#[cfg_attr(
+    feature = "tracing",
+    tracing::instrument(level = "trace", name = "init_websocket", skip(engine, conn, req_data))
+)]
+async fn init<H: EngineIoHandler, S>(
+    engine: &Arc<EngineIo<H>>,
+    conn: S,
+    protocol: ProtocolVersion,
+    sid: Option<Sid>,
+    req_data: Parts,
+) -> Result<Session<H::Data, S>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -175,6 +210,27 @@ where
         (socket, ws, Some(heartbeat))
     };
     let (tx, rx) = ws.split();
+    Ok(Session {
+        socket,
+        tx,
+        rx,
+        heartbeat,
+    })
+}
+
+/// Runs a websocket session until it is closed: a task writes to the websocket what the socket
+/// queues, and this future reads from it (and runs the heartbeat of a session opened over
+/// websocket).
+async fn run<H: EngineIoHandler, S>(engine: Arc<EngineIo<H>>, session: Session<H::Data, S>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let Session {
+        socket,
+        tx,
+        rx,
+        heartbeat,
+    } = session;
 
     // Pipe between websocket and internal socket channel.
     tokio::spawn(forward_to_socket::<H, S>(socket.clone(), tx));
@@ -202,7 +258,6 @@ where
             tracing::debug!(sid = %socket.id, "socket is closing");
         }
     }
-    Ok(())
 }
 
 /// Forwards all packets received from a websocket to a EngineIo [`Socket`]
