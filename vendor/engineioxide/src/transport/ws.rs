@@ -417,34 +417,38 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
     loop {
-        tokio::select! {
+        // The select only picks what to write, so that the code writing it (and its state
+        // across the writes) is in this future once rather than once per branch.
+        let (packets, buffered) = tokio::select! {
             biased;
-            items = buffered_rx.recv() => {
-                match items {
-                    Some(packets) => {
-                        for item in packets {
-                            map_fn!(item);
-                        }
-                        while let Ok(packets) = buffered_rx.try_recv() {
-                            for item in packets {
-                                map_fn!(item);
-                            }
-                        }
-                    }
-                    None => break
-                }
-            }
+            items = buffered_rx.recv() => match items {
+                Some(packets) => (Some(packets), true),
+                None => break,
+            },
             _ = socket.cancellation_token.cancelled() => break,
             Ok(()) = volatile_rx.changed() => {
                 let val = volatile_rx.borrow_and_update().clone();
-                if let Some(packets) = val {
-                    #[cfg(feature = "tracing")]
+                #[cfg(feature = "tracing")]
+                if let Some(packets) = &val {
                     tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                    for item in packets {
-                        map_fn!(item);
-                    }
                 }
+                (val, false)
             },
+        };
+        // Buffered packets: then everything else queued; a volatile message: alone. One
+        // iterator, reused, rather than a packet buffer and its iterator across the writes.
+        let mut items = packets.unwrap_or_default().into_iter();
+        loop {
+            for item in &mut items {
+                map_fn!(item);
+            }
+            if !buffered {
+                break;
+            }
+            match buffered_rx.try_recv() {
+                Ok(packets) => items = packets.into_iter(),
+                Err(_) => break,
+            }
         }
 
         #[cfg(feature = "tracing")]
