@@ -640,6 +640,106 @@ mod tests {
         assert_eq!(msg, Message::text("4hello"));
     }
 
+    #[derive(Debug)]
+    struct CloseHandler(tokio::sync::mpsc::UnboundedSender<DisconnectReason>);
+    impl EngineIoHandler for CloseHandler {
+        type Data = ();
+        fn on_connect(self: Arc<Self>, _: Arc<Socket<()>>) {}
+        fn on_disconnect(&self, _: Arc<Socket<()>>, reason: DisconnectReason) {
+            self.0.send(reason).ok();
+        }
+        fn on_message(self: &Arc<Self>, _: Str, _: Arc<Socket<()>>) {}
+        fn on_binary(self: &Arc<Self>, _: Bytes, _: Arc<Socket<()>>) {}
+    }
+
+    /// A session opened over websocket, its open packet read; and its disconnections.
+    async fn heartbeat_session(
+        protocol: ProtocolVersion,
+        interval: Duration,
+        timeout: Duration,
+    ) -> (
+        WebSocketStream<DuplexStream>,
+        tokio::sync::mpsc::UnboundedReceiver<DisconnectReason>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let config = EngineIoConfig::builder()
+            .ping_interval(interval)
+            .ping_timeout(timeout)
+            .build();
+        let engine = Arc::new(EngineIo::new(Arc::new(CloseHandler(tx)), config));
+        let (server, client) = tokio::io::duplex(4096);
+        let parts = Request::<()>::default().into_parts().0;
+        tokio::spawn(on_init(engine, server, protocol, None, parts));
+        let mut client = WebSocketStream::from_raw_socket(client, Role::Client, None).await;
+        assert!(next_text(&mut client).await.starts_with('0'));
+        (client, rx)
+    }
+
+    async fn next_text(ws: &mut WebSocketStream<DuplexStream>) -> String {
+        let msg = tokio::time::timeout(TIMEOUT, ws.next())
+            .await
+            .expect("a message should come")
+            .unwrap()
+            .unwrap();
+        msg.into_text().unwrap().to_string()
+    }
+
+    /// Engine.io 4: a ping at the start and then every interval, each to be answered within
+    /// the timeout; without an answer, a close packet and a heartbeat timeout.
+    #[tokio::test]
+    async fn inline_heartbeat_v4_timing() {
+        let interval = Duration::from_millis(300);
+        let timeout = Duration::from_millis(150);
+        let start = tokio::time::Instant::now();
+        let (mut ws, mut closed) = heartbeat_session(ProtocolVersion::V4, interval, timeout).await;
+        assert_eq!(next_text(&mut ws).await, "2");
+        assert!(start.elapsed() < Duration::from_millis(100));
+        ws.send(Message::text("3")).await.unwrap();
+
+        assert_eq!(next_text(&mut ws).await, "2");
+        let t = start.elapsed();
+        assert!(t >= interval && t < interval + Duration::from_millis(100), "{t:?}");
+        // A pong received while no ping waits (once the answer was taken) answers the next one.
+        ws.send(Message::text("3")).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        ws.send(Message::text("3")).await.unwrap();
+        assert_eq!(next_text(&mut ws).await, "2");
+        let t = start.elapsed();
+        assert!(t >= 2 * interval && t < 2 * interval + Duration::from_millis(100), "{t:?}");
+        assert_eq!(next_text(&mut ws).await, "2");
+        let t = start.elapsed();
+        assert!(t >= 3 * interval && t < 3 * interval + Duration::from_millis(100), "{t:?}");
+        assert!(closed.try_recv().is_err());
+
+        assert_eq!(next_text(&mut ws).await, "1");
+        let t = start.elapsed();
+        assert!(t >= 3 * interval + timeout, "{t:?}");
+        let reason = tokio::time::timeout(TIMEOUT, closed.recv()).await.unwrap();
+        assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
+    }
+
+    /// Engine.io 3: each ping from the client is answered with a pong, and moves the deadline
+    /// (interval + timeout) on; past it, a close packet and a heartbeat timeout.
+    #[cfg(feature = "v3")]
+    #[tokio::test]
+    async fn inline_heartbeat_v3_timing() {
+        let interval = Duration::from_millis(100);
+        let timeout = Duration::from_millis(50);
+        let (mut ws, mut closed) = heartbeat_session(ProtocolVersion::V3, interval, timeout).await;
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            ws.send(Message::text("2")).await.unwrap();
+            assert_eq!(next_text(&mut ws).await, "3");
+        }
+        assert!(closed.try_recv().is_err());
+        let last_ping = tokio::time::Instant::now();
+        assert_eq!(next_text(&mut ws).await, "1");
+        let t = last_ping.elapsed();
+        assert!(t >= interval + timeout - Duration::from_millis(5), "{t:?}");
+        let reason = tokio::time::timeout(TIMEOUT, closed.recv()).await.unwrap();
+        assert_eq!(reason, Some(DisconnectReason::HeartbeatTimeout));
+    }
+
     #[tokio::test]
     async fn writer_waiting_for_the_lock_stops_with_the_session() {
         let socket = socket();
