@@ -698,17 +698,26 @@ mod tests {
 
         assert_eq!(next_text(&mut ws).await, "2");
         let t = start.elapsed();
-        assert!(t >= interval && t < interval + Duration::from_millis(100), "{t:?}");
+        assert!(
+            t >= interval && t < interval + Duration::from_millis(100),
+            "{t:?}"
+        );
         // A pong received while no ping waits (once the answer was taken) answers the next one.
         ws.send(Message::text("3")).await.unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
         ws.send(Message::text("3")).await.unwrap();
         assert_eq!(next_text(&mut ws).await, "2");
         let t = start.elapsed();
-        assert!(t >= 2 * interval && t < 2 * interval + Duration::from_millis(100), "{t:?}");
+        assert!(
+            t >= 2 * interval && t < 2 * interval + Duration::from_millis(100),
+            "{t:?}"
+        );
         assert_eq!(next_text(&mut ws).await, "2");
         let t = start.elapsed();
-        assert!(t >= 3 * interval && t < 3 * interval + Duration::from_millis(100), "{t:?}");
+        assert!(
+            t >= 3 * interval && t < 3 * interval + Duration::from_millis(100),
+            "{t:?}"
+        );
         assert!(closed.try_recv().is_err());
 
         assert_eq!(next_text(&mut ws).await, "1");
