@@ -123,7 +123,8 @@ impl FrameCodec {
     /// Create a new frame codec.
     pub(super) fn new(in_buf_len: usize) -> Self {
         Self {
-            in_buffer: BytesMut::with_capacity(in_buf_len),
+            // Allocated by the first read (see `read_frame`), not for a stream never read.
+            in_buffer: BytesMut::new(),
             in_buf_max_read: in_buf_len.max(FrameHeader::MAX_SIZE),
             out_buffer: <_>::default(),
             max_out_buffer_len: usize::MAX,
@@ -189,6 +190,10 @@ impl FrameCodec {
                     // Reserve full message length only once, even for multiple
                     // loops or if WouldBlock errors cause multiple fn calls.
                     self.in_buffer.reserve(len);
+                } else if self.in_buffer.capacity() == 0 {
+                    // No buffer (a new codec, or one given back while the stream was idle):
+                    // room for a whole read, as the buffer allocated up front had.
+                    self.in_buffer.reserve(self.in_buf_max_read);
                 } else {
                     self.in_buffer.reserve(FrameHeader::MAX_SIZE);
                 }
@@ -202,9 +207,24 @@ impl FrameCodec {
             }
 
             // Not enough data in buffer.
-            if self.read_in(stream)? == 0 {
-                trace!("no frame received");
-                return Ok(None);
+            match self.read_in(stream) {
+                Ok(0) => {
+                    trace!("no frame received");
+                    return Ok(None);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    // Nothing buffered, between frames, and nothing to read: give the buffer
+                    // back while the stream is idle, so an idle connection holds none. The next
+                    // read allocates it again.
+                    if err.kind() == io::ErrorKind::WouldBlock
+                        && self.header.is_none()
+                        && self.in_buffer.is_empty()
+                    {
+                        self.in_buffer = BytesMut::new();
+                    }
+                    return Err(err.into());
+                }
             }
         };
 
