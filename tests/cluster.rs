@@ -140,17 +140,6 @@ async fn quic_pair_across_two_nodes() {
 }
 
 /// Pairs two Socket.IO clients: `a` asks `b_id`, `b` accepts.
-async fn pair_sio(a: &mut Sio, b: &mut Sio, b_id: &str) {
-    let id = a
-        .emit_raw("P2P_REGISTER", &json!(b_id).to_string(), true)
-        .await
-        .unwrap();
-    match b.event("P2P_REGISTER").await {
-        Packet::Event { ack: Some(q), .. } => b.answer(q, &[json!(true)]).await,
-        other => panic!("expected a pairing question, got {other:?}"),
-    }
-    assert_eq!(a.ack(id).await, vec![json!(true)]);
-}
 
 fn emit_payload(target: &str, event: &str, args: &str) -> String {
     format!(
@@ -185,7 +174,7 @@ async fn socketio_pair_across_two_nodes() {
         a.request("LIST_CLIENTS", &[]).await,
         vec![json!(["A", "B"])]
     );
-    pair_sio(&mut a, &mut b, "B").await;
+    a.pair_with(&mut b, "B").await;
 
     // An emit with binary, then an ack with binary, across the nodes.
     let args = format!(r#"["x",{PLACEHOLDER},{{"n":1}}]"#);
@@ -274,7 +263,7 @@ async fn socketio_pair_across_two_nodes() {
         other => panic!("{other:?}"),
     }
     a.ack(q).await;
-    pair_sio(&mut b, &mut a, "A").await;
+    b.pair_with(&mut a, "A").await;
     // A disconnect across the nodes: the peer is told.
     a.close().await;
     b.event("P2P_DISCONNECT").await;

@@ -11,7 +11,7 @@ use common::Relay;
 use native_client::rmpv::Value as Mp;
 use native_client::wire::{ClientFrame, ServerFrame};
 use serde_json::json;
-use sio::{Packet, Sio};
+use sio::Sio;
 
 /// Arguments whose text any re-encoding would change.
 const ARGS: &str =
@@ -25,24 +25,12 @@ fn emit_object(target: &str, event: &str, args: &str) -> String {
     )
 }
 
-async fn pair_sio(a: &mut Sio, b: &mut Sio, b_id: &str) {
-    let id = a
-        .emit_raw("P2P_REGISTER", &json!(b_id).to_string(), true)
-        .await
-        .unwrap();
-    match b.event("P2P_REGISTER").await {
-        Packet::Event { ack: Some(q), .. } => b.answer(q, &[json!(true)]).await,
-        other => panic!("expected a pairing question, got {other:?}"),
-    }
-    assert_eq!(a.ack(id).await, vec![json!(true)]);
-}
-
 #[tokio::test]
 async fn emitted_arguments_reach_a_socketio_peer_as_they_were_written() {
     let relay = Relay::start(&[]).await;
     let mut a = Sio::connect(relay.socketio_addr(), "A").await;
     let mut b = Sio::connect(relay.socketio_addr(), "B").await;
-    pair_sio(&mut a, &mut b, "B").await;
+    a.pair_with(&mut b, "B").await;
 
     a.emit_raw("P2P_EMIT", &emit_object("B", "e", ARGS), false)
         .await;

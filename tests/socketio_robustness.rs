@@ -154,17 +154,6 @@ async fn a_native_ack_json_cannot_express_answers_the_socketio_request() {
 }
 
 /// Pairs two Socket.IO clients: `a` asks, `b` accepts.
-async fn pair_sio(a: &mut Sio, b: &mut Sio, b_id: &str) {
-    let id = a
-        .emit_raw("P2P_REGISTER", &Value::from(b_id).to_string(), true)
-        .await
-        .unwrap();
-    match b.event("P2P_REGISTER").await {
-        Packet::Event { ack: Some(q), .. } => b.answer(q, &[json!(true)]).await,
-        other => panic!("expected a pairing question, got {other:?}"),
-    }
-    assert_eq!(a.ack(id).await, vec![json!(true)]);
-}
 
 /// `args` with every placeholder replaced by its attachment's bytes (as a JSON string of
 /// the bytes, for comparison).
@@ -202,7 +191,7 @@ async fn binary_placeholders_bind_to_the_attachment_they_name() {
     let relay = Relay::start(&[]).await;
     let mut a = Sio::connect(relay.socketio_addr(), "A").await;
     let mut b = Sio::connect(relay.socketio_addr(), "B").await;
-    pair_sio(&mut a, &mut b, "B").await;
+    a.pair_with(&mut b, "B").await;
 
     let args = r#"[{"_placeholder":true,"num":1},{"k":{"_placeholder":true,"num":0}}]"#;
     a.emit_binary(
@@ -257,7 +246,7 @@ async fn too_deep_or_out_of_range_arguments_are_refused_saying_why() {
     let relay = Relay::start(&[]).await;
     let mut a = Sio::connect(relay.socketio_addr(), "A").await;
     let mut b = Sio::connect(relay.socketio_addr(), "B").await;
-    pair_sio(&mut a, &mut b, "B").await;
+    a.pair_with(&mut b, "B").await;
 
     let deep = format!("[{}1{}]", "[".repeat(126), "]".repeat(126));
     let cases = [

@@ -342,18 +342,6 @@ async fn emit(a: &mut Sio, to: &str, name: &str, args: Value) {
     a.emit_raw("P2P_EMIT", &payload.to_string(), false).await;
 }
 
-async fn pair_sio(a: &mut Sio, b: &mut Sio, b_id: &str) {
-    let id = a
-        .emit_raw("P2P_REGISTER", &Value::from(b_id).to_string(), true)
-        .await
-        .unwrap();
-    match b.event("P2P_REGISTER").await {
-        Packet::Event { ack: Some(q), .. } => b.answer(q, &[json!(true)]).await,
-        other => panic!("expected a pairing question, got {other:?}"),
-    }
-    assert_eq!(a.ack(id).await, vec![json!(true)]);
-}
-
 async fn received(b: &mut Sio, name: &str) -> Vec<Value> {
     match b.event(name).await {
         Packet::Event { args, .. } => args,
@@ -416,7 +404,7 @@ async fn a_replaced_certificate_reaches_new_connections_and_open_ones_live_on() 
     let (mut a, served_a) = wss(&ca, relay.socketio(), "A").await;
     let (mut b, _) = wss(&ca, relay.socketio(), "B").await;
     assert_eq!(served_a, first.fingerprint);
-    pair_sio(&mut a, &mut b, "B").await;
+    a.pair_with(&mut b, "B").await;
 
     files.write(&second);
     eventually(

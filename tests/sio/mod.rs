@@ -286,6 +286,20 @@ impl Sio {
         .await
     }
 
+    /// Pairs this client with `peer` (connected as `peer_id`): this one asks, the peer
+    /// accepts, and the request is answered `true`.
+    pub async fn pair_with(&mut self, peer: &mut Sio, peer_id: &str) {
+        let id = self
+            .emit_raw("P2P_REGISTER", &Value::from(peer_id).to_string(), true)
+            .await
+            .expect("an ack id");
+        match peer.event("P2P_REGISTER").await {
+            Packet::Event { ack: Some(q), .. } => peer.answer(q, &[Value::Bool(true)]).await,
+            other => panic!("expected a pairing question, got {other:?}"),
+        }
+        assert_eq!(self.ack(id).await, vec![Value::Bool(true)]);
+    }
+
     /// The text of the next Socket.IO event packet exactly as the relay wrote it (from
     /// its Socket.IO type on, e.g. `2["e",1]`), for tests of what the relay re-encodes.
     /// Pings on the way are answered; nothing may be waiting in the backlog.
