@@ -139,8 +139,6 @@ async fn quic_pair_across_two_nodes() {
     n2.shutdown().await;
 }
 
-/// Pairs two Socket.IO clients: `a` asks `b_id`, `b` accepts.
-
 fn emit_payload(target: &str, event: &str, args: &str) -> String {
     format!(
         "{{\"targetClientId\":{},\"event\":{},\"args\":{args}}}",

@@ -153,8 +153,6 @@ async fn a_native_ack_json_cannot_express_answers_the_socketio_request() {
     relay.shutdown().await;
 }
 
-/// Pairs two Socket.IO clients: `a` asks, `b` accepts.
-
 /// `args` with every placeholder replaced by its attachment's bytes (as a JSON string of
 /// the bytes, for comparison).
 fn resolved(args: &[Value], attachments: &[Vec<u8>]) -> Vec<Value> {
