@@ -92,10 +92,9 @@ impl Serialize for OutArgs {
     }
 }
 
-/// Deepest nesting of arrays and objects accepted in one packet, the packet's own array
-/// included. serde_json stops at 128 with a bare "recursion limit exceeded"; this limit is
-/// reached first, so the client is told what is wrong.
-pub const MAX_NESTING: usize = 100;
+/// Deepest nesting accepted in one packet, the packet's own array included (the core's
+/// rule for JSON arguments, which node links hold JSON to as well).
+pub use relay_core::payload::MAX_NESTING;
 
 /// Why the arguments of a packet could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -84,9 +84,17 @@ impl MessageHandler<LocalAdapter, Inline> for Inbound {
             Kind::Request(kind) => (kind, ack_id),
             Kind::Emit => (RequestKind::Emit, None),
         };
+        // An emit is read the fast way when it can be: its arguments go on as JSON text.
         if kind == RequestKind::Emit {
             if let Some(emit) = args::raw_emit(&value) {
-                return handle_raw_emit(&self.conn, emit, ack_id);
+                return handle_event(&self.conn, kind, ack_id, |ack| {
+                    Ok(Command::Emit {
+                        target: emit.target,
+                        event: emit.event,
+                        args: emit.args.map_or_else(Payload::empty, Payload::Json),
+                        ack,
+                    })
+                });
             }
         }
         // LIST_CLIENTS and P2P_UNREGISTER take no arguments: whatever came is not read.
@@ -95,36 +103,23 @@ impl MessageHandler<LocalAdapter, Inline> for Inbound {
             _ => args::event_args(&value)
                 .map_err(|e| format!("could not read the arguments of {}: {e}", self.name)),
         };
-        handle_event(&self.conn, kind, args, ack_id);
+        handle_event(&self.conn, kind, ack_id, |req| parse(kind, args, req));
     }
 }
 
-/// An emit read the fast way ([`args::raw_emit`]): its arguments go on as JSON text.
-fn handle_raw_emit(conn: &Conn, emit: args::RawEmit, ack_id: Option<i64>) {
-    conn.acks.hand_over_arrived(&conn.handle, conn.id);
-    let req = ack_id.map(|_| conn.next_req(ack_id, RequestKind::Emit));
-    let command = Command::Emit {
-        target: emit.target,
-        event: emit.event,
-        args: emit.args.map_or_else(Payload::empty, Payload::Json),
-        ack: req,
-    };
-    conn.handle.command(conn.id, command);
-}
-
-/// `args` is the event's arguments, or why they could not be read (the request is then
-/// answered with that reason, as any malformed request is). `ack_id` is the client's ack,
-/// if the event takes one.
+/// `command` makes the event's command from its request id, or says why it cannot (the
+/// request is then answered with that reason, as any malformed request is). `ack_id` is
+/// the client's ack, if the event takes one.
 fn handle_event(
     conn: &Conn,
     kind: RequestKind,
-    args: Result<Vec<Value>, String>,
     ack_id: Option<i64>,
+    command: impl FnOnce(Option<relay_core::ReqId>) -> Result<Command, String>,
 ) {
     // Whatever the client acked before sending this event reaches the core first.
     conn.acks.hand_over_arrived(&conn.handle, conn.id);
     let req = (kind != RequestKind::Emit || ack_id.is_some()).then(|| conn.next_req(ack_id, kind));
-    match parse(kind, args, req) {
+    match command(req) {
         Ok(command) => conn.handle.command(conn.id, command),
         Err(message) => {
             conn.handle.metrics().malformed(Transport::Legacy);

@@ -22,6 +22,11 @@ pub enum Payload {
     Json(JsonArgs),
 }
 
+/// Deepest nesting of arrays and objects accepted in the JSON of one event or ack, its
+/// packet's own array included. serde_json stops at 128 with a bare "recursion limit
+/// exceeded"; this limit is reached first, so the sender is told what is wrong.
+pub const MAX_NESTING: usize = 100;
+
 /// The JSON text of an array of event arguments, e.g. `[1,{"a":"b"}]`, kept as it arrived.
 ///
 /// Made only by [`JsonArgs::new`], which checks that the text is one JSON array and

@@ -171,9 +171,11 @@ fn unpayload(p: WirePayload) -> Result<Payload, DecodeError> {
     match p {
         WirePayload::MsgPack(bytes) => Ok(Payload::MsgPack(Bytes::from(bytes))),
         // Checked again: another node's word is not taken for it.
-        WirePayload::Json(text) => JsonArgs::new(Bytes::from(text), gateway_socketio::MAX_NESTING)
-            .map(Payload::Json)
-            .map_err(|e| DecodeError::Payload(e.to_string())),
+        WirePayload::Json(text) => {
+            JsonArgs::new(Bytes::from(text), relay_core::payload::MAX_NESTING)
+                .map(Payload::Json)
+                .map_err(|e| DecodeError::Payload(e.to_string()))
+        }
         WirePayload::Values(bytes) => {
             match rmpv::decode::read_value(&mut bytes.as_slice())
                 .map_err(|e| DecodeError::Payload(e.to_string()))?
