@@ -91,12 +91,7 @@ struct Pair {
 
 async fn node(dir: &std::path::Path, redis_port: u16, secret: &std::path::Path) -> Server {
     let mut settings = Settings::on_free_local_ports(dir);
-    // Benchmarks measure the paths, not the protective limits.
-    settings.rate_messages = 0;
-    settings.rate_bytes = 0;
-    settings.max_connections_per_ip = 0;
-    settings.connect_rate_per_ip = 0;
-    settings.max_pending = 100_000;
+    // The nodes on their defaults; only what makes them a cluster is set here.
     settings.cluster.redis_url = Some(format!("redis://127.0.0.1:{redis_port}"));
     settings.cluster.cluster_secret_file = Some(secret.to_path_buf());
     Server::start(&settings).await.expect("a cluster node")

@@ -59,12 +59,8 @@ struct World {
 
 async fn world() -> World {
     let dir = tempfile::tempdir().unwrap();
-    // Benchmarks measure the relay's paths, not its protective limits.
-    let mut settings = Settings::on_free_local_ports(&dir.path().join("relay"));
-    settings.rate_messages = 0;
-    settings.rate_bytes = 0;
-    settings.max_connections_per_ip = 0;
-    settings.connect_rate_per_ip = 0;
+    // The relay on its defaults (only its ports and data directory chosen here).
+    let settings = Settings::on_free_local_ports(&dir.path().join("relay"));
     let relay = Server::start(&settings).await.expect("relay");
     let target = Target {
         socketio: Some(format!("http://{}", relay.socketio_addr())),

@@ -3,7 +3,7 @@
  * p2p-relay-client: the client plugin for socket.io-client 4.x.
  *
  * Same public API as the socket.io-p2p-plugin 1.4.1 client plugin, speaking
- * the 1.4.1 wire events (see PROTOCOL.md, Part 1) to a p2p-relay server:
+ * the 1.4.1 wire events (see docs/PROTOCOL.md, Part 1) to a p2p-relay server:
  *
  *   const io = require('socket.io-client');
  *   const p2pClientPlugin = require('p2p-relay-client');

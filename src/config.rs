@@ -143,33 +143,71 @@ pub struct Settings {
     #[arg(long, env = "P2P_RELAY_AUTH_TIMEOUT_MS", default_value_t = 3000)]
     pub auth_timeout_ms: u64,
 
-    /// Requests per second one client may make (pairing, emits, lists, streams); 0: no
-    /// limit.
-    #[arg(long, env = "P2P_RELAY_RATE_MESSAGES", default_value_t = 1000)]
+    /// Largest body of an admission service's 2xx answer the relay reads (a claims object
+    /// is a few hundred bytes); a longer one refuses the connection, so that a faulty or
+    /// hostile service cannot make the relay hold its whole answer in memory.
+    #[arg(
+        long,
+        env = "P2P_RELAY_AUTH_RESPONSE_MAX_BYTES",
+        default_value_t = 64 * 1024,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub auth_response_max_bytes: u64,
+
+    /// Requests per second one client may make (pairing, emits, lists, streams); 0 (the
+    /// default): no limit, as a 1.4.1 client emits tens of thousands a second
+    /// (docs/LIMITS.md).
+    #[arg(long, env = "P2P_RELAY_RATE_MESSAGES", default_value_t = 0)]
     pub rate_messages: u32,
 
-    /// Requests one client may make at once before --rate-messages applies. The byte
-    /// limit allows a burst of the same length in seconds.
-    #[arg(long, env = "P2P_RELAY_RATE_BURST", default_value_t = 2000)]
+    /// Requests one client may make at once before --rate-messages applies; 0 (the
+    /// default): two seconds' worth. The byte limit allows a burst of the same length in
+    /// seconds.
+    #[arg(long, env = "P2P_RELAY_RATE_BURST", default_value_t = 0)]
     pub rate_burst: u32,
 
     /// Payload bytes per second one client may send (event and ack arguments; stream
-    /// chunks are paced by their receiver's acks and not counted); 0: no limit.
-    #[arg(long, env = "P2P_RELAY_RATE_BYTES", default_value_t = 8 * 1024 * 1024)]
+    /// chunks are paced by their receiver's acks and not counted); 0 (the default): no
+    /// limit, as binary emits go at network speed.
+    #[arg(long, env = "P2P_RELAY_RATE_BYTES", default_value_t = 0)]
     pub rate_bytes: u32,
 
-    /// Connected clients one IP address may have at once; 0: no limit.
-    #[arg(long, env = "P2P_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    /// Connected clients one IP address may have at once; 0 (the default): no limit, as
+    /// thousands of clients may share a NAT or a proxy's address (--max-clients bounds the
+    /// total).
+    #[arg(long, env = "P2P_RELAY_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: usize,
 
-    /// New connections per second one IP address may open; 0: no limit.
-    #[arg(long, env = "P2P_RELAY_CONNECT_RATE_PER_IP", default_value_t = 100)]
+    /// New connections per second one IP address may open; 0 (the default): no limit.
+    #[arg(long, env = "P2P_RELAY_CONNECT_RATE_PER_IP", default_value_t = 0)]
     pub connect_rate_per_ip: u32,
 
     /// New connections one IP address may open at once before --connect-rate-per-ip
-    /// applies.
-    #[arg(long, env = "P2P_RELAY_CONNECT_BURST_PER_IP", default_value_t = 200)]
+    /// applies; 0 (the default): two seconds' worth.
+    #[arg(long, env = "P2P_RELAY_CONNECT_BURST_PER_IP", default_value_t = 0)]
     pub connect_burst_per_ip: u32,
+
+    /// Reverse proxies and load balancers in front of the Socket.IO gateway, as CIDR
+    /// networks or addresses (e.g. '10.0.0.0/8,127.0.0.1'): for a connection from one of
+    /// them, the client's address is taken from its `Forwarded` or `X-Forwarded-For`
+    /// header (the rightmost address that is not itself a trusted proxy), and is the one
+    /// the per-address limits, logs, the control center and the admission service see.
+    /// Unset (the default): every client is its TCP peer, and such headers are ignored, as
+    /// anyone can send them (docs/DEPLOY.md).
+    #[arg(long, env = "P2P_RELAY_TRUSTED_PROXIES", value_name = "CIDRS")]
+    pub trusted_proxies: Option<gateway_socketio::TrustedProxies>,
+
+    /// Connections from --trusted-proxies start with a PROXY protocol (v1 or v2) preface
+    /// naming the client (an L4 load balancer's, e.g. HAProxy `send-proxy-v2`, AWS NLB); a
+    /// connection from them without a valid one is closed. Off by default; needs
+    /// --trusted-proxies.
+    #[arg(
+        long,
+        env = "P2P_RELAY_PROXY_PROTOCOL",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        requires = "trusted_proxies"
+    )]
+    pub proxy_protocol: bool,
 
     /// Client ids in one page of a native client's list when it asks for no page size (it
     /// may ask for up to 4096). A list costs the relay one page at a time.
@@ -295,14 +333,18 @@ impl Settings {
     /// The per-client rate limits. The byte burst lasts as many seconds as the request
     /// burst does (two, by default), and always lets one maximal message through.
     pub fn rate(&self) -> RateLimits {
-        let seconds = if self.rate_messages == 0 {
+        let seconds = if self.rate_messages == 0 || self.rate_burst == 0 {
             2.0
         } else {
             f64::from(self.rate_burst.max(1)) / f64::from(self.rate_messages)
         };
-        let byte_burst = (f64::from(self.rate_bytes) * seconds)
-            .max(self.max_message_bytes as f64)
-            .min(f64::from(u32::MAX)) as u32;
+        let byte_burst = if self.rate_bytes == 0 {
+            0
+        } else {
+            (f64::from(self.rate_bytes) * seconds)
+                .max(self.max_message_bytes as f64)
+                .min(f64::from(u32::MAX)) as u32
+        };
         RateLimits {
             messages_per_second: self.rate_messages,
             message_burst: self.rate_burst,

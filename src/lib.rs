@@ -5,6 +5,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod drain;
+pub mod listen;
 pub mod logging;
 pub mod quic;
 pub mod server;

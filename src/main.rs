@@ -3,13 +3,14 @@
 //!
 //! Exit codes: 0 after a clean shutdown (and for `p2p-relay config`, `--help`,
 //! `--version`); 2 for a refused configuration; 1 when the relay cannot start or a front
-//! end fails, with one line saying why (all the detail with `--verbose`).
+//! end fails, with one line saying why (all the detail with `--verbose`). Which errors
+//! are a refused configuration: `p2p_relay::settings::fatal`.
 
 use std::process::ExitCode;
 
 use p2p_relay::auth::AuthSetupError;
 use p2p_relay::service;
-use p2p_relay::settings::{self, Subcommand};
+use p2p_relay::settings::{self, fatal, Subcommand};
 
 /// jemalloc rather than glibc's malloc: after a wave of thousands of clients came and went,
 /// glibc kept most of what they had used (per-thread arenas, fragmented heaps that
@@ -46,8 +47,9 @@ fn main() -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    eprintln!("error: {e}");
-                    ExitCode::FAILURE
+                    let e = anyhow::Error::from(e);
+                    eprintln!("error: {}", fatal::one_line(&e));
+                    ExitCode::from(fatal::exit_code(&e))
                 }
             };
         }
@@ -65,8 +67,12 @@ fn main() -> ExitCode {
     match runtime.block_on(service::run(loaded)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            service::report_fatal(&e, &logs);
-            ExitCode::FAILURE
+            if logs.detailed_errors() {
+                service::report_fatal(&e, &logs);
+            } else {
+                tracing::error!("{}", fatal::one_line(&e));
+            }
+            ExitCode::from(fatal::exit_code(&e))
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio_util::task::AbortOnDropHandle;
 use tracing::{debug, warn};
 
 use crate::cluster::Cluster;
+use crate::listen::Listener;
 use crate::quic::{QuicConfig, QuicFrontEnd};
 use crate::Settings;
 
@@ -70,18 +71,14 @@ impl Server {
             settings.auth_secret_file.as_deref(),
             settings.auth_url.as_deref(),
             settings.auth_timeout(),
+            usize::try_from(settings.auth_response_max_bytes).unwrap_or(usize::MAX),
         )?;
         let mut tasks = JoinSet::new();
 
         let gateway = Gateway::new(relay.clone(), settings.gateway());
         let listener = tokio::net::TcpListener::bind(settings.socketio_listen)
             .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "cannot listen for Socket.IO on {}: {e}",
-                    settings.socketio_listen
-                )
-            })?;
+            .map_err(|e| Listener::SocketIo.error(settings.socketio_listen, e))?;
         let socketio_addr = listener.local_addr()?;
         let app = gateway.attach(axum::Router::new());
         let http = ServeShutdown::new();
@@ -131,6 +128,8 @@ impl Server {
         let options = gateway_socketio::ServeOptions {
             header_read_timeout: Duration::from_millis(settings.http_header_timeout_ms),
             tls: serve_tls,
+            trusted_proxies: settings.trusted_proxies.clone().unwrap_or_default(),
+            proxy_protocol: settings.proxy_protocol,
         };
         let serving = gateway_socketio::serve_with_options(listener, app, http.clone(), options);
         tasks.spawn(async move { (FrontEnd::SocketIo, serving.await) });

@@ -27,6 +27,8 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
     // Before anything binds: an admin listener beyond loopback without a token is refused.
     let access = Access::from_settings(&settings.admin)?;
     let mut signals = Signals::install().context("cannot listen for SIGTERM and SIGINT")?;
+    // Bound first: a taken admin port stops the relay before a front end listens.
+    let admin_listener = Admin::bind(settings.admin.admin_listen).await?;
     let mut server = Server::start(&settings).await?;
     let health = Arc::new(Health::default());
     let watched = Watched {
@@ -35,7 +37,7 @@ pub async fn run(loaded: Loaded) -> anyhow::Result<()> {
         socketio_addr: server.socketio_addr(),
         quic_addr: server.quic_addr(),
     };
-    let admin = Admin::start(settings.admin.admin_listen, access.clone(), watched).await?;
+    let admin = Admin::serve(admin_listener, access.clone(), watched);
     // Server::start returned: both front ends accept connections.
     health.set_ready();
     announce(&server, &admin)?;
@@ -117,7 +119,10 @@ fn log_facts(
         );
     }
     match access {
-        Access::Open => info!("admin: open to this machine only (loopback, no token)"),
+        Access::Open(_) => info!(
+            "admin: open to this machine only (loopback, no token; requests must name a \
+             loopback host or one of --admin-hosts)"
+        ),
         Access::Token(_) => info!("admin: admin token required (Authorization: Bearer)"),
     }
 }

@@ -1,7 +1,9 @@
 //! The admin listener against a real relay (in this process) and real clients: `/metrics`
 //! numbers move as clients connect, pair, emit and stream; `/healthz` and `/readyz`;
 //! the control center page and its JSON list the clients and who is paired with whom;
-//! a configured token is required everywhere but the probes.
+//! a configured token is required everywhere but the probes; without one, only requests
+//! naming a loopback host (or one of `--admin-hosts`) are answered; every answer carries
+//! the Content-Security-Policy and frame headers.
 
 mod common;
 
@@ -171,10 +173,22 @@ async fn http(
     headers: &[(&str, &str)],
     body: &str,
 ) -> Response {
+    http_for(addr, &addr.to_string(), method, path, headers, body).await
+}
+
+/// [`http`] with this `Host` header.
+async fn http_for(
+    addr: SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Response {
     within(&format!("{method} {path}"), async {
         let mut tcp = TcpStream::connect(addr).await.expect("connect");
         let mut request = format!(
-            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\
+            "{method} {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\
              Content-Length: {}\r\n",
             body.len()
         );
@@ -269,7 +283,7 @@ async fn socketio_join(addr: SocketAddr, client_id: Option<&str>) -> String {
 
 #[tokio::test]
 async fn metrics_move_as_clients_connect_pair_emit_and_stream() {
-    let relay = Admined::start(Access::Open).await;
+    let relay = Admined::start(Access::open()).await;
     let m = relay.metrics().await;
     assert_eq!(get(&m, "p2p_relay_connections{transport=\"quic\"}"), 0.0);
     assert_eq!(get(&m, "p2p_relay_pairs"), 0.0);
@@ -401,7 +415,7 @@ async fn metrics_move_as_clients_connect_pair_emit_and_stream() {
 
 #[tokio::test]
 async fn health_and_readiness() {
-    let relay = Admined::start(Access::Open).await;
+    let relay = Admined::start(Access::open()).await;
     let healthz = relay.get("/healthz").await;
     assert_eq!((healthz.status, healthz.body.as_str()), (200, "ok\n"));
     let readyz = relay.get("/readyz").await;
@@ -417,7 +431,7 @@ async fn health_and_readiness() {
 
 #[tokio::test]
 async fn the_control_center_lists_clients_and_pairs_page_by_page() {
-    let relay = Admined::start(Access::Open).await;
+    let relay = Admined::start(Access::open()).await;
     relay.health.set_ready();
     let (a, _a_in) = relay.connect("alice").await;
     let (b, mut b_in) = relay.connect("bob").await;
@@ -496,7 +510,7 @@ async fn the_control_center_lists_clients_and_pairs_page_by_page() {
 
 #[tokio::test]
 async fn a_configured_token_is_required_except_for_the_probes() {
-    let token = Token::new("s3cret", "test").unwrap();
+    let token = Token::new("s3cret-s3cret-s3cret", "test").unwrap();
     let relay = Admined::start(Access::Token(token)).await;
     for path in ["/metrics", "/", "/api/clients", "/api/summary"] {
         let refused = relay.get(path).await;
@@ -518,13 +532,16 @@ async fn a_configured_token_is_required_except_for_the_probes() {
             relay.admin(),
             "GET",
             path,
-            &[("Authorization", "Bearer s3cret")],
+            &[("Authorization", "Bearer s3cret-s3cret-s3cret")],
             "",
         )
         .await;
         assert_eq!(bearer.status, 200, "{path}");
-        // "admin:s3cret", as a browser sends it.
-        let basic = [("Authorization", "Basic YWRtaW46czNjcmV0")];
+        // "admin:s3cret-s3cret-s3cret", as a browser sends it.
+        let basic = [(
+            "Authorization",
+            "Basic YWRtaW46czNjcmV0LXMzY3JldC1zM2NyZXQ=",
+        )];
         assert_eq!(
             http(relay.admin(), "GET", path, &basic, "").await.status,
             200,
@@ -533,6 +550,123 @@ async fn a_configured_token_is_required_except_for_the_probes() {
     }
     assert_eq!(relay.get("/healthz").await.status, 200);
     assert_eq!(relay.get("/readyz").await.status, 503);
+}
+
+/// Issue 16: without a token, a request naming another host (a web page that made its
+/// name resolve to 127.0.0.1, DNS rebinding) gets nothing, and cannot disconnect anyone.
+#[tokio::test]
+async fn an_open_listener_refuses_requests_for_other_hosts() {
+    let relay = Admined::start(Access::open()).await;
+    let (_alice, _alice_in) = relay.connect("alice").await;
+    let action = [("x-p2p-relay-admin", "1")];
+    let evil = "evil.example:9002";
+    for (method, path, headers) in [
+        ("GET", "/", &[][..]),
+        ("GET", "/api/live", &[][..]),
+        ("GET", "/api/clients", &[][..]),
+        ("GET", "/metrics", &[][..]),
+        ("POST", "/api/clients/alice/disconnect", &action[..]),
+    ] {
+        let refused = http_for(relay.admin(), evil, method, path, headers, "").await;
+        assert_eq!(refused.status, 421, "{method} {path}: {}", refused.body);
+        assert!(refused.body.contains("--admin-hosts"), "{}", refused.body);
+        assert!(!refused.body.contains("alice"), "{}", refused.body);
+        assert_eq!(refused.header("x-frame-options").as_deref(), Some("DENY"));
+    }
+    assert!(
+        relay.server().relay().conn_of("alice").is_some(),
+        "alice is still connected"
+    );
+    for host in [
+        "localhost:9002",
+        "127.0.0.1",
+        "[::1]:9002",
+        "admin.localhost",
+    ] {
+        let page = http_for(relay.admin(), host, "GET", "/api/clients", &[], "").await;
+        assert_eq!(page.status, 200, "{host}: {}", page.body);
+        assert!(page.body.contains("alice"), "{host}: {}", page.body);
+    }
+}
+
+/// A name given with `--admin-hosts` is answered; others still are not.
+#[tokio::test]
+async fn a_configured_admin_host_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = Settings::on_free_local_ports(dir.path());
+    settings.admin.admin_hosts = vec!["Relay.Example".to_owned()];
+    let relay = Admined::start(Access::from_settings(&settings.admin).unwrap()).await;
+    let (_alice, _alice_in) = relay.connect("alice").await;
+    let page = http_for(relay.admin(), "relay.example:9002", "GET", "/", &[], "").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("alice"), "{}", page.body);
+    let other = http_for(relay.admin(), "evil.example", "GET", "/", &[], "").await;
+    assert_eq!(other.status, 421, "{}", other.body);
+}
+
+/// With a token, the Host is not what keeps pages out, so any is answered.
+#[tokio::test]
+async fn with_a_token_any_host_is_answered() {
+    let token = Token::new("0123456789abcdef-token", "test").unwrap();
+    let relay = Admined::start(Access::Token(token)).await;
+    let bearer = [("Authorization", "Bearer 0123456789abcdef-token")];
+    let page = http_for(relay.admin(), "relay.example.com", "GET", "/", &bearer, "").await;
+    assert_eq!(page.status, 200, "{}", page.body);
+}
+
+/// Every answer says what a browser may do with it: nothing framed, nothing sniffed, no
+/// script or style but the listener's own files (the page has none inline).
+#[tokio::test]
+async fn every_answer_carries_the_security_headers() {
+    let relay = Admined::start(Access::open()).await;
+    let page = relay.get("/").await;
+    assert_eq!(page.status, 200);
+    assert!(!page.body.contains("<script>"), "no inline script");
+    assert!(!page.body.contains("<style>"), "no inline style");
+    assert!(page.body.contains("<script src=\"control.js\">"));
+    for path in [
+        "/",
+        "/control.js",
+        "/control.css",
+        "/api/summary",
+        "/healthz",
+        "/nowhere",
+    ] {
+        let response = relay.get(path).await;
+        let csp = response
+            .header("content-security-policy")
+            .unwrap_or_else(|| panic!("{path}: no Content-Security-Policy"));
+        for directive in [
+            "default-src 'self'",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
+            assert!(csp.contains(directive), "{path}: {csp}");
+        }
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(
+            response.header("x-frame-options").as_deref(),
+            Some("DENY"),
+            "{path}"
+        );
+        assert_eq!(
+            response.header("x-content-type-options").as_deref(),
+            Some("nosniff"),
+            "{path}"
+        );
+    }
+    let script = relay.get("/control.js").await;
+    assert_eq!(script.status, 200);
+    assert!(script
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+    assert!(script.body.contains("EventSource"), "the page's script");
+    let style = relay.get("/control.css").await;
+    assert!(style
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/css"));
 }
 
 /// The first `data:` line of a server-sent event stream at `path`, as JSON.
@@ -566,7 +700,7 @@ async fn first_live_reading(addr: SocketAddr, path: &str) -> serde_json::Value {
 
 #[tokio::test]
 async fn the_live_view_reads_clients_streams_and_searches() {
-    let relay = Admined::start(Access::Open).await;
+    let relay = Admined::start(Access::open()).await;
     let (alice, _alice_in) = relay.connect("alice").await;
     let (bob, mut bob_in) = relay.connect("bob").await;
     let (_carol, _carol_in) = relay.connect("carol").await;
@@ -610,7 +744,7 @@ async fn the_live_view_reads_clients_streams_and_searches() {
 
 #[tokio::test]
 async fn the_disconnect_action_frees_the_peer_and_tells_the_client() {
-    let relay = Admined::start(Access::Open).await;
+    let relay = Admined::start(Access::open()).await;
     let (alice, mut alice_in) = relay.connect("alice").await;
     let (bob, mut bob_in) = relay.connect("bob").await;
     pair(&alice, &bob, &mut bob_in).await;
@@ -674,7 +808,7 @@ async fn the_control_center_page_is_live_in_a_browser() {
     let interop = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
     common::npm_ci_unless(&interop, "playwright-core");
 
-    let relay = Admined::start(Access::Open).await;
+    let relay = Admined::start(Access::open()).await;
     relay.health.set_ready();
     let (alice, mut alice_in) = relay.connect("alice").await;
     let (bob, mut bob_in) = relay.connect("bob").await;

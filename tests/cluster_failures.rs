@@ -2,7 +2,9 @@
 //! other node are told and freed within the lease plus a second, its streams reset with
 //! the peer-gone code, the directory forgets its clients), and Redis stopped for a few
 //! seconds then started again (local pairs keep working, cross-node requests are
-//! answered at once with the cluster-unavailable error, and cross-node pairs work again
+//! answered at once with the cluster-unavailable error, `LIST_CLIENTS` with this node's
+//! clients and a partial-list `SERVER_ERROR`, newcomers are admitted under the default
+//! `replace` policy and refused under `reject`, and cross-node pairs work again
 //! afterwards). Run alone: `cargo test --release --test cluster_failures`.
 
 mod common;
@@ -241,11 +243,60 @@ async fn redis_stopped_and_started_again() {
         started.elapsed() < Duration::from_secs(1),
         "answered at once"
     );
-    // A newcomer cannot be claimed: refused, saying why.
-    match within("connect", Client::connect(n2.options("new"))).await {
-        Err(ClientError::Refused { message, .. }) => {
-            assert!(message.contains("cluster is unreachable"), "{message}")
-        }
+    // Newcomers are admitted (their ids are unique on this node, the default policy
+    // replaces a duplicate anyway), pair with a local peer and talk; pairing with a
+    // client of another node gets the cluster-unavailable error.
+    let (n, _n_in) = within("newcomer N", Client::connect(n1.options("N")))
+        .await
+        .expect("a newcomer is admitted while Redis is away");
+    let mut m = Sio::connect(n1.socketio_addr(), "M").await;
+    let asking = tokio::spawn({
+        let n = n.clone();
+        async move { n.register("M").await }
+    });
+    match m.event("P2P_REGISTER").await {
+        Packet::Event { ack: Some(id), .. } => m.answer(id, &[json!(true)]).await,
+        other => panic!("{other:?}"),
+    }
+    assert!(within("N pairs with M", asking).await.unwrap().unwrap());
+    within("N emits", n.emit("hello", Args::one("from N")))
+        .await
+        .unwrap();
+    match m.event("hello").await {
+        Packet::Event { args, .. } => assert_eq!(args, vec![json!("from N")]),
+        other => panic!("{other:?}"),
+    }
+    let (p, mut p_in) = within("newcomer P", Client::connect(n1.options("P")))
+        .await
+        .unwrap();
+    match within("newcomer to Z", p.register("Z")).await {
+        Err(ClientError::Request { code, .. }) => assert_eq!(code, ErrorCode::Unavailable),
+        other => panic!("{other:?}"),
+    }
+    // The failure comes as a notice too: taken here, so that P's next event is W's request.
+    match next(&mut p_in).await {
+        ClientEvent::ServerError { .. } => {}
+        other => panic!("{other:?}"),
+    }
+    // The legacy list is this node's clients, in the 1.4.1 shape (one array argument),
+    // with a SERVER_ERROR saying it is partial; a native list fails instead.
+    let q_list = m.emit_raw("LIST_CLIENTS", "", true).await.unwrap();
+    assert_eq!(
+        m.ack(q_list).await,
+        vec![json!(["L1", "L2", "M", "N", "P", "Q", "X"])]
+    );
+    match m.event("SERVER_ERROR").await {
+        Packet::Event { args, .. } => assert_eq!(
+            args,
+            vec![json!(
+                "client list is partial: the cluster directory is unreachable, so only the \
+                 clients of this relay node are listed"
+            )]
+        ),
+        other => panic!("{other:?}"),
+    }
+    match within("native list", x.list_clients()).await {
+        Err(ClientError::Request { code, .. }) => assert_eq!(code, ErrorCode::Unavailable),
         other => panic!("{other:?}"),
     }
     // The cross-node pair ends once the lease is over (each side takes the other for
@@ -281,12 +332,146 @@ async fn redis_stopped_and_started_again() {
     }
     assert_eq!(within("ack", asking).await.unwrap().unwrap(), Args::one(8));
     pair(&x, &y, &mut y_in).await;
+    // The newcomers admitted during the outage are in the directory: seen from the other
+    // node, and reachable from it.
     assert_eq!(
-        within("list", x.list_clients()).await.unwrap(),
-        vec!["L1", "L2", "Q", "X", "Y", "Z"]
+        within("list", y.list_clients()).await.unwrap(),
+        vec!["L1", "L2", "M", "N", "P", "Q", "X", "Y", "Z"]
+    );
+    let (w, _w_in) = n2.connect("W").await;
+    let asking = tokio::spawn({
+        let w = w.clone();
+        async move { w.register("P").await }
+    });
+    loop {
+        match next(&mut p_in).await {
+            ClientEvent::RegisterRequest(r) => break r.accept(),
+            // The notice of P's failed pairing during the outage.
+            ClientEvent::ServerError { .. } => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(
+        within("W pairs with P", asking).await.unwrap().unwrap(),
+        "W (n2) pairs with P (n1), admitted during the outage"
     );
     local_round(&l1, &mut l2_in, 5).await;
     let _ = &mut l1_in;
+    n1.shutdown().await;
+    n2.shutdown().await;
+}
+
+/// Under `--duplicate-policy reject` a node that cannot reach Redis cannot tell whether
+/// another node holds an id, so it refuses newcomers, saying why; a duplicate of one of its
+/// own clients is refused as a duplicate; once Redis is back, newcomers are admitted again.
+#[tokio::test]
+async fn reject_policy_refuses_newcomers_while_redis_is_away() {
+    redis::logs();
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    let flags = flags(&redis, &["--duplicate-policy", "reject"]);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let n1 = Relay::start(&flags).await;
+    let (_a, _a_in) = n1.connect("A").await;
+
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    match within("connect", Client::connect(n1.options("new"))).await {
+        Err(ClientError::Refused { message, .. }) => {
+            assert!(message.contains("cluster is unreachable"), "{message}");
+            assert!(message.contains("--duplicate-policy reject"), "{message}");
+        }
+        other => panic!("a newcomer admitted under reject: {other:?}"),
+    }
+    match within("duplicate", Client::connect(n1.options("A"))).await {
+        Err(ClientError::Refused { message, .. }) => {
+            assert!(message.contains("already connected"), "{message}")
+        }
+        other => panic!("a duplicate admitted under reject: {other:?}"),
+    }
+
+    redis.restart().await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let (newcomer, _in) = loop {
+        match Client::connect(n1.options("new")).await {
+            Ok(connected) => break connected,
+            Err(e) if Instant::now() < deadline => {
+                let _ = e;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("newcomers still refused after Redis came back: {e}"),
+        }
+    };
+    assert_eq!(
+        within("list", newcomer.list_clients()).await.unwrap(),
+        vec!["A", "new"]
+    );
+    n1.shutdown().await;
+}
+
+/// `replace` across an outage: a client that connected again to another node while Redis
+/// was away is the newer connection, so once Redis is back its older connection is closed
+/// as replaced (whichever node reaches Redis first), and the id is the newcomer's.
+#[tokio::test]
+async fn a_newcomer_of_the_outage_replaces_its_older_connection_on_another_node() {
+    redis::logs();
+    let Some(mut redis) = Redis::start().await else {
+        return;
+    };
+    // n1 renews its lease every 1.3 s, n2 every 0.3 s: n2 claims its older K again first,
+    // so the newer K must take the id from it (not merely find it free).
+    let slow = redis.node_flags(4_000);
+    let slow: Vec<&str> = slow.iter().map(String::as_str).collect();
+    let n1 = Relay::start(&slow).await;
+    let n2 = node(&redis).await;
+    let (_old, mut old_in) = n2.connect("K").await;
+    let (f, _f_in) = n2.connect("F").await;
+
+    redis.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (new, mut new_in) = within("K again, on n1", Client::connect(n1.options("K")))
+        .await
+        .expect("admitted while Redis is away");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    redis.restart().await;
+
+    let closed = within("the older K closed", async {
+        loop {
+            match old_in.next().await {
+                Some(ClientEvent::Closed(reason)) => break Some(reason),
+                Some(_) => continue,
+                None => break None,
+            }
+        }
+    })
+    .await;
+    assert!(
+        matches!(
+            closed,
+            Some(native_client::CloseReason::Relay {
+                code: native_client::wire::CloseCode::Replaced,
+                ..
+            })
+        ),
+        "{closed:?}"
+    );
+    // F (n2) finds K on n1 (bounded retries while the nodes settle).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match try_pair(&f, &new, &mut new_in).await {
+            Ok(true) => break,
+            other if Instant::now() < deadline => {
+                let _ = other;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            other => panic!("F could not pair with the newer K: {other:?}"),
+        }
+    }
+    assert_eq!(
+        within("list", f.list_clients()).await.unwrap(),
+        vec!["F", "K"]
+    );
     n1.shutdown().await;
     n2.shutdown().await;
 }

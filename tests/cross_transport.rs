@@ -1,6 +1,6 @@
 //! Cross-transport pairs: a native QUIC client and a Socket.IO client (the legacy 1.4.1-style
 //! plugin on socket.io-client 2.x, and js-client on 4.x) pair, emit, ack and stream to each
-//! other through one relay started in this process (PROTOCOL.md Part 3).
+//! other through one relay started in this process (docs/PROTOCOL.md Part 3).
 //!
 //! The Socket.IO side is `tests/interop/cross/peer.js`, a child process that plays a fixed
 //! scenario with the native client below, coordinating through the relay itself (events

@@ -1,4 +1,4 @@
-//! Every rule of PROTOCOL.md Part 1 (and the conventions' exact texts), over QUIC, through
+//! Every rule of docs/PROTOCOL.md Part 1 (and the conventions' exact texts), over QUIC, through
 //! the native client against the real relay started in this process.
 
 mod common;

@@ -5,6 +5,7 @@
 //! with its message while another client goes on unaffected.
 
 mod common;
+mod sio;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -116,15 +117,15 @@ async fn quic_token_refusals_say_which() {
     .await
     .expect("a valid token connects");
     assert_eq!(a.list_clients().await.unwrap(), vec!["A"]);
-    // And the limits come with the welcome.
+    // And the limits come with the welcome: the defaults, the rate limits off (0).
     match hello(&relay, "W", Some(&token("W", now() + 60, None))).await {
         ServerFrame::Welcome { limits, .. } => assert_eq!(
             limits,
             WireLimits {
-                messages_per_second: 1000,
-                message_burst: 2000,
-                bytes_per_second: 8 * 1024 * 1024,
-                byte_burst: 16 * 1024 * 1024,
+                messages_per_second: 0,
+                message_burst: 0,
+                bytes_per_second: 0,
+                byte_burst: 0,
                 max_message_bytes: 1024 * 1024,
                 max_pending: 1024,
                 max_streams: 256,
@@ -424,4 +425,331 @@ async fn callback_that_cannot_be_reached_refuses() {
         message.starts_with("clientId 'A' was refused: the admission service could not be reached"),
         "{message}"
     );
+}
+
+/// A token that expires `secs` seconds from now (to the second, as `exp` is), and the
+/// instant that is.
+fn expiring(sub: &str, secs: u64, peers: Option<&[&str]>) -> (String, std::time::Instant) {
+    let exp = now() + secs;
+    let left = (SystemTime::UNIX_EPOCH + Duration::from_secs(exp))
+        .duration_since(SystemTime::now())
+        .unwrap_or_default();
+    (token(sub, exp, peers), std::time::Instant::now() + left)
+}
+
+/// A Socket.IO client (engine.io 4, websocket) admitted with `token` in the query, past its
+/// `P2P_LIMITS`.
+async fn sio_with_token(relay: &Relay, id: &str, token: &str) -> sio::Sio {
+    let query = format!("clientId={id}&token={token}");
+    let mut s = sio::within(
+        "connecting over Socket.IO",
+        sio::Sio::connect_query(relay.socketio_addr(), &query),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{id} cannot connect: {e:?}"));
+    match s.next().await {
+        sio::Packet::Event { name, .. } if name == "P2P_LIMITS" => s,
+        other => panic!("{id}: expected P2P_LIMITS first, got {other:?}"),
+    }
+}
+
+/// How late after its token's exp a connection may still be closed: the timer's latency
+/// on a loaded machine, not a second of grace.
+const EXPIRY_SLACK: Duration = Duration::from_millis(1500);
+
+#[tokio::test]
+async fn a_connection_is_told_and_closed_when_its_token_expires_over_both_transports() {
+    let (relay, _dir) = token_relay(&[]).await;
+    // A native client whose token expires in 2-3 s (exp is in whole seconds), paired with
+    // one whose token lasts.
+    let (q_token, q_exp) = expiring("Q", 3, None);
+    let (q, mut q_in) = within(
+        "connecting Q",
+        native_client::Client::connect(relay.options("Q").token(q_token)),
+    )
+    .await
+    .expect("Q connects");
+    let (p, mut p_in) = connect_with(&relay, "P", None).await;
+    common::pair(&q, &p, &mut p_in).await;
+    // A Socket.IO client whose token expires as soon, paired with a lasting native one.
+    let (l_token, l_exp) = expiring("L", 3, None);
+    let mut l = sio_with_token(&relay, "L", &l_token).await;
+    let (m, mut m_in) = connect_with(&relay, "M", None).await;
+    let register = m.register("L");
+    let accept = async {
+        let ticket = match l.event("P2P_REGISTER").await {
+            sio::Packet::Event { ack: Some(id), .. } => id,
+            other => panic!("expected a pairing request, got {other:?}"),
+        };
+        l.answer(ticket, &[serde_json::json!(true)]).await;
+    };
+    let (registered, _) = tokio::join!(register, accept);
+    assert!(registered.unwrap(), "M pairs with L");
+
+    // QUIC: told why (the server error, then the close code).
+    let mut told = None;
+    let closed = within("Q's close", async {
+        loop {
+            match common::next(&mut q_in).await {
+                ClientEvent::ServerError { message, .. } => told = Some(message),
+                ClientEvent::Closed(reason) => break reason,
+                _ => continue,
+            }
+        }
+    })
+    .await;
+    let at = std::time::Instant::now();
+    assert!(
+        at + Duration::from_millis(50) >= q_exp,
+        "closed before its exp"
+    );
+    assert!(
+        at <= q_exp + EXPIRY_SLACK,
+        "closed {:?} after its exp",
+        at - q_exp
+    );
+    assert_eq!(closed.code(), Some(CloseCode::TokenExpired), "{closed}");
+    assert_eq!(
+        told.as_deref(),
+        Some("the token expired: connect again with a new token")
+    );
+    // Its peer is freed, and the relay has forgotten it.
+    loop {
+        if let ClientEvent::PeerDisconnected = common::next(&mut p_in).await {
+            break;
+        }
+    }
+
+    // Socket.IO: the SERVER_ERROR text, then the namespace disconnect.
+    let mut packets = Vec::new();
+    loop {
+        let packet = l.next().await;
+        if packet == sio::Packet::Disconnected {
+            break;
+        }
+        packets.push(packet);
+    }
+    let at = std::time::Instant::now();
+    assert!(
+        at + Duration::from_millis(50) >= l_exp,
+        "closed before its exp"
+    );
+    assert!(
+        at <= l_exp + EXPIRY_SLACK,
+        "closed {:?} after its exp",
+        at - l_exp
+    );
+    assert_eq!(
+        sio::server_errors(&packets),
+        vec!["the token expired: connect again with a new token"]
+    );
+    loop {
+        if let ClientEvent::PeerDisconnected = common::next(&mut m_in).await {
+            break;
+        }
+    }
+    // Both are gone from the directory; their peers, whose tokens last, stay and pair.
+    assert_eq!(p.list_clients().await.unwrap(), vec!["M", "P"]);
+    common::pair(&p, &m, &mut m_in).await;
+    drop(q);
+}
+
+#[tokio::test]
+async fn list_clients_shows_a_peers_restricted_client_only_its_peers_over_both_transports() {
+    let (relay, _dir) = token_relay(&[]).await;
+    let (a, _a_in) = connect_with(&relay, "A", Some(&["B", "L", "team-*"])).await;
+    let mut others = Vec::new();
+    for id in ["B", "C", "team-1", "zed"] {
+        others.push(connect_with(&relay, id, None).await);
+    }
+    let mut l = sio_with_token(&relay, "L", &token("L", now() + 600, Some(&["A", "zed"]))).await;
+    // QUIC, whole and paged: only the connected ids A's claim names.
+    assert_eq!(a.list_clients().await.unwrap(), vec!["B", "L", "team-1"]);
+    let page = a.list_page(None, Some(2)).await.unwrap();
+    assert_eq!(page.ids, ["B", "L"]);
+    assert_eq!(page.next.as_deref(), Some("L"));
+    // Socket.IO's LIST_CLIENTS (the legacy callback's one array).
+    assert_eq!(
+        l.request("LIST_CLIENTS", &[]).await,
+        vec![serde_json::json!(["A", "zed"])]
+    );
+    // A client without the claim lists everyone.
+    let (b, _) = &others[0];
+    assert_eq!(
+        b.list_clients().await.unwrap(),
+        vec!["A", "B", "C", "L", "team-1", "zed"]
+    );
+}
+
+#[tokio::test]
+async fn tokens_from_the_future_are_refused() {
+    let (relay, _dir) = token_relay(&[]).await;
+    let signed = |claims: serde_json::Value| mint(SECRET.as_bytes(), &claims);
+    let later = now() + 3600;
+    let exp = now() + 7200;
+    let nbf = signed(serde_json::json!({"sub": "A", "exp": exp, "nbf": later}));
+    let message = refused(hello(&relay, "A", Some(&nbf)).await);
+    assert!(
+        message.starts_with(&format!(
+            "clientId 'A' was refused: the token is not valid yet: its 'nbf' ({later}) is "
+        )) && message.ends_with("check the minter's clock"),
+        "{message}"
+    );
+    let iat = signed(serde_json::json!({"sub": "A", "exp": exp, "iat": later}));
+    let message = refused(hello(&relay, "A", Some(&iat)).await);
+    assert!(
+        message.starts_with(&format!(
+            "clientId 'A' was refused: the token was issued in the future: its 'iat' ({later})"
+        )),
+        "{message}"
+    );
+    // A few seconds of skew between the minter's clock and the relay's are fine.
+    let skewed =
+        signed(serde_json::json!({"sub": "A", "exp": exp, "iat": now() + 5, "nbf": now() + 5}));
+    assert!(matches!(
+        hello(&relay, "A", Some(&skewed)).await,
+        ServerFrame::Welcome { .. }
+    ));
+}
+
+/// Runs `p2p-relay token` with `args` and the test secret; (exit code, stdout, stderr).
+fn token_command(args: &[&str]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = dir.path().join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_p2p-relay"))
+        .arg("token")
+        .arg("--auth-secret-file")
+        .arg(&secret)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the binary runs");
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    (out.status.code(), text(&out.stdout), text(&out.stderr))
+}
+
+#[test]
+fn the_token_command_refuses_what_the_relay_would_refuse() {
+    let long = "x".repeat(129);
+    let cases: [(&[&str], &str); 6] = [
+        (&["--sub", ""], "clientId must not be empty"),
+        (
+            &["--sub", &long],
+            "clientId is 129 bytes long; the limit is 128",
+        ),
+        (
+            &["--sub", "a\u{1}b"],
+            "clientId must not contain control characters",
+        ),
+        (
+            &["--sub", "A", "--ttl", "100000000d"],
+            "longer than 366d, the longest ttl",
+        ),
+        (
+            &["--sub", "A", "--ttl", "367d"],
+            "longer than 366d, the longest ttl",
+        ),
+        (
+            &["--sub", "A", "--peers", "B,,C"],
+            "peers entry '' matches no clientId",
+        ),
+    ];
+    for (args, why) in cases {
+        let (code, stdout, stderr) = token_command(args);
+        assert_eq!(code, Some(2), "{args:?}: {stderr}");
+        assert!(stdout.is_empty(), "{args:?}: no token printed: {stdout}");
+        let first = stderr.lines().next().unwrap_or_default();
+        assert!(
+            first.starts_with("error: ") && first.contains(why),
+            "{args:?}: {stderr}"
+        );
+    }
+    // What the relay takes is minted: the longest ttl, a prefix, '*'.
+    let (code, stdout, stderr) =
+        token_command(&["--sub", "A", "--ttl", "366d", "--peers", "B,team-*,*"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(stdout.trim().split('.').count(), 3, "{stdout}");
+}
+
+// ----- an admission service whose answer is too long -----------------------------------
+
+/// VmRSS (now) and VmHWM (peak since the start) of process `pid`, in KiB.
+fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// An admission service that admits everyone with a 13 MB claims object: with a length
+/// for "sized", streamed in 64 KiB chunks without one for "streamed", and a short answer
+/// for anyone else.
+async fn long_answer_service() -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    const LONG: usize = 13 * 1024 * 1024;
+    let app = axum::Router::new().route(
+        "/admit",
+        axum::routing::post(|body: axum::body::Bytes| async move {
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            let long = || format!(r#"{{"peers":null,"pad":"{}"}}"#, "x".repeat(LONG));
+            match body["clientId"].as_str().unwrap_or_default() {
+                "sized" => axum::body::Body::from(long()),
+                "streamed" => {
+                    let chunks = bytes::Bytes::from(long())
+                        .chunks(64 * 1024)
+                        .map(|c| Ok::<_, std::io::Error>(bytes::Bytes::copy_from_slice(c)))
+                        .collect::<Vec<_>>();
+                    axum::body::Body::from_stream(futures::stream::iter(chunks))
+                }
+                _ => axum::body::Body::from(r#"{"peers":null}"#),
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app).await.unwrap();
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn an_admission_answer_longer_than_the_bound_refuses_without_being_held() {
+    let (service, _task) = long_answer_service().await;
+    let url = format!("http://{service}/admit");
+    let relay = Relay::start_binary(&["--auth", "url", "--auth-url", &url]).await;
+    let pid = relay.pid().expect("the relay runs as a child process");
+    let (before, _) = memory_kib(pid);
+    let expected = "the admission service's answer was not understood: its body is longer \
+                    than 65536 bytes (--auth-response-max-bytes)";
+    for id in ["sized", "streamed"] {
+        match sio::Sio::connect_query(relay.socketio_addr(), &format!("clientId={id}")).await {
+            Err(sio::ConnectFailure::Refused(message)) => assert_eq!(
+                message,
+                format!("clientId '{id}' was refused: {expected}"),
+                "{id}"
+            ),
+            Err(other) => panic!("{id}: {other:?}"),
+            Ok(_) => panic!(
+                "{id} was admitted (VmRSS, VmHWM: {:?} KiB)",
+                memory_kib(pid)
+            ),
+        }
+    }
+    let (now, peak) = memory_kib(pid);
+    eprintln!(
+        "13 MB admission answers: VmRSS before {before} KiB, after {now} KiB, VmHWM {peak} KiB"
+    );
+    assert!(
+        peak <= before + 20 * 1024,
+        "the relay's peak RSS reached {peak} KiB from {before} KiB"
+    );
+    // A short answer still admits.
+    let _ok = sio::Sio::connect(relay.socketio_addr(), "short").await;
+    relay.shutdown().await;
 }

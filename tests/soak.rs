@@ -52,15 +52,6 @@ impl Child {
             ])
             .arg("--data-dir")
             .arg(dir.path())
-            // Every client comes from 127.0.0.1, thousands a second: lift the per-address
-            // and per-client rate limits (what they refuse is tested in tests/security.rs).
-            .args([
-                "--max-connections-per-ip",
-                "0",
-                "--connect-rate-per-ip",
-                "0",
-            ])
-            .args(["--rate-messages", "0", "--rate-bytes", "0"])
             .env_remove("RUST_LOG")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())

@@ -1,5 +1,5 @@
 //! Between two Socket.IO clients the relay passes an emit's arguments through as the
-//! sender wrote them (PROTOCOL.md Part 3): not parsed into values and written again. The
+//! sender wrote them (docs/PROTOCOL.md Part 3): not parsed into values and written again. The
 //! texts below change under any re-encoding (`1.50` would become `1.5`, `\u00e9` an `é`,
 //! a 23-digit integer a float, `1E+2` a `100.0`), so these tests fail if the relay
 //! decodes and re-encodes them. A native receiver still gets the same values.

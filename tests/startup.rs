@@ -190,10 +190,273 @@ async fn an_admin_listener_beyond_loopback_needs_a_token_before_anything_binds()
     )
     .await
     .expect("run the relay");
-    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    // A refused configuration (issue 16: it was 1, as for a relay that cannot start).
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
     assert!(output.stdout.is_empty(), "{output:?}");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("0.0.0.0:0"), "{stderr}");
     assert!(stderr.contains("--admin-token-file"), "{stderr}");
+}
+
+/// A port already taken, for each listener in turn: the relay exits 1 (it cannot start)
+/// with one line on stderr that names the flag moving that listener, and nothing on
+/// stdout (no listener was announced). The development certificates exist already, so
+/// that their creation is not logged.
+#[tokio::test]
+async fn a_port_in_use_names_the_flag_to_change_for_every_listener() {
+    let dir = tempfile::tempdir().unwrap();
+    certs::DevCerts::load_or_create(dir.path()).unwrap();
+    for flag in ["--socketio-listen", "--quic-listen", "--admin-listen"] {
+        // Held for the whole run: TCP for the HTTP listeners, UDP for QUIC.
+        let (_tcp, _udp, taken) = if flag == "--quic-listen" {
+            let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+            let addr = udp.local_addr().unwrap();
+            (None, Some(udp), addr)
+        } else {
+            let tcp = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = tcp.local_addr().unwrap();
+            (Some(tcp), None, addr)
+        };
+        let taken = taken.to_string();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_p2p-relay"));
+        for listener in ["--socketio-listen", "--quic-listen", "--admin-listen"] {
+            let addr = if listener == flag {
+                &taken
+            } else {
+                "127.0.0.1:0"
+            };
+            cmd.args([listener, addr]);
+        }
+        let output = within(
+            "the relay refusing to start",
+            cmd.arg("--data-dir")
+                .arg(dir.path())
+                .env_remove("RUST_LOG")
+                .env("RUST_BACKTRACE", "1")
+                .stdin(Stdio::null())
+                .kill_on_drop(true)
+                .output(),
+        )
+        .await
+        .expect("run the relay");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{flag}: {output:?}");
+        assert!(output.stdout.is_empty(), "{flag}: {output:?}");
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "{flag}: one line: {stderr}");
+        assert!(
+            lines[0].contains(&format!(
+                "{taken}: it is already in use (set {flag} to another address)"
+            )),
+            "{flag}: {stderr}"
+        );
+    }
+}
+
+/// The admin port is bound before the front ends start and before a cluster node joins:
+/// a taken admin port is what stops the relay, not whatever comes later (here a Redis that
+/// does not answer, which the relay would otherwise try to reach first).
+#[tokio::test]
+async fn a_taken_admin_port_stops_the_relay_before_it_joins_a_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    certs::DevCerts::load_or_create(dir.path()).unwrap();
+    let secret = dir.path().join("cluster-secret");
+    std::fs::write(&secret, "a cluster secret long enough for any check\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    // Nothing listens on port 1: a node that tried to join would fail on Redis instead.
+    let output = within(
+        "the relay refusing to start",
+        relay(
+            dir.path(),
+            &["--admin-listen", &addr, "--cluster", "redis://127.0.0.1:1"],
+        )
+        .arg("--cluster-secret-file")
+        .arg(&secret)
+        .output(),
+    )
+    .await
+    .expect("run the relay");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "{addr}: it is already in use (set --admin-listen to another address)"
+        )),
+        "{stderr}"
+    );
+    drop(taken);
+}
+
+/// Runs the relay with `extra` flags to its refusal and returns its stderr, checking the
+/// contract of a refused configuration: exit 2, nothing on stdout (nothing was started),
+/// one line on stderr, no cause said twice.
+async fn refused_with(dir: &std::path::Path, extra: &[&str]) -> String {
+    let output = within(
+        "the relay refusing its configuration",
+        relay(dir, extra).env("RUST_BACKTRACE", "1").output(),
+    )
+    .await
+    .expect("run the relay");
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(2), "{extra:?}: {output:?}");
+    assert!(output.stdout.is_empty(), "{extra:?}: {output:?}");
+    let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(lines.len(), 1, "{extra:?}: one line: {stderr}");
+    assert!(
+        stderr.matches("(os error").count() <= 1,
+        "{extra:?}: {stderr}"
+    );
+    assert!(!stderr.to_lowercase().contains("backtrace"), "{stderr}");
+    stderr
+}
+
+fn secret_file(dir: &std::path::Path, name: &str, text: &str, mode: u32) -> String {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// Issue 16: each setting the relay refuses stops it with exit 2 (as the README says)
+/// and one line naming the cause, whichever part of the relay checks it.
+#[tokio::test]
+async fn every_refused_configuration_exits_2_with_one_line_naming_the_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    certs::DevCerts::load_or_create(dir.path()).unwrap();
+    let d = dir.path();
+    let missing = d.join("missing").to_str().unwrap().to_owned();
+    let empty = secret_file(d, "empty", "\n", 0o600);
+    let short = secret_file(d, "short", "abc\n", 0o600);
+    let good = secret_file(d, "good", &format!("{}\n", "s".repeat(40)), 0o600);
+    let cases: Vec<(Vec<&str>, Vec<&str>)> = vec![
+        (
+            vec!["--auth", "token", "--auth-secret-file", &missing],
+            vec!["cannot read the auth secret file", &missing],
+        ),
+        (
+            vec!["--auth", "token", "--auth-secret-file", &empty],
+            vec!["is empty", &empty],
+        ),
+        (
+            vec!["--auth", "token", "--auth-secret-file", &short],
+            vec!["3 bytes, fewer than 16", &short],
+        ),
+        (
+            vec!["--auth", "url", "--auth-url", "ftp://example.invalid/admit"],
+            vec!["--auth-url ftp://example.invalid/admit"],
+        ),
+        (
+            vec!["--cluster", "redis://127.0.0.1:1"],
+            vec!["--cluster needs --cluster-secret-file"],
+        ),
+        (
+            vec![
+                "--cluster",
+                "redis://127.0.0.1:1",
+                "--cluster-secret-file",
+                &missing,
+            ],
+            vec!["cannot read the cluster secret", &missing],
+        ),
+        (
+            vec![
+                "--cluster",
+                "redis://127.0.0.1:1",
+                "--cluster-secret-file",
+                &short,
+            ],
+            vec!["cluster secret", "3 bytes, fewer than 16"],
+        ),
+        (
+            vec!["--admin-listen", "0.0.0.0:0"],
+            vec!["0.0.0.0:0", "--admin-token-file"],
+        ),
+        (
+            vec!["--admin-token", "short"],
+            vec!["admin token", "5 characters"],
+        ),
+        (
+            vec!["--tls-cert", &missing, "--tls-key", &good],
+            vec!["cannot read the certificate file", &missing],
+        ),
+        (
+            vec!["--tls-cert", &good, "--tls-key", &good],
+            vec![&good, "certificate"],
+        ),
+    ];
+    for (flags, says) in &cases {
+        let stderr = refused_with(d, flags).await;
+        for part in says {
+            assert!(stderr.contains(part), "{flags:?}: {part:?} in {stderr}");
+        }
+    }
+}
+
+/// Issue 16: a secret file every user can read, or a secret shorter than HS256's 32 bytes,
+/// is taken with a warning that says what to do; a secret file of mode 600 and 32 bytes
+/// or more is taken without a word.
+#[tokio::test]
+async fn weak_secret_files_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    certs::DevCerts::load_or_create(dir.path()).unwrap();
+    let d = dir.path();
+    let open = secret_file(d, "open", &"o".repeat(40), 0o644);
+    let shortish = secret_file(d, "shortish", &"s".repeat(20), 0o600);
+    let fine = secret_file(d, "fine", &"f".repeat(40), 0o600);
+    for (file, warned) in [
+        (&open, Some(format!("chmod 600 {open}"))),
+        (&shortish, Some("has 20 bytes; use at least 32".to_owned())),
+        (&fine, None),
+    ] {
+        let mut child = relay(d, &["--auth", "token", "--auth-secret-file", file])
+            .spawn()
+            .expect("spawn the relay");
+        listening_lines(&mut child).await;
+        let (code, stderr) = interrupt(child).await;
+        assert_eq!(code, Some(0), "{stderr}");
+        let warnings: Vec<&str> = stderr.lines().filter(|l| l.contains("WARN")).collect();
+        match warned {
+            Some(text) => {
+                assert_eq!(warnings.len(), 1, "{file}: {stderr}");
+                assert!(warnings[0].contains(&text), "{file}: {stderr}");
+                assert!(warnings[0].contains(file.as_str()), "{file}: {stderr}");
+            }
+            None => assert!(warnings.is_empty(), "{file}: {stderr}"),
+        }
+    }
+}
+
+/// `p2p-relay token` reads the same secret file with the same rules: a missing or short
+/// one is a refused configuration too (exit 2, one `error:` line, each cause once).
+#[tokio::test]
+async fn the_token_command_refuses_a_missing_or_short_secret_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let short = secret_file(dir.path(), "short", "abc\n", 0o600);
+    let missing = dir.path().join("missing").to_str().unwrap().to_owned();
+    for (file, says) in [(&short, "fewer than 16"), (&missing, "cannot read")] {
+        let output = within(
+            "the token command",
+            Command::new(env!("CARGO_BIN_EXE_p2p-relay"))
+                .args(["token", "--sub", "A", "--auth-secret-file", file])
+                .env_remove("RUST_LOG")
+                .stdin(Stdio::null())
+                .output(),
+        )
+        .await
+        .expect("run the token command");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(2), "{file}: {output:?}");
+        assert!(output.stdout.is_empty(), "{file}: {output:?}");
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(says),
+            "{stderr}"
+        );
+        assert!(stderr.matches("(os error").count() <= 1, "{stderr}");
+    }
 }

@@ -98,7 +98,6 @@ start_relay() {
   RELAY_DIR="$(mktemp -d /tmp/node-reference-relay.XXXXXX)"
   RUST_LOG=warn "$RELAY" --socketio-listen 127.0.0.1:0 --quic-listen 127.0.0.1:0 \
     --admin-listen 127.0.0.1:0 --data-dir "$RELAY_DIR" \
-    --rate-messages 0 --rate-bytes 0 --max-connections-per-ip 0 --connect-rate-per-ip 0 \
     >"$log" 2>&1 &
   RELAY_PID=$!
   for _ in $(seq 100); do

@@ -114,6 +114,10 @@ pub enum ArgsError {
     PlaceholderWithoutNum,
     #[error("the packet holds binary where text was expected")]
     NotText,
+    /// The arguments would be larger than the relay's message limit once every
+    /// placeholder is replaced by its attachment (worded as the core words its own limit).
+    #[error("payload of {size} bytes exceeds the limit of {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
 }
 
 /// The arguments of one event packet as socketioxide hands it over: the packet's JSON
@@ -125,6 +129,21 @@ pub enum ArgsError {
 /// Socket.IO's own parser binds each placeholder to attachment `num` and refuses a `num`
 /// out of range; so does this.
 pub fn event_args(value: &socketioxide_core::Value) -> Result<Vec<Value>, ArgsError> {
+    event_args_within(value, usize::MAX)
+}
+
+/// [`event_args`], refusing arguments that would be larger than `max_bytes` before any
+/// attachment is copied into them ([`ArgsError::TooLarge`]).
+///
+/// One attachment may be referenced by any number of placeholders, and binding copies it
+/// once per reference: a 1 MB attachment named 1,000 times in a 30 KB packet would become
+/// 1 GB of values. So the size the arguments would have (the packet's JSON plus, per
+/// placeholder, its attachment's length; see [`expanded_size`]) is checked first, and
+/// nothing is built when it is over.
+pub fn event_args_within(
+    value: &socketioxide_core::Value,
+    max_bytes: usize,
+) -> Result<Vec<Value>, ArgsError> {
     let socketioxide_core::Value::Str(text, attachments) = value else {
         return Err(ArgsError::NotText);
     };
@@ -145,11 +164,48 @@ pub fn event_args(value: &socketioxide_core::Value) -> Result<Vec<Value>, ArgsEr
         }
     })?;
     if let Some(attachments) = attachments {
+        let size = expanded_size(text.as_str().len(), &values, attachments);
+        if size > max_bytes {
+            return Err(ArgsError::TooLarge {
+                size,
+                limit: max_bytes,
+            });
+        }
         for value in &mut values {
             bind_placeholders(value, attachments)?;
         }
     }
     Ok(values)
+}
+
+/// The size of a packet's arguments once its placeholders are bound: the JSON's length
+/// plus, for every placeholder [`bind_placeholders`] would replace (at any depth), the
+/// length of the attachment it names. Counted without copying anything; saturates rather
+/// than overflows. A placeholder that names no attachment counts nothing here (binding
+/// refuses it).
+pub fn expanded_size(json_len: usize, values: &[Value], attachments: &VecDeque<Bytes>) -> usize {
+    fn referenced(value: &Value, attachments: &VecDeque<Bytes>) -> usize {
+        match value {
+            Value::Array(items) => items.iter().fold(0, |sum: usize, v| {
+                sum.saturating_add(referenced(v, attachments))
+            }),
+            // Binding replaces the whole object, so what else it holds is not counted.
+            Value::Map(entries) if is_placeholder(entries) => entries
+                .iter()
+                .find(|(k, _)| k.as_str() == Some("num"))
+                .and_then(|(_, num)| num.as_u64())
+                .and_then(|num| usize::try_from(num).ok())
+                .and_then(|num| attachments.get(num))
+                .map_or(0, Bytes::len),
+            Value::Map(entries) => entries.iter().fold(0, |sum: usize, (_, v)| {
+                sum.saturating_add(referenced(v, attachments))
+            }),
+            _ => 0,
+        }
+    }
+    values.iter().fold(json_len, |sum, v| {
+        sum.saturating_add(referenced(v, attachments))
+    })
 }
 
 /// `P2P_EMIT`'s and `P2P_EMIT_ACKNOWLEDGE`'s object `{targetClientId, event, args}` as
@@ -168,7 +224,7 @@ pub struct RawEmit {
 /// both ways answer alike and this one only has to be right when it succeeds.
 ///
 /// Between two Socket.IO clients the arguments are then relayed as the sender wrote them,
-/// never parsed into values or written again (PROTOCOL.md Part 3).
+/// never parsed into values or written again (docs/PROTOCOL.md Part 3).
 pub fn raw_emit(value: &socketioxide_core::Value) -> Option<RawEmit> {
     let socketioxide_core::Value::Str(text, attachments) = value else {
         return None;
@@ -442,6 +498,58 @@ mod tests {
         // Without attachments a placeholder-shaped object is plain data, as in socket.io.
         let plain = packet(r#"["e",{"_placeholder":true,"num":0}]"#, &[]);
         assert!(matches!(&event_args(&plain).unwrap()[0], Value::Map(_)));
+    }
+
+    #[test]
+    fn expanded_size_counts_every_reference_at_any_depth() {
+        let attachments: VecDeque<Bytes> =
+            [Bytes::from(vec![0; 1000]), Bytes::from(vec![0; 7])].into();
+        let json = r#"["e",{"_placeholder":true,"num":0},[{"_placeholder":true,"num":0},{"k":{"_placeholder":true,"num":1}}],{"_placeholder":true,"num":9},{"_placeholder":false,"num":0}]"#;
+        let values = event_args(&packet(json, &[])).unwrap();
+        // Two references to attachment 0, one (nested) to 1; num 9 names nothing and a
+        // `_placeholder: false` object is data.
+        assert_eq!(
+            expanded_size(json.len(), &values, &attachments),
+            json.len() + 2 * 1000 + 7
+        );
+        assert_eq!(expanded_size(5, &[], &attachments), 5);
+        // Saturates instead of overflowing.
+        assert_eq!(expanded_size(usize::MAX, &values, &attachments), usize::MAX);
+    }
+
+    #[test]
+    fn arguments_over_the_limit_are_refused_before_binding() {
+        let refs = vec![r#"{"_placeholder":true,"num":0}"#; 1000].join(",");
+        let json = format!(r#"["e",[{refs}]]"#);
+        let attachment = vec![7u8; 1024 * 1024];
+        let value = packet(&json, &[&attachment]);
+        let size = json.len() + 1000 * attachment.len();
+        assert_eq!(
+            event_args_within(&value, 1024 * 1024).unwrap_err(),
+            ArgsError::TooLarge {
+                size,
+                limit: 1024 * 1024
+            }
+        );
+        assert_eq!(
+            ArgsError::TooLarge {
+                size: 101,
+                limit: 100
+            }
+            .to_string(),
+            "payload of 101 bytes exceeds the limit of 100 bytes"
+        );
+        // Exactly at the limit is taken, and bound as before.
+        let one = r#"["e",{"_placeholder":true,"num":0}]"#;
+        let value = packet(one, &[b"AB"]);
+        assert_eq!(
+            event_args_within(&value, one.len() + 2).unwrap(),
+            vec![Value::Binary(b"AB".to_vec())]
+        );
+        assert!(matches!(
+            event_args_within(&value, one.len() + 1),
+            Err(ArgsError::TooLarge { .. })
+        ));
     }
 
     #[test]

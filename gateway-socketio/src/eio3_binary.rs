@@ -15,7 +15,7 @@
 //! interop tests over polling will tell).
 
 use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::Response;
@@ -25,8 +25,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 const STRING_SEPARATOR: u8 = b':';
 const BINARY_SEPARATOR: u8 = 0xff;
 
-/// The axum middleware. Only GET requests of v3 polling clients are inspected.
-pub async fn fix(request: Request, next: Next) -> Response {
+/// Most a v3 polling response may be for this middleware to buffer it: engineioxide fills
+/// one with packets up to its payload limit (`transport_limit`), and an attachment written
+/// in base64 takes 4/3 of its bytes, so twice that limit holds any response it makes.
+pub(crate) fn buffer_limit(transport_limit: usize) -> usize {
+    transport_limit.saturating_mul(2)
+}
+
+/// The axum middleware. Only GET requests of v3 polling clients are inspected, and only
+/// responses of at most `max_bytes` (see [`buffer_limit`]) are buffered to be rewritten:
+/// a larger one passes as it is, and the buffer is refused before it grows past the bound.
+pub async fn fix(State(max_bytes): State<usize>, request: Request, next: Next) -> Response {
     let v3_polling = request.method() == Method::GET
         && request.uri().query().is_some_and(|q| {
             q.split('&').any(|kv| kv == "EIO=3") && q.split('&').any(|kv| kv == "transport=polling")
@@ -36,7 +45,16 @@ pub async fn fix(request: Request, next: Next) -> Response {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
+    let declared = axum::body::HttpBody::size_hint(&body).upper();
+    if declared.is_none_or(|len| len > max_bytes as u64) {
+        tracing::debug!(
+            ?declared,
+            max_bytes,
+            "v3 polling response not buffered: too large"
+        );
+        return Response::from_parts(parts, body);
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, max_bytes).await else {
         return Response::from_parts(parts, Body::empty());
     };
     let binary = parts
@@ -173,6 +191,41 @@ mod tests {
         expected.extend_from_slice(b"451");
         expected.extend_from_slice(&[1, 3, 0xff, 4, 7, 8]);
         assert_eq!(&fixed[..], &expected[..]);
+    }
+
+    /// `payload` (a text payload) served to a v3 polling GET through [`fix`] buffering at
+    /// most `max_bytes`.
+    async fn through_fix(payload: &'static str, max_bytes: usize) -> Bytes {
+        use tower::ServiceExt;
+        let app = axum::Router::new()
+            .route(
+                "/socket.io/",
+                axum::routing::get(move || async move { payload }),
+            )
+            .layer(axum::middleware::from_fn_with_state(max_bytes, fix));
+        let request = Request::get("/socket.io/?EIO=3&transport=polling")
+            .body(Body::empty())
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn only_responses_within_the_bound_are_buffered() {
+        let payload = "9:451-[\"e\"]5:bBwg=";
+        assert_eq!(
+            &through_fix(payload, payload.len()).await[..],
+            b"9:451-[\"e\"]6:b4Bwg="
+        );
+        // One byte over: passed on as it came, never collected.
+        assert_eq!(
+            &through_fix(payload, payload.len() - 1).await[..],
+            payload.as_bytes()
+        );
+        assert_eq!(buffer_limit(3 << 20), 6 << 20);
+        assert_eq!(buffer_limit(usize::MAX), usize::MAX);
     }
 
     #[test]

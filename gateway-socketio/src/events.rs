@@ -1,4 +1,4 @@
-//! The legacy plugin's event names (PROTOCOL.md Part 1), exact strings.
+//! The legacy plugin's event names (docs/PROTOCOL.md Part 1), exact strings.
 
 pub const P2P_REGISTER: &str = relay_core::P2P_REGISTER;
 pub const P2P_UNREGISTER: &str = "P2P_UNREGISTER";

@@ -98,12 +98,41 @@ impl MessageHandler<LocalAdapter, Inline> for Inbound {
             }
         }
         // LIST_CLIENTS and P2P_UNREGISTER take no arguments: whatever came is not read.
+        let limit = self.conn.handle.config().max_message_bytes;
         let args = match kind {
             RequestKind::List | RequestKind::Unregister => Ok(Vec::new()),
-            _ => args::event_args(&value)
-                .map_err(|e| format!("could not read the arguments of {}: {e}", self.name)),
+            _ => match args::event_args_within(&value, limit) {
+                // Refused before its attachments were copied into it, as the core refuses
+                // an emit over the limit: same code, same words, the connection lives on.
+                Err(args::ArgsError::TooLarge { size, limit }) => {
+                    return too_large(&self.conn, kind, ack_id, size, limit);
+                }
+                other => {
+                    other.map_err(|e| format!("could not read the arguments of {}: {e}", self.name))
+                }
+            },
         };
         handle_event(&self.conn, kind, ack_id, |req| parse(kind, args, req));
+    }
+}
+
+/// Answers an event whose arguments would exceed the message limit the way the core
+/// answers an emit over it (`RequestError::PayloadTooLarge`): a `SERVER_ERROR`, and the
+/// request's ack failed with the same reason if it has one.
+fn too_large(conn: &Conn, kind: RequestKind, ack_id: Option<i64>, size: usize, limit: usize) {
+    conn.acks.hand_over_arrived(&conn.handle, conn.id);
+    let req = (kind != RequestKind::Emit || ack_id.is_some()).then(|| conn.next_req(ack_id, kind));
+    let error = RequestError::PayloadTooLarge { size, limit };
+    tracing::debug!(conn = ?conn.id, %error, "arguments refused before expansion");
+    conn.toward.push(Event::ServerError {
+        code: Some(error.code()),
+        message: error.to_string(),
+    });
+    if let Some(req) = req {
+        conn.toward.push(Event::Reply {
+            req,
+            reply: Reply::Failed(error),
+        });
     }
 }
 

@@ -22,6 +22,7 @@
 
 mod acks;
 mod args;
+mod client_addr;
 mod config;
 mod connection;
 mod cors;
@@ -42,7 +43,14 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::SocketIo;
 use tracing::{debug, warn};
 
-pub use args::{event_args, raw_emit, Args, ArgsError, OutArgs, RawEmit, MAX_NESTING};
+pub use args::{
+    event_args, event_args_within, expanded_size, raw_emit, Args, ArgsError, OutArgs, RawEmit,
+    MAX_NESTING,
+};
+pub use client_addr::{
+    read_proxy_preface, ProxyPrefaceError, TrustedProxies, TrustedProxiesError,
+    MAX_PROXY_PREFACE_BYTES,
+};
 pub use config::GatewayConfig;
 pub use cors::{CorsOrigins, CorsOriginsError, OriginList, OriginProblem};
 use relay_runtime::RelayHandle;
@@ -73,6 +81,8 @@ pub struct Gateway {
     relay: RelayHandle,
     tasks: Tasks,
     shutdown_grace: Duration,
+    /// What the v3 binary fix may buffer of one polling response ([`eio3_binary::fix`]).
+    v3_buffer_bytes: usize,
 }
 
 impl Gateway {
@@ -111,6 +121,7 @@ impl Gateway {
             relay,
             tasks,
             shutdown_grace,
+            v3_buffer_bytes: eio3_binary::buffer_limit(limit),
         }
     }
 
@@ -119,7 +130,10 @@ impl Gateway {
     pub fn attach(&self, router: axum::Router) -> axum::Router {
         router
             .layer(self.layer.clone())
-            .layer(axum::middleware::from_fn(eio3_binary::fix))
+            .layer(axum::middleware::from_fn_with_state(
+                self.v3_buffer_bytes,
+                eio3_binary::fix,
+            ))
             .layer(axum::middleware::from_fn(detach::detach))
             .layer(axum::middleware::from_fn_with_state(
                 self.cors.clone(),

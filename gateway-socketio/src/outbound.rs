@@ -193,8 +193,11 @@ impl Packet {
                 match reason {
                     // A replaced client must not come back on its own and take its id
                     // back: a namespace disconnect tells socket.io-client not to reconnect.
-                    // Nor must a client its operator disconnected.
-                    CloseReason::Replaced(_) | CloseReason::Disconnected => {
+                    // Nor must a client its operator disconnected, nor one whose token
+                    // expired (reconnecting with it would only be refused).
+                    CloseReason::Replaced(_)
+                    | CloseReason::Disconnected
+                    | CloseReason::TokenExpired => {
                         let _ = socket.clone().disconnect();
                     }
                     // The socket stays in the namespace for `Gateway::close`, which closes

@@ -26,6 +26,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
+use crate::client_addr::{read_proxy_preface, TrustedProxies};
+
 /// Stops a gateway served by [`serve_with_shutdown`].
 #[derive(Debug, Clone, Default)]
 pub struct ServeShutdown {
@@ -96,6 +98,13 @@ pub struct ServeOptions {
     pub header_read_timeout: Duration,
     /// `Some`: https and wss only.
     pub tls: Option<ServeTls>,
+    /// Peers believed about their clients' addresses (`Forwarded`, `X-Forwarded-For`,
+    /// and the PROXY protocol with `proxy_protocol`); empty: none, every client is its
+    /// TCP peer.
+    pub trusted_proxies: TrustedProxies,
+    /// Connections from `trusted_proxies` start with a PROXY protocol (v1 or v2) preface,
+    /// read within `header_read_timeout`; one without is closed.
+    pub proxy_protocol: bool,
 }
 
 impl Default for ServeOptions {
@@ -103,6 +112,8 @@ impl Default for ServeOptions {
         Self {
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
             tls: None,
+            trusted_proxies: TrustedProxies::default(),
+            proxy_protocol: false,
         }
     }
 }
@@ -130,7 +141,10 @@ pub async fn serve(listener: TcpListener, app: axum::Router) -> io::Result<()> {
 /// (axum leaves it off; small relayed messages then wait for delayed ACKs and throughput
 /// collapses). Each request carries its client's address as
 /// `axum::extract::ConnectInfo<SocketAddr>`, for the per-address connection limits and the
-/// admission callback; an app served otherwise should use
+/// admission callback: the TCP peer's, or, from a peer in [`ServeOptions::trusted_proxies`],
+/// the one its PROXY preface or its forwarding headers name (see `client_addr`). No
+/// address is counted at accept, where only the proxy's is known. An app served otherwise
+/// should use
 /// `into_make_service_with_connect_info::<SocketAddr>()`, or those limits do not apply.
 /// Websocket upgrades are served; after one, the header timeout no longer applies and the
 /// engine.io heartbeat watches the connection.
@@ -142,7 +156,7 @@ pub async fn serve_with_shutdown(
 ) -> io::Result<()> {
     let options = ServeOptions {
         header_read_timeout,
-        tls: None,
+        ..ServeOptions::default()
     };
     serve_with_options(listener, app, shutdown, options).await
 }
@@ -161,7 +175,10 @@ pub async fn serve_with_options(
     let ServeOptions {
         header_read_timeout,
         tls,
+        trusted_proxies,
+        proxy_protocol,
     } = options;
+    let trusted_proxies = Arc::new(trusted_proxies);
 
     // HTTP/1.1 only: Socket.IO clients speak nothing else, and hyper-util's automatic
     // version detection waits for a first byte before any timer runs, so an idle socket
@@ -176,7 +193,7 @@ pub async fn serve_with_options(
             biased;
             () = shutdown.graceful.cancelled() => break,
             accepted = listener.accept() => {
-                let (tcp, remote_addr) = match accepted {
+                let (mut tcp, peer_addr) = match accepted {
                     Ok(accepted) => accepted,
                     Err(e) => {
                         accept_failed(e).await;
@@ -186,19 +203,42 @@ pub async fn serve_with_options(
                 if let Err(e) = tcp.set_nodelay(true) {
                     tracing::warn!("could not set TCP_NODELAY: {e}");
                 }
-                let service = app.clone().map_request(
-                    move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                        req.extensions_mut()
-                            .insert(axum::extract::ConnectInfo(remote_addr));
-                        req.map(axum::body::Body::new)
-                    },
-                );
-                let service = hyper_util::service::TowerToHyperService::new(service);
-                let socket = Cuttable::new(tcp, &shutdown.cut);
+                let app = app.clone();
+                let trusted = trusted_proxies.clone();
+                let cut = shutdown.cut.clone();
                 let graceful = shutdown.graceful.clone();
                 let builder = builder.clone();
                 let tls = tls.clone();
                 connections.spawn(async move {
+                    // No address is counted here: the client's address, which the
+                    // per-address limits count, is known only after the preface and
+                    // each request's headers.
+                    let mut remote_addr = peer_addr;
+                    if proxy_protocol && trusted.contains(peer_addr.ip()) {
+                        let read = tokio::select! {
+                            read = read_proxy_preface(&mut tcp, peer_addr, header_read_timeout) => read,
+                            () = graceful.cancelled() => return,
+                        };
+                        match read {
+                            Ok(client) => remote_addr = client,
+                            Err(e) => {
+                                tracing::debug!(proxy = %peer_addr, "closed: {e}");
+                                return;
+                            }
+                        }
+                    }
+                    let service = app.map_request(
+                        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                            // A request from a trusted proxy names its client in its
+                            // headers; this is the address everything after sees.
+                            let client = trusted.resolve(remote_addr, req.headers());
+                            req.extensions_mut()
+                                .insert(axum::extract::ConnectInfo(client));
+                            req.map(axum::body::Body::new)
+                        },
+                    );
+                    let service = hyper_util::service::TowerToHyperService::new(service);
+                    let socket = Cuttable::new(tcp, &cut);
                     let Some(tls) = tls else {
                         return serve_http(&builder, socket, service, graceful).await;
                     };

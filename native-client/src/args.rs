@@ -2,7 +2,7 @@
 //!
 //! A Socket.IO event carries any number of arguments, each a JSON value in which binary
 //! buffers may sit anywhere. The native protocol carries them as one MessagePack array
-//! (docs/NATIVE-PROTOCOL.md), and [`Args`] is that array decoded into [`rmpv::Value`]s:
+//! (docs/PROTOCOL.md Part 2), and [`Args`] is that array decoded into [`rmpv::Value`]s:
 //! unlike `serde_json::Value`, `rmpv::Value` has a binary type, keeps integers apart from
 //! floats (and `u64` apart from `i64`), and keeps map keys and their order as they came, so
 //! nothing is lost between a browser and a native client.

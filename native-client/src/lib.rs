@@ -1,7 +1,7 @@
 //! Native QUIC client of the p2p relay.
 //!
 //! The client has the verbs of the JavaScript client plugin (pair, emit, emit with ack,
-//! list, open streams), over one QUIC connection (docs/NATIVE-PROTOCOL.md): control
+//! list, open streams), over one QUIC connection (docs/PROTOCOL.md Part 2): control
 //! messages on one stream, and every P2P stream a QUIC stream of its own, so streams are
 //! `AsyncRead + AsyncWrite` with QUIC's flow control end to end.
 //!

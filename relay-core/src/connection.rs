@@ -44,6 +44,12 @@ pub struct Connection {
     config: Arc<Config>,
     /// Whom this client may pair with, as its admission vouched (its token's `peers`).
     peers: Peers,
+    /// When its admission (its token's `exp`) runs out: the driver closes it then with
+    /// [`CloseReason::TokenExpired`] (see [`Connection::due_close`]).
+    expires_at: Option<Instant>,
+    /// Lists of a client with a `peers` claim that span more than one directory page: the
+    /// ids its claim allows gathered so far, and the page size asked for.
+    listing: HashMap<ReqId, (Vec<ClientId>, usize)>,
     /// How fast this client may go; its own, so another client's traffic never counts.
     rate: ClientRate,
     peer: Option<Peer>,
@@ -159,6 +165,8 @@ impl Connection {
             rate: ClientRate::new(&config.rate),
             config,
             peers: Peers::Any,
+            expires_at: None,
+            listing: HashMap::new(),
             peer: None,
             registering: None,
             requests: HashMap::new(),
@@ -179,6 +187,27 @@ impl Connection {
     pub fn with_claims(mut self, claims: Claims) -> Self {
         self.peers = claims.peers;
         self
+    }
+
+    /// Sets when this connection's admission runs out (from [`Claims::deadline`]): from
+    /// then on [`Connection::due_close`] says to close it.
+    pub fn with_expiry(mut self, at: Option<Instant>) -> Self {
+        self.expires_at = at;
+        self
+    }
+
+    /// When this connection's admission runs out, if it does.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expires_at
+    }
+
+    /// Whether the driver must close this connection at `now`, and why: its token expired.
+    /// Checked after [`Connection::handle_timeout`]; the driver closes it as any other close
+    /// (the client is told, its peer freed, its directory entry released).
+    pub fn due_close(&self, now: Instant) -> Option<CloseReason> {
+        self.expires_at
+            .filter(|at| *at <= now)
+            .map(|_| CloseReason::TokenExpired)
     }
 
     // ----- queries ------------------------------------------------------------------------
@@ -285,9 +314,14 @@ impl Connection {
         self.queries.pop_front()
     }
 
-    /// When [`Connection::handle_timeout`] must next be called.
+    /// When [`Connection::handle_timeout`] must next be called (the admission's expiry
+    /// included, after which [`Connection::due_close`] says to close).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.first().map(|(deadline, _)| *deadline)
+        let question = self.deadlines.first().map(|(deadline, _)| *deadline);
+        match (question, self.expires_at) {
+            (Some(q), Some(e)) => Some(q.min(e)),
+            (q, e) => q.or(e),
+        }
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -313,6 +347,11 @@ impl Connection {
                 ack,
             } => self.emit(now, &target, event, args, emit_size, ack),
             Command::List { req, after, limit } => {
+                if let (Peers::Only(_), Some(limit)) = (&self.peers, limit) {
+                    // The page size the directory will use, kept to fill a filtered page.
+                    let limit = limit.clamp(1, crate::directory::MAX_LIST_PAGE);
+                    self.listing.insert(req, (Vec::new(), limit));
+                }
                 self.queries.push_back(Query::List { req, after, limit })
             }
             Command::OpenStream { req, target } => self.open_stream(now, req, &target),
@@ -333,7 +372,20 @@ impl Connection {
                     self.fail(request.req, error);
                 }
             }
-            Answered::ListFailed(req, error) => self.fail(Some(req), error),
+            Answered::ListFailed(req, error) => {
+                self.listing.remove(&req);
+                self.fail(Some(req), error)
+            }
+            Answered::ListPartial(req, page) => match self.transport {
+                Transport::Legacy => {
+                    self.server_error(&RequestError::ListPartial);
+                    self.listed(req, page)
+                }
+                Transport::Native => {
+                    self.listing.remove(&req);
+                    self.fail(Some(req), RequestError::ClusterUnavailable)
+                }
+            },
         }
     }
 
@@ -651,8 +703,40 @@ impl Connection {
         }
     }
 
+    /// A page of the directory for this client's list. A client with a `peers` claim is
+    /// shown only the connected ids its claim allows (listing every id would tell it who
+    /// else uses the relay, which its token does not let it reach); when the claim leaves
+    /// a page short, the next page is asked for until this one is full, so that the cursor
+    /// handed back is always an id the client may see.
     fn listed(&mut self, req: ReqId, page: ClientPage) {
-        self.reply(req, Reply::Clients(page));
+        if self.peers == Peers::Any {
+            return self.reply(req, Reply::Clients(page));
+        }
+        let allowed = page.ids.into_iter().filter(|id| self.peers.allows(id));
+        let Some((mut ids, limit)) = self.listing.remove(&req) else {
+            // A legacy list has no limit: the whole directory in one page.
+            let ids: Vec<ClientId> = allowed.collect();
+            let next = page.next.and(ids.last().cloned());
+            return self.reply(req, Reply::Clients(ClientPage { ids, next }));
+        };
+        ids.extend(allowed);
+        let next = match page.next {
+            Some(after) if ids.len() < limit => {
+                self.queries.push_back(Query::List {
+                    req,
+                    after: Some(after.as_str().to_owned()),
+                    limit: Some(limit),
+                });
+                self.listing.insert(req, (ids, limit));
+                return;
+            }
+            // Full: the cursor is the last id shown, never one the claim hides.
+            Some(_) => true,
+            None => ids.len() > limit,
+        };
+        ids.truncate(limit);
+        let next = if next { ids.last().cloned() } else { None };
+        self.reply(req, Reply::Clients(ClientPage { ids, next }));
     }
 
     fn register_answer(&self, q: QuestionId, accepted: bool) -> PeerMsg {
@@ -776,6 +860,17 @@ impl Connection {
             let peer = peer.expect("checked above");
             (peer.addr, peer.client.clone(), peer.transport)
         };
+        // Arguments converted for the receiver's transport can grow (MessagePack's 1-byte
+        // nil is JSON's 4-byte `null`): the limit holds for what the conversion would
+        // build, and is checked before it builds anything.
+        let converted = args.size_for(transport);
+        if converted > self.config.max_message_bytes {
+            let error = RequestError::PayloadTooLarge {
+                size: converted,
+                limit: self.config.max_message_bytes,
+            };
+            return self.fail(ack, error);
+        }
         // A Socket.IO peer reads JSON: arguments it could not read are refused here, to
         // their sender, rather than failing at the receiver's front end where nobody can
         // be told.
@@ -1038,10 +1133,21 @@ impl Connection {
                     Answer::Ack(args) => args,
                     Answer::Accept(_) | Answer::Done => Payload::empty(),
                 };
+                // Measured as it arrived and as the asker will be sent it (converting can
+                // make it larger), before it is converted.
+                let asker = if json_for.is_some() {
+                    Transport::Legacy
+                } else {
+                    Transport::Native
+                };
                 let size = args.size();
+                let measured = size.max(args.size_for(asker));
                 let limit = self.config.max_message_bytes;
-                let checked = if size > limit {
-                    Err(RequestError::PayloadTooLarge { size, limit })
+                let checked = if measured > limit {
+                    Err(RequestError::PayloadTooLarge {
+                        size: measured,
+                        limit,
+                    })
                 } else if let Err(rate) = self.rate.bytes(now, size) {
                     // An ack's arguments are payload this client moves, like an event's.
                     Err(RequestError::RateLimited(rate))

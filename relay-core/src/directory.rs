@@ -175,6 +175,11 @@ pub enum Answered {
     /// fails at once with this error instead of waiting for its deadline.
     LookupFailed(QuestionId, RequestError),
     ListFailed(ReqId, RequestError),
+    /// A shared directory could not be asked (cluster mode, Redis unreachable), so `page`
+    /// holds only this node's clients: a legacy client gets them with a `SERVER_ERROR`
+    /// saying the list is partial (its callback expects an array); a native client, whose
+    /// pages it takes for the whole cluster, gets the cluster-unavailable error instead.
+    ListPartial(ReqId, ClientPage),
 }
 
 impl Query {

@@ -121,6 +121,13 @@ pub enum RequestError {
          involve another relay node fail until it is back"
     )]
     ClusterUnavailable,
+    /// Cluster mode, Redis unreachable: a legacy `LIST_CLIENTS` is answered with this
+    /// node's clients only (a 1.4.1 callback expects an array), and told so with this.
+    #[error(
+        "client list is partial: the cluster directory is unreachable, so only the clients \
+         of this relay node are listed"
+    )]
+    ListPartial,
     /// A failure decided on another relay node, carried as its code and text (the rules
     /// there worded it for this client already).
     #[error("{message}")]
@@ -207,7 +214,7 @@ impl RequestError {
             QueueFull { .. } => ErrorCode::QueueFull,
             RateLimited(_) => ErrorCode::RateLimited,
             PeerNotAllowed(_) | PeerRefuses(_) => ErrorCode::Forbidden,
-            ClusterUnavailable => ErrorCode::Unavailable,
+            ClusterUnavailable | ListPartial => ErrorCode::Unavailable,
             Remote { code, .. } => *code,
         }
     }
@@ -223,6 +230,11 @@ pub enum CloseReason {
     /// An operator disconnected the client (the control center's button).
     #[error("disconnected by the relay's operator")]
     Disconnected,
+    /// The token the client was admitted with reached its `exp`: a connection lives no
+    /// longer than the credentials that let it in. The client connects again with a new
+    /// token (a reconnect with the old one is refused as expired).
+    #[error("the token expired: connect again with a new token")]
+    TokenExpired,
 }
 
 #[cfg(test)]

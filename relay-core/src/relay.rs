@@ -104,12 +104,16 @@ impl Relay {
 
     /// Seconds since the Unix epoch at `now`.
     pub fn unix_time(&mut self, now: Instant) -> u64 {
+        unix_seconds(self.wall_time(now))
+    }
+
+    /// The wall-clock time at `now`.
+    fn wall_time(&mut self, now: Instant) -> SystemTime {
         let (at, time) = *self.wall.get_or_insert((now, UNIX_EPOCH));
-        let time = match now.checked_duration_since(at) {
+        match now.checked_duration_since(at) {
             Some(later) => time + later,
             None => time.checked_sub(at - now).unwrap_or(UNIX_EPOCH),
-        };
-        unix_seconds(time)
+        }
     }
 
     pub fn config(&self) -> &Config {
@@ -196,9 +200,12 @@ impl Relay {
             }
         }
         debug!(%client, %addr, "connected");
-        let conn =
-            Connection::new(addr, client, transport, self.config.clone()).with_claims(claims);
+        let expiry = claims.deadline(now, self.wall_time(now));
+        let conn = Connection::new(addr, client, transport, self.config.clone())
+            .with_claims(claims)
+            .with_expiry(expiry);
         self.conns.insert(addr.conn, conn);
+        self.rearm(addr.conn);
         addr.conn
     }
 
@@ -233,7 +240,8 @@ impl Relay {
         self.pump(now, receiver);
     }
 
-    /// Answers every question whose time is up.
+    /// Answers every question whose time is up, and closes every connection whose token
+    /// expired ([`CloseReason::TokenExpired`]: its client is told, its peer freed).
     pub fn handle_timeout(&mut self, now: Instant) {
         while let Some(&(deadline, conn)) = self.timers.first() {
             if deadline > now {
@@ -243,6 +251,11 @@ impl Relay {
             self.timer_of.remove(&conn);
             if let Some(c) = self.conns.get_mut(&conn) {
                 c.handle_timeout(now);
+                if let Some(reason) = c.due_close(now) {
+                    debug!(client = %c.client(), %reason, "closing");
+                    self.close(now, conn, reason);
+                    continue;
+                }
             }
             self.pump(now, conn);
         }

@@ -4,7 +4,7 @@
 //! Why: `invariants.rs` checks bookkeeping (one reply per request, nothing sent to a closed
 //! connection, symmetric pairing); it says nothing about *where* events go or what they carry.
 //! A relay that delivered every emit back to its sender, or never ended a stream, kept all of
-//! those promises. Here the test itself knows the rules of `PROTOCOL.md` part 1 and predicts,
+//! those promises. Here the test itself knows the rules of `docs/PROTOCOL.md` Part 1 and predicts,
 //! for every step, the exact events the step must produce.
 //!
 //! The model holds, written independently of `relay-core/src`:

@@ -3,7 +3,7 @@
 //!
 //! Rendered on the server as one small HTML page with nothing fetched from elsewhere, so
 //! it works offline (and through an SSH tunnel) and reads without its script. The script
-//! (`control.js`, served inside the page) then keeps it live from `/api/live`, one
+//! (`control.js`, served beside the page, as its style is) then keeps it live from `/api/live`, one
 //! reading a second by server-sent events: it turns readings into per-client and per-stream
 //! rates and small charts, searches by client id, and disconnects a client on a confirmed
 //! click. The clients are paged by id (`?after=ID&limit=N`), so a relay with many clients
@@ -49,15 +49,9 @@ pub fn html(
     out.push_str(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>p2p-relay control center</title><style>\
-         body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\
-         table{border-collapse:collapse;margin:.5rem 0 1.5rem}\
-         th,td{padding:.25rem .75rem;border-bottom:1px solid #ddd;text-align:left}\
-         td.n{text-align:right;font-variant-numeric:tabular-nums}\
-         .ready{color:#070}.draining,.starting{color:#a40}code{font-size:.95em}\
-         .charts{display:flex;gap:1.5rem;flex-wrap:wrap}.charts figure{margin:0}\
-         canvas{border:1px solid #ddd;background:#fafafa}#notice{color:#a40}\
-         </style></head><body>\n<h1>p2p-relay control center</h1>\n",
+         <title>p2p-relay control center</title>\
+         <link rel=\"stylesheet\" href=\"control.css\"></head><body>\n\
+         <h1>p2p-relay control center</h1>\n",
     );
     let readiness = overview.readiness.as_str();
     let _ = writeln!(
@@ -199,15 +193,23 @@ pub fn html(
         "<p><small>Machine-readable: <a href=\"metrics\">/metrics</a> \
          &middot; <a href=\"api/clients\">/api/clients</a> \
          &middot; <a href=\"api/summary\">/api/summary</a> \
-         &middot; <a href=\"api/live\">/api/live</a></small></p>\n<script>\n",
+         &middot; <a href=\"api/live\">/api/live</a></small></p>\n\
+         <script src=\"control.js\"></script>\n</body></html>\n",
     );
-    out.push_str(SCRIPT);
-    out.push_str("</script>\n</body></html>\n");
     out
 }
 
-/// The page's script, inside the page: nothing is fetched from elsewhere.
-const SCRIPT: &str = include_str!("control.js");
+/// The page's script and style, served by this listener beside the page (relative paths,
+/// so the page works under a proxy's prefix too): nothing is fetched from elsewhere, and
+/// nothing inline, so the Content-Security-Policy can forbid inline code.
+pub const SCRIPT: &str = include_str!("control.js");
+pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}\n\
+     table{border-collapse:collapse;margin:.5rem 0 1.5rem}\n\
+     th,td{padding:.25rem .75rem;border-bottom:1px solid #ddd;text-align:left}\n\
+     td.n{text-align:right;font-variant-numeric:tabular-nums}\n\
+     .ready{color:#070}.draining,.starting{color:#a40}code{font-size:.95em}\n\
+     .charts{display:flex;gap:1.5rem;flex-wrap:wrap}.charts figure{margin:0}\n\
+     canvas{border:1px solid #ddd;background:#fafafa}#notice{color:#a40}\n";
 
 /// Clients scanned at most for one search: a search costs the relay a bounded walk of the
 /// sorted directory, page by page, however many clients it has.

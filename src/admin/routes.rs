@@ -41,6 +41,8 @@ impl State {
 pub fn router(state: State) -> Router {
     let guarded = Router::new()
         .route("/", get(control_page))
+        .route("/control.js", get(control_script))
+        .route("/control.css", get(control_style))
         .route("/metrics", get(metrics))
         .route("/api/clients", get(clients))
         .route("/api/summary", get(summary))
@@ -53,7 +55,75 @@ pub fn router(state: State) -> Router {
         // Browsers ask for it; an empty answer keeps their consoles free of 404s.
         .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .merge(guarded)
+        // Outermost: every answer, a refusal too, carries the headers.
+        .layer(middleware::from_fn_with_state(state.clone(), require_host))
+        .layer(middleware::from_fn(security_headers))
         .with_state(state)
+}
+
+/// What the page may load and who may frame it: its own script and style only (served at
+/// `control.js` and `control.css`, not inline, so that nothing injected into the page
+/// could run), no framing (clickjacking of the disconnect button), no sniffing of a JSON
+/// answer into something runnable.
+const CONTENT_SECURITY_POLICY: &str =
+    "default-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
+
+async fn security_headers(request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
+
+/// Refuses, on a listener without a token, a request naming a host that is not loopback
+/// nor one of `--admin-hosts`: what a web page reaching the listener by DNS rebinding
+/// sends (see [`super::access`]).
+async fn require_host(Extract(state): Extract<State>, request: Request, next: Next) -> Response {
+    let header = request.headers().get(header::HOST).map(|v| v.to_str());
+    let authority = request.uri().authority().map(|a| a.as_str());
+    let allowed = match header {
+        Some(Err(_)) => false,
+        Some(Ok(host)) => {
+            state.0.access.allows_host(Some(host))
+                && authority.is_none_or(|a| state.0.access.allows_host(Some(a)))
+        }
+        None => state.0.access.allows_host(authority),
+    };
+    if allowed {
+        return next.run(request).await;
+    }
+    tracing::debug!(host = ?header, "admin request for another host refused");
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        "this admin listener has no token, so it answers only requests for localhost, \
+         127.0.0.1 or [::1]: name one of those, add this host with --admin-hosts NAME, or \
+         give an admin token (--admin-token-file)\n",
+    )
+        .into_response()
+}
+
+async fn control_script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        control::SCRIPT,
+    )
+        .into_response()
+}
+
+async fn control_style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        control::STYLE,
+    )
+        .into_response()
 }
 
 async fn require_token(Extract(state): Extract<State>, request: Request, next: Next) -> Response {

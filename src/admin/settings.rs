@@ -27,4 +27,16 @@ pub struct AdminSettings {
         conflicts_with = "admin_token_file"
     )]
     pub admin_token: Option<String>,
+
+    /// Host names, besides loopback ones (localhost, *.localhost, 127.x.x.x, [::1]), that
+    /// requests to an admin listener without a token may name in their Host header, e.g.
+    /// the name of an SSH tunnel's end. Any other Host is refused, so that a web page
+    /// cannot reach the listener through DNS rebinding. Not needed with a token.
+    #[arg(
+        long,
+        env = "P2P_RELAY_ADMIN_HOSTS",
+        value_name = "NAME,...",
+        value_delimiter = ','
+    )]
+    pub admin_hosts: Vec<String>,
 }

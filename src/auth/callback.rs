@@ -19,6 +19,8 @@ pub struct CallbackAuthenticator {
     client: reqwest::Client,
     url: reqwest::Url,
     timeout: Duration,
+    /// The most of a 2xx answer's body that is read (`--auth-response-max-bytes`).
+    max_answer_bytes: usize,
 }
 
 #[derive(Serialize)]
@@ -39,7 +41,11 @@ struct Answer {
 }
 
 impl CallbackAuthenticator {
-    pub fn new(url: &str, timeout: Duration) -> Result<Self, AuthSetupError> {
+    pub fn new(
+        url: &str,
+        timeout: Duration,
+        max_answer_bytes: usize,
+    ) -> Result<Self, AuthSetupError> {
         let bad = |reason: String| AuthSetupError::BadUrl {
             url: url.to_owned(),
             reason,
@@ -58,6 +64,7 @@ impl CallbackAuthenticator {
             client,
             url: parsed,
             timeout,
+            max_answer_bytes,
         })
     }
 
@@ -96,13 +103,19 @@ impl CallbackAuthenticator {
                 status: status.as_u16(),
             });
         }
-        let body = response.bytes().await.map_err(|e| {
-            if timed_out(&e) {
-                AuthError::CallbackTimeout { millis }
-            } else {
-                AuthError::CallbackUnreachable(without_url(e))
-            }
-        })?;
+        let body = read_bounded(response, self.max_answer_bytes)
+            .await
+            .map_err(|e| match e {
+                BodyError::Read(e) if timed_out(&e) => AuthError::CallbackTimeout { millis },
+                BodyError::Read(e) => AuthError::CallbackUnreachable(without_url(e)),
+                too_long @ BodyError::TooLong { .. } => {
+                    tracing::warn!(
+                        client = %presented.client,
+                        "admission refused, the service's answer is too long: {too_long}"
+                    );
+                    AuthError::CallbackBadAnswer(too_long.to_string())
+                }
+            })?;
         if body.iter().all(u8::is_ascii_whitespace) {
             return Ok(Claims::default());
         }
@@ -114,8 +127,39 @@ impl CallbackAuthenticator {
         }
         Ok(Claims {
             peers: answer.peers.map_or(Peers::Any, Peers::only),
+            // The service decides admission once; the connection has no expiry of its own.
+            expires: None,
         })
     }
+}
+
+/// Why a 2xx answer's body could not be taken.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("its body is longer than {max} bytes (--auth-response-max-bytes)")]
+    TooLong { max: usize },
+    #[error("{0}")]
+    Read(reqwest::Error),
+}
+
+/// Reads `response`'s body chunk by chunk, refusing it as soon as it passes `max` bytes
+/// (a `Content-Length` over it is refused before anything is read): the service's answer
+/// is held in memory, so its size must be bounded before it arrives, not after.
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> Result<Vec<u8>, BodyError> {
+    if response
+        .content_length()
+        .is_some_and(|len| len > max as u64)
+    {
+        return Err(BodyError::TooLong { max });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Read)? {
+        if body.len() + chunk.len() > max {
+            return Err(BodyError::TooLong { max });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// reqwest's text without the URL, which may hold credentials of the deployment and has no

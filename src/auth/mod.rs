@@ -36,6 +36,10 @@ pub enum AuthSetupError {
     },
     #[error("the auth secret file {0} is empty: put a long random secret in it (e.g. `openssl rand -hex 32`)")]
     SecretEmpty(String),
+    /// Shorter than `settings::MIN_SECRET_BYTES`: an HS256 signature made with it can be
+    /// searched for offline.
+    #[error(transparent)]
+    SecretShort(#[from] crate::settings::ShortSecret),
     #[error("`p2p-relay token` signs with the relay's secret: give it --auth-secret-file FILE (or P2P_RELAY_AUTH_SECRET_FILE, or auth_secret_file in the config file)")]
     TokenNeedsSecret,
     #[error("--auth {0} needs {1}")]
@@ -59,6 +63,7 @@ pub fn read_secret(path: &Path) -> Result<Vec<u8>, AuthSetupError> {
     if secret.is_empty() {
         return Err(AuthSetupError::SecretEmpty(shown));
     }
+    crate::settings::check_secret_file("auth secret", path, &secret)?;
     Ok(secret)
 }
 
@@ -69,6 +74,7 @@ pub fn relay_handle(
     secret_file: Option<&Path>,
     url: Option<&str>,
     timeout: Duration,
+    max_answer_bytes: usize,
 ) -> Result<RelayHandle, AuthSetupError> {
     Ok(match mode {
         AuthMode::None => RelayHandle::new(config),
@@ -84,7 +90,7 @@ pub fn relay_handle(
         }
         AuthMode::Url => {
             let url = url.ok_or(AuthSetupError::Missing("url", "--auth-url URL"))?;
-            let callback = CallbackAuthenticator::new(url, timeout)?;
+            let callback = CallbackAuthenticator::new(url, timeout, max_answer_bytes)?;
             tracing::info!(
                 "clients are admitted by {url} (timeout {} ms)",
                 timeout.as_millis()

@@ -76,11 +76,15 @@ return {'fresh', ''}
 
 const RESTORE: &str = r#"
 -- KEYS: dir, ids.  ARGV: client, addr, prefix, node.  Claims again what a node held when
--- the directory lost it; 'taken' when another live connection holds the id meanwhile.
+-- the directory lost it, or admitted while Redis was unreachable; 'taken' when a live
+-- connection of another node holds the id meanwhile (an older entry of this node is a
+-- connection this node replaced: the caller's is the current one).
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 if cur and cur ~= ARGV[2] then
   local n = string.match(cur, '^(%d+):')
-  if n and redis.call('EXISTS', ARGV[3] .. ':node:' .. n) == 1 then return 'taken' end
+  if n and n ~= ARGV[4] and redis.call('EXISTS', ARGV[3] .. ':node:' .. n) == 1 then
+    return 'taken'
+  end
 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])

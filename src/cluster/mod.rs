@@ -24,8 +24,8 @@ use std::time::{Duration, Instant};
 
 use dashmap::DashMap;
 use relay_core::{
-    Addr, Answered, ClientId, CloseReason, ConnId, ConnectError, DuplicatePolicy, NodeId, Query,
-    RequestError, Transmit,
+    Addr, Answered, ClientId, ClientPage, CloseReason, ConnId, ConnectError, DuplicatePolicy,
+    NodeId, Query, RequestError, Transmit,
 };
 use relay_runtime::{ClaimFuture, ClusterLink, RelayHandle, WeakRelayHandle};
 use tokio::sync::{mpsc, Notify};
@@ -102,6 +102,10 @@ pub enum ClusterError {
     },
     #[error("the cluster secret in {0} is empty")]
     EmptySecret(PathBuf),
+    /// Shorter than `settings::MIN_SECRET_BYTES`: it is all that keeps others off the
+    /// node links.
+    #[error(transparent)]
+    ShortSecret(#[from] crate::settings::ShortSecret),
     #[error("cannot set up node links: {0}")]
     NodeLink(String),
     #[error(transparent)]
@@ -130,6 +134,8 @@ pub struct Cluster {
     /// The other nodes this node knows alive: their lease token once a watch saw them,
     /// and when this node first heard of them. Sharded: `send` touches it per message.
     known: DashMap<NodeId, Known>,
+    /// Clients admitted while Redis was unreachable, claimed in Redis once it is back.
+    provisional: DashMap<ClientId, Addr>,
     links: Arc<NodeLinks>,
     me: Weak<Cluster>,
     tasks: TaskTracker,
@@ -209,6 +215,7 @@ impl Cluster {
             bus_changed: Arc::new(Notify::new()),
             isolated: AtomicBool::new(false),
             known: DashMap::new(),
+            provisional: DashMap::new(),
             links,
             me: me.clone(),
             tasks: TaskTracker::new(),
@@ -335,6 +342,10 @@ impl Cluster {
             return Ok(());
         };
         for (client, addr) in relay.local_clients() {
+            if self.provisional.get(&client).is_some_and(|a| *a == addr) {
+                // Admitted while Redis was unreachable: claimed by `reconcile`, as newer.
+                continue;
+            }
             if !self.dir.restore(&client, addr).await? {
                 relay.close(addr.conn, CloseReason::Replaced(client));
             }
@@ -343,6 +354,99 @@ impl Cluster {
             info!(node = self.node.0, "back in the cluster");
         }
         Ok(())
+    }
+
+    /// A claim made while Redis cannot be asked. Under `replace` it is admitted: the
+    /// policy is applied to this node's clients (the only ones it can see), and the claim
+    /// is provisional: written to Redis when Redis is back ([`Cluster::reconcile`]), where
+    /// it replaces a connection another node holds with that id, as any newer connection
+    /// does. Under `reject` it is refused: whether another node holds the id cannot be
+    /// known, and admitting it would break the promise that an id connected is refused
+    /// (see docs/CLUSTER.md, "Redis unreachable").
+    fn claim_locally(
+        &self,
+        client: ClientId,
+        addr: Addr,
+        policy: DuplicatePolicy,
+        max_clients: usize,
+    ) -> Result<relay_core::Claimed, ConnectError> {
+        let Some(relay) = self.relay() else {
+            return Err(ConnectError::ShuttingDown);
+        };
+        let claimed = match (relay.conn_of(client.as_str()), policy) {
+            (Some(_), DuplicatePolicy::Reject) => return Err(ConnectError::Duplicate(client)),
+            (None, DuplicatePolicy::Reject) => {
+                return Err(ConnectError::ClusterUnavailable(
+                    "this node cannot reach its Redis now, and under --duplicate-policy \
+                     reject it cannot tell whether another node holds this clientId"
+                        .into(),
+                ))
+            }
+            (Some(old), DuplicatePolicy::Replace) => {
+                relay_core::Claimed::Replaced(Addr::new(self.node, old))
+            }
+            (None, DuplicatePolicy::Replace) => {
+                let connected = relay.len();
+                if connected >= max_clients {
+                    return Err(ConnectError::TooManyClients(connected));
+                }
+                relay_core::Claimed::Fresh
+            }
+        };
+        debug!(%client, "admitted while Redis is unreachable: claimed in Redis once it is back");
+        self.provisional.insert(client, addr);
+        Ok(claimed)
+    }
+
+    /// Writes the claims made while Redis was unreachable into Redis, as claims under the
+    /// `replace` policy (the only one that admits them): a connection another node holds
+    /// with the same id is older than this claim reaching Redis, so it is closed as
+    /// replaced, as it would have been with Redis in view. One connection per id again.
+    /// A claim Redis refuses now (this node is still rejoining) stays for the next renewal,
+    /// and so do all of them until the bus listens again (the close must be able to go).
+    async fn reconcile(&self) {
+        let Some(relay) = self.relay() else {
+            return;
+        };
+        if !self.is_up() {
+            return;
+        }
+        let pending: Vec<(ClientId, Addr)> = self
+            .provisional
+            .iter()
+            .map(|e| (e.key().clone(), *e.value()))
+            .collect();
+        for (client, addr) in pending {
+            // Still connected with this address (it may have closed, or been replaced).
+            if relay.conn_of(client.as_str()) == Some(addr.conn) {
+                let claimed = self
+                    .dir
+                    .claim(&client, addr, DuplicatePolicy::Replace, usize::MAX)
+                    .await;
+                match claimed {
+                    Ok(relay_core::Claimed::Replaced(old)) if old.node != self.node => {
+                        info!(%client, node = old.node.0, "admitted during the Redis outage: \
+                              its older connection on another node is closed as replaced");
+                        self.saw(old.node);
+                        let reason = CloseReason::Replaced(client.clone());
+                        let close = relay_core::Transmit {
+                            from: addr,
+                            to: old,
+                            msg: relay_core::PeerMsg::Close { reason },
+                        };
+                        // Lost, it is gone from the directory anyway and closes when its
+                        // node hears of it (as for any replacement across nodes).
+                        let _ = ClusterLink::send(self, close);
+                    }
+                    Ok(_) => debug!(%client, "admitted during the Redis outage: now claimed"),
+                    Err(e) => {
+                        debug!(%client, "claim after the Redis outage failed ({e}); retried");
+                        continue;
+                    }
+                }
+            }
+            self.provisional.remove_if(&client, |_, a| *a == addr);
+        }
     }
 
     fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
@@ -360,6 +464,9 @@ impl Cluster {
                         return Answered::Lookup(*q, Some(Addr::new(self.node, local)));
                     }
                 }
+            }
+            if let (Query::List { req, after, limit }, Some(relay)) = (&query, self.relay()) {
+                return Answered::ListPartial(*req, local_page(relay, after.as_deref(), *limit));
             }
             return query.failed(RequestError::ClusterUnavailable);
         }
@@ -405,9 +512,7 @@ impl ClusterLink for Cluster {
         let client = client.clone();
         Box::pin(async move {
             if !self.is_up() {
-                return Err(ConnectError::ClusterUnavailable(
-                    "this node cannot reach its Redis now".into(),
-                ));
+                return self.claim_locally(client, addr, policy, max_clients);
             }
             let claimed = self.dir.claim(&client, addr, policy, max_clients).await?;
             if let relay_core::Claimed::Replaced(old) = claimed {
@@ -418,6 +523,8 @@ impl ClusterLink for Cluster {
     }
 
     fn release(&self, client: &ClientId, addr: Addr) {
+        // Closed before Redis was back: nothing left to claim for it.
+        self.provisional.remove_if(client, |_, a| *a == addr);
         // In line with the messages the closing connection sends, so its peers find the
         // id gone once they are told. A release that cannot be queued is made aside.
         let out = bus::Out::Release(client.clone(), addr);
@@ -488,6 +595,9 @@ async fn keep_lease(cluster: Weak<Cluster>, stop: CancellationToken) {
                         debug!("rejoin failed: {e}");
                     }
                 }
+                if !c.provisional.is_empty() {
+                    c.reconcile().await;
+                }
             }
             Ok(false) => {
                 last_ok = Instant::now();
@@ -495,6 +605,9 @@ async fn keep_lease(cluster: Weak<Cluster>, stop: CancellationToken) {
                 c.isolate("its lease had lapsed");
                 if let Err(e) = c.rejoin().await {
                     debug!("rejoin failed: {e}");
+                }
+                if !c.provisional.is_empty() {
+                    c.reconcile().await;
                 }
             }
             Err(e) => {
@@ -567,6 +680,28 @@ async fn watch_nodes(cluster: Weak<Cluster>, stop: CancellationToken) {
     }
 }
 
+/// A page of this node's clients, for a list asked while Redis cannot be.
+fn local_page(relay: RelayHandle, after: Option<&str>, limit: Option<usize>) -> ClientPage {
+    let ids = relay
+        .client_ids()
+        .into_iter()
+        .filter(|id| after.is_none_or(|after| id.as_str() > after));
+    match limit {
+        None => ClientPage {
+            ids: ids.collect(),
+            next: None,
+        },
+        Some(limit) => {
+            let limit = limit.clamp(1, relay_core::directory::MAX_LIST_PAGE);
+            let mut ids: Vec<ClientId> = ids.take(limit + 1).collect();
+            let more = ids.len() > limit;
+            ids.truncate(limit);
+            let next = if more { ids.last().cloned() } else { None };
+            ClientPage { ids, next }
+        }
+    }
+}
+
 /// The node links of a node about to join: made before the QUIC endpoint is bound, which
 /// then accepts them too.
 pub fn node_links(
@@ -590,6 +725,7 @@ fn read_secret(path: Option<&PathBuf>) -> Result<Vec<u8>, ClusterError> {
     if trimmed.is_empty() {
         return Err(ClusterError::EmptySecret(path.clone()));
     }
+    crate::settings::check_secret_file("cluster secret", path, &trimmed)?;
     Ok(trimmed)
 }
 

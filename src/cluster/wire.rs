@@ -265,8 +265,11 @@ pub fn item(t: Transmit) -> Item {
             replaced_by: match reason {
                 CloseReason::Replaced(id) => Some(id.to_string()),
                 // An operator's disconnect closes a local connection only (the control
-                // center acts on this node's clients); it never travels between nodes.
-                CloseReason::Shutdown | CloseReason::Disconnected => None,
+                // center acts on this node's clients), and so does a token's expiry (the
+                // node holding the connection keeps its deadline): neither travels.
+                CloseReason::Shutdown | CloseReason::Disconnected | CloseReason::TokenExpired => {
+                    None
+                }
             },
         },
     };

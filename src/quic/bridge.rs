@@ -1,4 +1,4 @@
-//! Streams between a native client and a legacy Socket.IO client (PROTOCOL.md Part 3), the
+//! Streams between a native client and a legacy Socket.IO client (docs/PROTOCOL.md Part 3), the
 //! front end's half: bytes move between the native QUIC stream and the core. The rules are
 //! the core's (one chunk in flight toward the legacy side, a legacy chunk acknowledged only
 //! once written here, a legacy peer's chunks going to the newest bridged stream); this

@@ -624,7 +624,7 @@ fn frame_of(native: &Arc<Native>, event: Event) -> Option<ServerFrame> {
     })
 }
 
-/// The limits of the `Welcome` (docs/NATIVE-PROTOCOL.md).
+/// The limits of the `Welcome` (docs/PROTOCOL.md Part 2.3).
 fn wire_limits(limits: &relay_core::ClientLimits) -> wire::WireLimits {
     let narrow = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     wire::WireLimits {
@@ -644,6 +644,7 @@ fn close_code(reason: &CloseReason) -> CloseCode {
         CloseReason::Replaced(_) => CloseCode::Replaced,
         CloseReason::Shutdown => CloseCode::Shutdown,
         CloseReason::Disconnected => CloseCode::Disconnected,
+        CloseReason::TokenExpired => CloseCode::TokenExpired,
     }
 }
 

@@ -9,6 +9,7 @@
 //! relay would run with and where each value came from.
 
 mod error;
+pub mod fatal;
 mod file;
 mod layers;
 mod report;
@@ -22,7 +23,7 @@ pub use error::ConfigError;
 pub use file::{ConfigFile, Entry};
 pub use layers::{check_file, command, load, setting_args, Effective, Loaded, Source};
 pub use report::render as render_report;
-pub use secret::is_secret;
+pub use secret::{check_secret_file, is_secret, ShortSecret, GOOD_SECRET_BYTES, MIN_SECRET_BYTES};
 
 use crate::Settings;
 

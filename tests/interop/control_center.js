@@ -15,13 +15,27 @@ if (!url) {
   process.exit(2);
 }
 
-/** page.waitForFunction, with what was awaited in the error. */
+/**
+ * Waits (15 s at most) until `fn` is true in the page, with what was awaited in the error.
+ * Polled from here with page.evaluate rather than page.waitForFunction: the latter polls
+ * by evaluating strings inside the page, which the page's Content-Security-Policy (no
+ * 'unsafe-eval') forbids, as it should.
+ */
 async function until(page, what, fn, arg) {
-  try {
-    await page.waitForFunction(fn, arg, { timeout: 15000 });
-  } catch (e) {
-    const body = await page.evaluate(() => document.body.innerText).catch(() => '?');
-    throw new Error(`waiting for ${what}: ${e.message}\n--- the page shows:\n${body}`);
+  const deadline = Date.now() + 15000;
+  let last = null;
+  for (;;) {
+    try {
+      if (await page.evaluate(fn, arg)) return;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) {
+      const body = await page.evaluate(() => document.body.innerText).catch(() => '?');
+      const why = last ? last.message : 'timed out';
+      throw new Error(`waiting for ${what}: ${why}\n--- the page shows:\n${body}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
   }
 }
 

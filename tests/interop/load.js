@@ -6,18 +6,22 @@
 //   node load.js                       # starts target/release/p2p-relay (or $P2P_RELAY_BIN)
 //   node load.js --url http://127.0.0.1:9000   # uses a relay that is already running
 //
-// Options: --seconds N (5)  --size BYTES (16)  --window N (1000 unreceived at most)
-//          --transport websocket|polling (websocket)  --sender js|legacy  --receiver js|legacy
+// Options: --seconds N (5)  --size BYTES (16)  --window N (1000 unreceived at most; 0: none,
+//          the sender emits as fast as it can)  --transport websocket|polling (websocket)
+//          --sender js|legacy  --receiver js|legacy
 //          --ack (use P2P_EMIT_ACKNOWLEDGE, the window then bounds unanswered acks)
-// When the script starts the relay itself it also prints the relay's CPU time (user+sys,
-// from /proc) and CPU per relayed message; with --url, measure the server's CPU yourself.
+//          --compare-limits-off (also run the same measurement, one after the other in this
+//          run, against a relay with every limit lifted, and print both)
+// When the script starts the relay itself (on its defaults) it also prints the relay's CPU
+// time (user+sys, from /proc) and CPU per relayed message; with --url, measure the server's
+// CPU yourself.
 
 const fs = require('node:fs');
 const { startRelay } = require('./lib/relay');
 const { connectClient, withTimeout, delay } = require('./lib/clients');
 
 function parseArgs(argv) {
-  const o = { seconds: 5, size: 16, window: 1000, transport: 'websocket', sender: 'js', receiver: 'js', ack: false, url: null };
+  const o = { seconds: 5, size: 16, window: 1000, transport: 'websocket', sender: 'js', receiver: 'js', ack: false, url: null, compare: false };
   for (let i = 0; i < argv.length; i += 1) {
     const a = argv[i];
     const val = () => {
@@ -33,13 +37,15 @@ function parseArgs(argv) {
     else if (a === '--receiver') o.receiver = val();
     else if (a === '--url') o.url = val();
     else if (a === '--ack') o.ack = true;
+    else if (a === '--compare-limits-off') o.compare = true;
     else if (a === '--help' || a === '-h') {
       process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').slice(2, 14).join('\n') + '\n');
       process.exit(0);
     } else throw new Error(`unknown option ${a}`);
   }
   if (!(o.seconds > 0 && o.seconds <= 300)) throw new Error('--seconds must be in (0, 300]');
-  if (!(o.window >= 1)) throw new Error('--window must be >= 1');
+  if (!(o.window >= 0)) throw new Error('--window must be >= 0');
+  if (o.compare && o.url) throw new Error('--compare-limits-off starts its own relays; drop --url');
   return o;
 }
 
@@ -55,12 +61,34 @@ function cpuSeconds(pid) {
   }
 }
 
+/**
+ * Every limit lifted: the per-client and per-address ones (off by default anyway) and the
+ * queues that protect the relay, for the comparison with the defaults.
+ */
+const EVERY_LIMIT_OFF = [
+  '--rate-messages', '0', '--rate-bytes', '0', '--max-connections-per-ip', '0', '--connect-rate-per-ip', '0',
+  '--outbox-messages', '10000000', '--outbox-bytes', String(4 * 1024 * 1024 * 1024), '--max-pending', '10000000',
+];
+
 async function main() {
   const o = parseArgs(process.argv.slice(2));
+  if (!o.compare) {
+    await measure(o, o.url, o.url ? null : []);
+    return;
+  }
+  process.stdout.write('== relay on its defaults\n');
+  const d = await measure(o, null, []);
+  process.stdout.write('== relay with every limit off\n');
+  const off = await measure(o, null, EVERY_LIMIT_OFF);
+  process.stdout.write(`== delivered/s, defaults : every limit off = ${d.rate} : ${off.rate}` +
+    ` (${off.rate ? (d.rate / off.rate).toFixed(2) : '-'}); undelivered on defaults ${d.sent - d.done}\n`);
+}
+
+/** One measurement; `flags` starts a relay with them (null: use `url`). */
+async function measure(o, url, flags) {
   let relay = null;
-  let url = o.url;
-  if (!url) {
-    relay = await startRelay(['--rate-messages', '0', '--rate-bytes', '0', '--max-connections-per-ip', '0', '--connect-rate-per-ip', '0']);
+  if (flags) {
+    relay = await startRelay(flags);
     url = relay.url;
   }
   const transports = [o.transport];
@@ -82,7 +110,7 @@ async function main() {
   let sent = 0;
   while (Date.now() < end) {
     const outstanding = o.ack ? sent - acked : sent - received;
-    let budget = o.window - outstanding;
+    let budget = o.window === 0 ? 1000 : o.window - outstanding;
     while (budget > 0) {
       if (o.ack) sender.sock.emit2('m', payload, onAck);
       else sender.sock.emit2('m', payload);
@@ -113,6 +141,7 @@ async function main() {
   sender.close();
   receiver.close();
   if (relay) await relay.stop();
+  return { sent, done, rate: Math.round(done / secs) };
 }
 
 main().then(() => process.exit(0), (err) => {

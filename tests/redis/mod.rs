@@ -38,6 +38,11 @@ fn find_redis() -> Option<PathBuf> {
     })
 }
 
+/// Whether `redis-server` is installed here.
+pub fn available() -> bool {
+    find_redis().is_some()
+}
+
 impl Redis {
     /// Starts a Redis of its own, or None (after saying why) when there is no
     /// `redis-server` here.
@@ -51,7 +56,17 @@ impl Redis {
         Self::start_with(Some(dir.to_path_buf())).await
     }
 
+    /// A Redis of its own on a fixed `port` (a documented recipe's), which must be free:
+    /// a Redis already there would be used instead of this one without a word.
+    pub async fn start_on(port: u16) -> Option<Redis> {
+        Self::start_at(None, Some(port)).await
+    }
+
     async fn start_with(tls: Option<PathBuf>) -> Option<Redis> {
+        Self::start_at(tls, None).await
+    }
+
+    async fn start_at(tls: Option<PathBuf>, fixed: Option<u16>) -> Option<Redis> {
         let Some(bin) = find_redis() else {
             if std::env::var("P2P_TEST_REQUIRE_REDIS").as_deref() == Ok("1") {
                 panic!("redis-server is required (P2P_TEST_REQUIRE_REDIS=1) but not installed");
@@ -59,12 +74,25 @@ impl Redis {
             eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
             return None;
         };
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
+        let port = match fixed {
+            Some(port) => {
+                if let Err(e) = TcpListener::bind(("127.0.0.1", port)) {
+                    panic!(
+                        "port {port} for redis-server is not free here ({e}): stop what holds it"
+                    );
+                }
+                port
+            }
+            None => TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port(),
+        };
         let mut secret = tempfile::NamedTempFile::new().expect("a secret file");
-        std::io::Write::write_all(&mut secret, b"cluster-test-secret\n").expect("secret");
+        // 32 bytes or more, in a file only its owner reads: a secret the relay takes
+        // without a warning.
+        std::io::Write::write_all(&mut secret, b"cluster-test-secret-of-32-bytes-or-more\n")
+            .expect("secret");
         let mut redis = Redis {
             child: None,
             port,

@@ -77,9 +77,27 @@ impl Sio {
         host: &str,
         query: &str,
     ) -> Result<Sio, ConnectFailure> {
+        Self::connect_on_with_headers(io, host, query, &[]).await
+    }
+
+    /// [`Sio::connect_on`] with extra headers on the websocket handshake request (e.g. an
+    /// `X-Forwarded-For` the relay should ignore).
+    pub async fn connect_on_with_headers(
+        io: Box<dyn Io>,
+        host: &str,
+        query: &str,
+        headers: &[(&'static str, &str)],
+    ) -> Result<Sio, ConnectFailure> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
         // The scheme only shapes the handshake request; the stream below is what it is.
         let url = format!("ws://{host}/socket.io/?EIO=4&transport=websocket&{query}");
-        let (ws, _) = tokio_tungstenite::client_async(url, io)
+        let mut request = url.into_client_request().expect("a websocket request");
+        for (name, value) in headers {
+            request
+                .headers_mut()
+                .append(*name, value.parse().expect("a header value"));
+        }
+        let (ws, _) = tokio_tungstenite::client_async(request, io)
             .await
             .map_err(|e| ConnectFailure::Transport(e.to_string()))?;
         let mut sio = Sio {

@@ -235,25 +235,18 @@ async fn start_relay(opts: &Opts) -> anyhow::Result<(Option<Spawned>, Target, Op
             "127.0.0.1:0",
         ])
         .arg("--data-dir")
-        .arg(dir.path())
-        .args([
-            "--max-clients",
-            &(opts.clients + 1000).max(100_000).to_string(),
-        ])
-        // A load tool measures the relay's paths, not its protective limits: lift the
-        // per-client rates and per-address caps, unless the relay arguments set them.
-        .args(
-            [
-                "--rate-messages",
-                "--rate-bytes",
-                "--max-connections-per-ip",
-                "--connect-rate-per-ip",
-            ]
-            .into_iter()
-            .filter(|flag| !opts.relay_args.iter().any(|a| a.starts_with(flag)))
-            .flat_map(|flag| [flag, "0"]),
-        )
-        .args(&opts.relay_args);
+        .arg(dir.path());
+        if !opts
+            .relay_args
+            .iter()
+            .any(|a| a.starts_with("--admin-listen"))
+        {
+            cmd.args(["--admin-listen", "127.0.0.1:0"]);
+        }
+        // Free ports of its own, otherwise the relay as `cargo run --release` starts it:
+        // what the tool measures is what ships. A run about a setting passes it with
+        // --relay-arg.
+        cmd.args(&opts.relay_args);
         let spawned = spawn(cmd, Some(dir), &mut target).await?;
         target.ca = spawned
             ._dir

@@ -84,6 +84,9 @@ codes! {
         SlowReader = 0x7 => "closed for not reading: too much was queued toward it",
         /// The relay's operator disconnected this client.
         Disconnected = 0x8 => "disconnected by the relay's operator",
+        /// The token the client was admitted with expired (its `exp` passed): connect
+        /// again with a new one.
+        TokenExpired = 0x9 => "the connection's token expired",
     }
 }
 
@@ -111,7 +114,7 @@ mod tests {
     fn numbers_are_stable_distinct_and_round_trip() {
         let close: Vec<u32> = CloseCode::ALL.iter().map(|c| c.code()).collect();
         let reset: Vec<u32> = ResetCode::ALL.iter().map(|c| c.code()).collect();
-        assert_eq!(close, [0, 1, 2, 3, 4, 5, 6, 7, 8]);
+        assert_eq!(close, [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
         assert_eq!(reset, [0x10, 0x11, 0x12, 0x13, 0x14]);
         for code in CloseCode::ALL {
             assert_eq!(CloseCode::from_code(code.code().into()), Some(*code));

@@ -1,4 +1,4 @@
-//! The native protocol on the wire (PROTOCOL.md Part 2), shared by the relay's QUIC front end
+//! The native protocol on the wire (docs/PROTOCOL.md Part 2), shared by the relay's QUIC front end
 //! and the native client.
 //!
 //! - One QUIC connection per client, ALPN [`ALPN`] (protocol and version).

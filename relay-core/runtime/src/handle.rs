@@ -425,8 +425,11 @@ impl RelayHandle {
             }
         }
         debug!(%client, %addr, "connected");
-        let connection =
-            Connection::new(addr, client, transport, node.config.clone()).with_claims(claims);
+        // The token's exp as an instant of the clock the timers run on.
+        let expiry = claims.deadline(Instant::now(), SystemTime::now());
+        let connection = Connection::new(addr, client, transport, node.config.clone())
+            .with_claims(claims)
+            .with_expiry(expiry);
         let cell = Arc::new(Cell::new(connection, sink, ip));
         // The timer is armed before the cell can be found: whoever removes the cell (a
         // disconnect, a replacement, close_all) then always finds the timer to stop.
@@ -947,7 +950,18 @@ async fn drive_timer(node: Weak<Node>, cell: Arc<Cell>) {
                 tokio::select! {
                     _ = tokio::time::sleep_until(deadline.into()) => {
                         let Some(node) = node.upgrade() else { return };
-                        node.run(&cell, |c, now| c.handle_timeout(now));
+                        let mut due = None;
+                        node.run(&cell, |c, now| {
+                            c.handle_timeout(now);
+                            due = c.due_close(now).map(|reason| (c.addr().conn, reason));
+                        });
+                        if let Some((conn, reason)) = due {
+                            // Its token expired: closed as an operator's disconnect is
+                            // (told why, peer freed); removing it stops this timer.
+                            debug!(?conn, %reason, "closing");
+                            node.remove(conn, Some(reason));
+                            return;
+                        }
                     }
                     _ = &mut rearmed => {}
                 }

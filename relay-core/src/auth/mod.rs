@@ -9,7 +9,7 @@ mod peers;
 pub mod token;
 
 use std::net::SocketAddr;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::client_id::ClientId;
 use crate::error::ConnectError;
@@ -43,6 +43,21 @@ pub fn unix_seconds(time: SystemTime) -> u64 {
 pub struct Claims {
     /// The clients it may pair with, in either direction.
     pub peers: Peers,
+    /// When the admission stops being valid, in seconds since the Unix epoch (a token's
+    /// `exp`): the relay closes the connection then ([`crate::CloseReason::TokenExpired`]),
+    /// so that a connection never outlives its credentials. None: never.
+    pub expires: Option<u64>,
+}
+
+impl Claims {
+    /// The instant at which these claims expire, given that `now` is the wall-clock time
+    /// `wall_now`: None when they never do (or so far away that no clock reaches it).
+    /// Claims already expired give `now`.
+    pub fn deadline(&self, now: Instant, wall_now: SystemTime) -> Option<Instant> {
+        let expires = UNIX_EPOCH.checked_add(Duration::from_secs(self.expires?))?;
+        let left = expires.duration_since(wall_now).unwrap_or(Duration::ZERO);
+        now.checked_add(left)
+    }
 }
 
 /// Why an authenticator refused a connection. Each text says what to fix.
@@ -61,6 +76,16 @@ pub enum AuthError {
     NoExpiry,
     #[error("the token expired {ago} s ago (exp {exp}); mint a new one")]
     Expired { exp: u64, ago: u64 },
+    #[error(
+        "the token is not valid yet: its 'nbf' ({nbf}) is {ahead} s ahead of the relay's \
+         clock (more than the {leeway} s allowed); check the minter's clock"
+    )]
+    NotYetValid { nbf: u64, ahead: u64, leeway: u64 },
+    #[error(
+        "the token was issued in the future: its 'iat' ({iat}) is {ahead} s ahead of the \
+         relay's clock (more than the {leeway} s allowed); check the minter's clock"
+    )]
+    IssuedInFuture { iat: u64, ahead: u64, leeway: u64 },
     #[error("the token was issued for clientId '{subject}', not this one")]
     WrongSubject { subject: String },
     #[error("the admission service refused it (HTTP {status})")]

@@ -2,8 +2,9 @@
 //! the relay shares with whoever mints them. `sub` is the clientId, `exp` when the token
 //! stops working, and the optional `peers` claim limits whom the client may pair with.
 //!
-//! The time is passed in (the core has no clock), so `exp` is checked here rather than by
-//! jsonwebtoken, which would read the system clock.
+//! The time is passed in (the core has no clock), so `exp`, `nbf` and `iat` are checked here
+//! rather than by jsonwebtoken, which would read the system clock (and does not check `iat`
+//! at all).
 
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -26,12 +27,21 @@ pub struct TokenClaims {
     pub peers: Option<Vec<String>>,
 }
 
+/// How far ahead of the relay's clock a token's `nbf` or `iat` may be and still be taken:
+/// the minter's clock and the relay's never agree exactly, and a token minted and used at
+/// once must not be refused for a second or two of skew. Beyond this, a token from the
+/// future is refused (it would let a stolen or pre-minted token start working later than
+/// its issuer meant). `exp` gets no leeway: a token stops working when its issuer said.
+pub const CLOCK_LEEWAY_SECS: u64 = 30;
+
 /// What a presented token may hold: every claim optional, so that a missing one is refused
 /// with its own reason instead of a generic decoding error.
 #[derive(Debug, Deserialize)]
 struct Loose {
     sub: Option<String>,
     exp: Option<u64>,
+    nbf: Option<u64>,
+    iat: Option<u64>,
     peers: Option<Vec<String>>,
 }
 
@@ -80,6 +90,21 @@ impl TokenAuthenticator {
                 ago: unix_time - exp,
             });
         }
+        let leeway = CLOCK_LEEWAY_SECS;
+        if let Some(nbf) = claims.nbf.filter(|t| *t > unix_time.saturating_add(leeway)) {
+            return Err(AuthError::NotYetValid {
+                nbf,
+                ahead: nbf - unix_time,
+                leeway,
+            });
+        }
+        if let Some(iat) = claims.iat.filter(|t| *t > unix_time.saturating_add(leeway)) {
+            return Err(AuthError::IssuedInFuture {
+                iat,
+                ahead: iat - unix_time,
+                leeway,
+            });
+        }
         let subject = claims
             .sub
             .ok_or_else(|| AuthError::Malformed("it has no 'sub' claim (the clientId)".into()))?;
@@ -88,6 +113,7 @@ impl TokenAuthenticator {
         }
         Ok(Claims {
             peers: claims.peers.map_or(Peers::Any, Peers::only),
+            expires: Some(exp),
         })
     }
 }
@@ -103,8 +129,10 @@ impl Authenticator for TokenAuthenticator {
     }
 }
 
-/// Signs `claims` with `secret` (HS256): what `p2p-relay token` prints.
-pub fn mint(secret: &[u8], claims: &TokenClaims) -> String {
+/// Signs `claims` with `secret` (HS256): what `p2p-relay token` prints. Any claims that
+/// serialize to a JSON object may be signed (tests sign `nbf`, which [`TokenClaims`] has
+/// not); a value that cannot be serialized (a map with non-string keys) panics.
+pub fn mint<C: Serialize>(secret: &[u8], claims: &C) -> String {
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
         claims,
@@ -202,6 +230,66 @@ mod tests {
             auth().verify(&hs512, "A", NOW),
             Err(AuthError::BadSignature)
         );
+    }
+
+    /// A token with these claims, as any JWT library would sign them.
+    fn signed(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(SECRET),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn the_admission_expires_with_the_token() {
+        let claims = auth()
+            .verify(&token("A", NOW + 60, None), "A", NOW)
+            .unwrap();
+        assert_eq!(claims.expires, Some(NOW + 60));
+    }
+
+    #[test]
+    fn nbf_and_iat_from_the_future_are_refused_beyond_the_leeway() {
+        let leeway = CLOCK_LEEWAY_SECS;
+        let exp = NOW + 3600;
+        // Within the leeway (clock skew between minter and relay): admitted.
+        for claim in ["nbf", "iat"] {
+            for at in [NOW - 100, NOW, NOW + leeway] {
+                let t = signed(serde_json::json!({"sub": "A", "exp": exp, claim: at}));
+                assert!(auth().verify(&t, "A", NOW).is_ok(), "{claim} {at}");
+            }
+        }
+        let t = signed(serde_json::json!({"sub": "A", "exp": exp, "nbf": NOW + leeway + 1}));
+        assert_eq!(
+            auth().verify(&t, "A", NOW),
+            Err(AuthError::NotYetValid {
+                nbf: NOW + leeway + 1,
+                ahead: leeway + 1,
+                leeway
+            })
+        );
+        let t = signed(serde_json::json!({"sub": "A", "exp": exp, "iat": NOW + 3000}));
+        let refused = auth().verify(&t, "A", NOW).unwrap_err();
+        assert_eq!(
+            refused,
+            AuthError::IssuedInFuture {
+                iat: NOW + 3000,
+                ahead: 3000,
+                leeway
+            }
+        );
+        assert_eq!(
+            refused.to_string(),
+            format!(
+                "the token was issued in the future: its 'iat' ({}) is 3000 s ahead of the \
+                 relay's clock (more than the 30 s allowed); check the minter's clock",
+                NOW + 3000
+            )
+        );
+        // The same token is good once the relay's clock reaches it.
+        assert!(auth().verify(&t, "A", NOW + 3000).is_ok());
     }
 
     #[test]

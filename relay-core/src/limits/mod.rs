@@ -30,16 +30,13 @@ pub struct RateLimits {
     pub byte_burst: u32,
 }
 
+/// Off. A legitimate client of the Node original emits tens of thousands of requests a
+/// second and binary at network speed, and no per-client rate can tell it from abuse; what
+/// protects the relay from one client is bounded elsewhere (bytes queued toward a client,
+/// pending requests, message size, max clients). docs/LIMITS.md has every default and why.
 impl Default for RateLimits {
-    /// Generous: 1000 requests/s (bursts of 2000), 8 MiB/s (bursts of 16 MiB: the same two
-    /// seconds' worth).
     fn default() -> Self {
-        Self {
-            messages_per_second: 1000,
-            message_burst: 2000,
-            bytes_per_second: 8 * 1024 * 1024,
-            byte_burst: 16 * 1024 * 1024,
-        }
+        Self::OFF
     }
 }
 
@@ -64,14 +61,22 @@ pub struct IpLimits {
     pub connect_burst: u32,
 }
 
+/// Off. Behind a NAT, a proxy or a load balancer (without `--trusted-proxies`) thousands
+/// of legitimate clients share one address, and the relay's total is bounded by its max
+/// clients anyway. docs/LIMITS.md has every default and why.
 impl Default for IpLimits {
     fn default() -> Self {
-        Self {
-            max_connections: 256,
-            connects_per_second: 100,
-            connect_burst: 200,
-        }
+        Self::OFF
     }
+}
+
+impl IpLimits {
+    /// No per-address limit at all.
+    pub const OFF: IpLimits = IpLimits {
+        max_connections: 0,
+        connects_per_second: 0,
+        connect_burst: 0,
+    };
 }
 
 /// Which rate limit a request ran into; its text names the limit and the knob.

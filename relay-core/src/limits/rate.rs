@@ -15,11 +15,16 @@ use super::{RateLimit, RateLimits};
 pub(crate) type Direct =
     RateLimiter<NotKeyed, InMemoryState, FakeRelativeClock, NoOpMiddleware<Nanos>>;
 
-/// The quota of a per-second rate with its burst (at least the rate, at least 1), or None
-/// when the rate is 0 (no limit).
+/// The quota of a per-second rate with its burst, or None when the rate is 0 (no limit). A
+/// burst of 0 means two seconds' worth of the rate, so that setting only a rate gives a
+/// sensible limit.
 pub(crate) fn quota(per_second: u32, burst: u32) -> Option<(Quota, u32)> {
     let rate = NonZeroU32::new(per_second)?;
-    let burst = NonZeroU32::new(burst.max(1)).expect("at least 1");
+    let burst = if burst == 0 {
+        rate.saturating_mul(NonZeroU32::new(2).expect("2 is not 0"))
+    } else {
+        NonZeroU32::new(burst).expect("not 0")
+    };
     Some((Quota::per_second(rate).allow_burst(burst), burst.get()))
 }
 
@@ -134,5 +139,29 @@ mod tests {
             rate.message(t0).unwrap();
         }
         rate.bytes(t0, usize::MAX).unwrap();
+    }
+
+    #[test]
+    fn no_burst_means_two_seconds_of_the_rate() {
+        let limits = RateLimits {
+            messages_per_second: 10,
+            ..RateLimits::OFF
+        };
+        let mut rate = ClientRate::new(&limits);
+        let t0 = Instant::now();
+        for _ in 0..20 {
+            rate.message(t0).unwrap();
+        }
+        let over = RateLimit::Messages {
+            per_second: 10,
+            burst: 20,
+        };
+        assert_eq!(rate.message(t0), Err(over));
+    }
+
+    #[test]
+    fn the_defaults_are_off() {
+        assert_eq!(RateLimits::default(), RateLimits::OFF);
+        assert_eq!(crate::IpLimits::default(), crate::IpLimits::OFF);
     }
 }

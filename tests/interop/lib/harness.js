@@ -35,11 +35,4 @@ function useRelay(flags = []) {
   };
 }
 
-/**
- * Flags that lift the per-client rate limits, for the suites that measure order and
- * back-pressure with thousands of messages a second (the defaults, 1000 requests/s and
- * 8 MiB/s per client, would refuse most of them).
- */
-const NO_RATE_LIMITS = ['--rate-messages', '0', '--rate-bytes', '0'];
-
-module.exports = { useRelay, NO_RATE_LIMITS };
+module.exports = { useRelay };

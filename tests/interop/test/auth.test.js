@@ -109,11 +109,12 @@ describe('admission by token', () => {
             const c = await connectWithToken(relay, opened, kind, id, tokenFor(id), transports);
             assert.ok((await c.list()).includes(id));
             const limits = await withTimeout(c.limits, 3000, 'P2P_LIMITS');
+            // The defaults: the per-client rate limits are off (0).
             assert.deepEqual(limits, {
-              messagesPerSecond: 1000,
-              messageBurst: 2000,
-              bytesPerSecond: 8 * 1024 * 1024,
-              byteBurst: 16 * 1024 * 1024,
+              messagesPerSecond: 0,
+              messageBurst: 0,
+              bytesPerSecond: 0,
+              byteBurst: 0,
               maxMessageBytes: 1024 * 1024,
               maxPending: 1024,
               maxStreams: 256,
@@ -159,7 +160,7 @@ describe('admission by token', () => {
       assert.equal(sock.p2pLimits, null);
       await awaitConnect(raw, 5000, `js:${id}`);
       await waitFor(() => sock.p2pLimits !== null, 3000, 'p2pLimits');
-      assert.equal(sock.p2pLimits.messagesPerSecond, 1000);
+      assert.equal(sock.p2pLimits.maxMessageBytes, 1024 * 1024);
       assert.ok((await withTimeout(sock.getClientList(), 3000, 'list')).includes(id));
     } finally {
       closeAll();

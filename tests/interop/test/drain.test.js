@@ -8,7 +8,6 @@ const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { startRelay } = require('../lib/relay');
-const { NO_RATE_LIMITS } = require('../lib/harness');
 const {
   Pool, withTimeout, waitFor, pairUp, connectClient,
 } = require('../lib/clients');
@@ -25,7 +24,7 @@ const ONE_RELAY = process.env.P2P_INTEROP_CLUSTER_REDIS
 
 describe('drain', ONE_RELAY, () => {
   it('a legacy stream in flight at SIGTERM completes intact; newcomers are refused; exit 0', { timeout: 90000 }, async () => {
-    const relay = await startRelay([...NO_RATE_LIMITS, '--drain-timeout-ms', '30000']);
+    const relay = await startRelay(['--drain-timeout-ms', '30000']);
     const pool = new Pool(() => relay);
     try {
       const { a, b } = await pairUp(pool, 'legacy', 'legacy', ['websocket']);

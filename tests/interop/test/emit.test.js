@@ -4,7 +4,7 @@
 
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
-const { useRelay, NO_RATE_LIMITS } = require('../lib/harness');
+const { useRelay } = require('../lib/harness');
 const {
   TRANSPORTS, MIXED_PAIRS, withTimeout, waitFor, nextEvent, pairUp, transportName, delay,
 } = require('../lib/clients');
@@ -52,7 +52,7 @@ function assertSame(actual, expected, what) {
 }
 
 describe('emit', () => {
-  const { pool } = useRelay(NO_RATE_LIMITS);
+  const { pool } = useRelay();
 
   for (const transports of TRANSPORTS) {
     for (const [kA, kB] of MIXED_PAIRS) {

@@ -6,7 +6,7 @@
 
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
-const { useRelay, NO_RATE_LIMITS } = require('../lib/harness');
+const { useRelay } = require('../lib/harness');
 const { KINDS, waitFor, nextEvent, delay } = require('../lib/clients');
 
 const OUTBOX = 256;
@@ -15,7 +15,7 @@ const PAD = 'p'.repeat(2048); // ~10 MB in all: more than loopback socket buffer
 const STALL_MS = 3000;
 
 describe('stalled receiver', () => {
-  const { pool } = useRelay(['--outbox-messages', String(OUTBOX), ...NO_RATE_LIMITS]);
+  const { pool } = useRelay(['--outbox-messages', String(OUTBOX)]);
 
   for (const kind of KINDS) {
     const senderKind = kind === 'js' ? 'legacy' : 'js';

@@ -11,7 +11,7 @@
 const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const { Duplex } = require('node:stream');
-const { useRelay, NO_RATE_LIMITS } = require('../lib/harness');
+const { useRelay } = require('../lib/harness');
 const { withTimeout, nextEvent, pairUp } = require('../lib/clients');
 
 const ITERATIONS = 1000;
@@ -58,7 +58,7 @@ function streamListenerCount(client) {
 }
 
 describe('stream churn: 1,000 streams opened and destroyed in one pairing', () => {
-  const { pool } = useRelay(NO_RATE_LIMITS);
+  const { pool } = useRelay();
 
   for (const acceptorKind of ['legacy', 'js']) {
     it(`legacy opener -> ${acceptorKind} acceptor over websocket: ${ITERATIONS} streams, each a Duplex that carries its chunk`, T, async () => {

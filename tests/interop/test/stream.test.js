@@ -7,7 +7,7 @@ const { describe, it } = require('node:test');
 const assert = require('node:assert/strict');
 const crypto = require('node:crypto');
 const { Duplex } = require('node:stream');
-const { useRelay, NO_RATE_LIMITS } = require('../lib/harness');
+const { useRelay } = require('../lib/harness');
 const {
   TRANSPORTS, MIXED_PAIRS, withTimeout, waitFor, nextEvent, pairUp, transportName, delay,
 } = require('../lib/clients');
@@ -93,7 +93,7 @@ async function openStream(a, b, receiverOptions = {}) {
 }
 
 describe('streams', () => {
-  const { pool } = useRelay(NO_RATE_LIMITS);
+  const { pool } = useRelay();
 
   for (const transports of TRANSPORTS) {
     for (const [kA, kB] of MIXED_PAIRS) {

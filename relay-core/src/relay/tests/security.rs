@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::*;
 use crate::auth::token::{mint, TokenClaims};
-use crate::{Peers, RateLimit, RateLimits, TokenAuthenticator};
+use crate::{ClientPage, Peers, RateLimit, RateLimits, TokenAuthenticator};
 
 const SECRET: &[u8] = b"the relay's shared secret";
 const NOW_UNIX: u64 = 1_700_000_000;
@@ -315,4 +315,204 @@ fn stream_chunks_move_at_their_receivers_pace_not_the_byte_rate() {
         failed(h.drain().reply(a, req)),
         RequestError::RateLimited(_)
     ));
+}
+
+// ----- a token's lifetime and the list its peers claim allows ---------------------------------
+
+impl Harness {
+    fn connect_until(&mut self, id: &str, exp: u64, transport: Transport) -> ConnId {
+        let credentials = token(id, exp, None);
+        let conn = self
+            .relay
+            .connect(self.now, Some(id), Some(&credentials), transport)
+            .unwrap_or_else(|e| panic!("connect {id}: {e}"));
+        self.check();
+        conn
+    }
+
+    fn list(&mut self, conn: ConnId, after: Option<&str>, limit: Option<usize>) -> ClientPage {
+        let req = self.req();
+        self.cmd(
+            conn,
+            Command::List {
+                req,
+                after: after.map(str::to_owned),
+                limit,
+            },
+        );
+        match self.drain().reply(conn, req) {
+            Reply::Clients(page) => page,
+            other => panic!("expected a list, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_connection_is_told_and_closed_when_its_token_expires_and_its_peer_is_freed() {
+    let mut h = with_tokens(Config::default());
+    let a = h.connect_until("A", NOW_UNIX + 60, Transport::Legacy);
+    let b = h.connect_until("B", NOW_UNIX + 3600, Transport::Native);
+    h.pair(a, b);
+    assert_eq!(
+        h.relay.poll_timeout(),
+        Some(h.t0 + Duration::from_secs(60)),
+        "A's expiry is the relay's next deadline"
+    );
+    // A second before its exp, A lives on and is served.
+    h.advance(Duration::from_secs(59));
+    assert!(h.drain().is_empty());
+    h.emit(a, "B", "e", Payload::empty());
+    assert_eq!(h.drain().delivered(b).len(), 1);
+    // At its exp: told why, closed, and B freed.
+    h.advance(Duration::from_secs(1));
+    let out = h.drain();
+    assert_eq!(
+        out.errors(a),
+        vec!["the token expired: connect again with a new token"]
+    );
+    assert!(
+        matches!(
+            out.to(a).last(),
+            Some(Event::Close {
+                reason: CloseReason::TokenExpired
+            })
+        ),
+        "{out:?}"
+    );
+    assert_eq!(out.peer_disconnected(b), 1);
+    assert_eq!(h.relay.client_ids(), ids(&["B"]));
+    assert!(h.relay.connection(a).is_none());
+    assert_eq!(h.relay.peer_of("B"), None);
+    // B's own token still has an hour: it stays, and pairs again.
+    let c = h.connect_until("C", NOW_UNIX + 3600, Transport::Native);
+    h.pair(b, c);
+    // A token whose exp no clock reaches never closes its connection.
+    let far = h.connect_until("far", u64::MAX, Transport::Native);
+    assert_eq!(h.relay.connection(far).unwrap().expires_at(), None);
+}
+
+#[test]
+fn an_expiry_in_the_middle_of_a_question_settles_it() {
+    let mut h = with_tokens(Config::default());
+    let a = h.connect_until("A", NOW_UNIX + 5, Transport::Native);
+    let b = h.connect_until("B", NOW_UNIX + 3600, Transport::Native);
+    h.pair(a, b);
+    // B asks A and waits; A's token runs out before A answers.
+    let req = h.emit_ack(b, "A", "question", Payload::empty());
+    assert_eq!(h.drain().delivered(a).len(), 1);
+    h.advance(Duration::from_secs(5));
+    let out = h.drain();
+    assert!(matches!(
+        failed(out.reply(b, req)),
+        RequestError::PeerGone { .. }
+    ));
+    assert_eq!(h.relay.pending_len(), 0);
+    assert_eq!(h.relay.len(), 1);
+}
+
+#[test]
+fn a_peers_claim_lists_only_the_connected_ids_it_allows() {
+    let mut h = with_tokens(Config::default());
+    let a = h.connect_with("A", Some(&["B", "team-*", "absent"]));
+    for other in ["B", "C", "Z", "team-1", "team-2"] {
+        h.connect_with(other, None);
+    }
+    // The legacy LIST_CLIENTS (no page size): every allowed id that is connected, no other.
+    let all = h.list(a, None, None);
+    assert_eq!(all.ids, ids(&["B", "team-1", "team-2"]));
+    assert_eq!(all.next, None);
+    // Paged, the cursor is always an id the claim shows, and pages cover the allowed ids.
+    let mut seen = Vec::new();
+    let mut after: Option<String> = None;
+    for _ in 0..10 {
+        let page = h.list(a, after.as_deref(), Some(1));
+        assert!(page.ids.len() <= 1, "{page:?}");
+        if let Some(next) = &page.next {
+            assert!(h.relay.connection(a).unwrap().peers().allows(next));
+        }
+        seen.extend(page.ids);
+        match page.next {
+            Some(next) => after = Some(next.as_str().to_owned()),
+            None => break,
+        }
+    }
+    assert_eq!(seen, ids(&["B", "team-1", "team-2"]));
+    let page = h.list(a, None, Some(2));
+    assert_eq!(page.ids, ids(&["B", "team-1"]));
+    assert_eq!(page.next, Some(id("team-1")));
+    let page = h.list(a, Some("team-1"), Some(2));
+    assert_eq!(page.ids, ids(&["team-2"]));
+    assert_eq!(page.next, None);
+    // A client without the claim sees everyone.
+    let z = h.relay.conn_of("Z").unwrap();
+    assert_eq!(
+        h.list(z, None, None).ids,
+        ids(&["A", "B", "C", "Z", "team-1", "team-2"])
+    );
+}
+
+#[test]
+fn a_filtered_list_pages_through_a_shared_directory_one_query_at_a_time() {
+    // A cluster node: its directory is asked through polled queries, one round trip each.
+    let mut relay = Relay::with_shared_directory(NodeId(0), Config::default());
+    let mut dir = LocalDirectory::default();
+    let now = Instant::now();
+    fn admit(
+        relay: &mut Relay,
+        dir: &mut LocalDirectory,
+        now: Instant,
+        id: &str,
+        peers: Peers,
+    ) -> ConnId {
+        let client = ClientId::new(id).unwrap();
+        let addr = relay.reserve();
+        let claimed = dir
+            .claim(&client, addr, DuplicatePolicy::Reject, usize::MAX)
+            .unwrap();
+        let claims = Claims {
+            peers,
+            expires: None,
+        };
+        relay.admit(now, addr, client, claims, Transport::Native, claimed)
+    }
+    let a = admit(&mut relay, &mut dir, now, "A", Peers::only(["m"]));
+    for id in ["b", "c", "d", "m", "z"] {
+        admit(&mut relay, &mut dir, now, id, Peers::Any);
+    }
+    relay.handle(
+        now,
+        a,
+        Command::List {
+            req: ReqId(1),
+            after: None,
+            limit: Some(1),
+        },
+    );
+    let mut asked = 0;
+    while let Some(op) = relay.poll_directory() {
+        if let DirectoryOp::Query(conn, query) = op {
+            asked += 1;
+            assert!(asked <= 10, "the walk ends");
+            relay.handle_directory(now, conn, dir.answer(&query));
+        }
+    }
+    // Pages A, b, c, d hold nothing A may see; m fills its page.
+    assert_eq!(asked, 5);
+    let replies: Vec<Reply> = std::iter::from_fn(|| relay.poll_event())
+        .filter_map(|o| match o.event {
+            Event::Reply {
+                req: ReqId(1),
+                reply,
+            } if o.conn == a => Some(reply),
+            _ => None,
+        })
+        .collect();
+    match replies.as_slice() {
+        [Reply::Clients(page)] => {
+            assert_eq!(page.ids, ids(&["m"]));
+            assert_eq!(page.next, Some(id("m")));
+        }
+        other => panic!("one list reply expected: {other:?}"),
+    }
+    relay.check_invariants().unwrap();
 }
