@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes the decoders that read what clients send, for a bounded time:
 #
-#  1. the proptest targets (tests/fuzz_wire.rs, tests/fuzz_payload.rs) with many more cases
+#  1. the proptest targets (tests/e2e/fuzz_wire.rs, tests/e2e/fuzz_payload.rs) with many more cases
 #     than `cargo test` runs (PROPTEST_CASES, default 200000 per property);
 #  2. the libFuzzer (cargo-fuzz) targets in fuzz/: the native frame decoder, the stream
 #     header, and the Socket.IO payload translation, FUZZ_SECONDS each (default 60), from the
@@ -37,7 +37,7 @@ echo "== proptest targets, ${CASES} cases per property"
 started=$(date +%s)
 PROPTEST_CASES="$CASES" FUZZ_CASES="$CASES" \
   timeout $((SECONDS_PER_TARGET * 10 + 600)) \
-  cargo test --release --test fuzz_wire --test fuzz_payload
+  cargo test --release --test e2e fuzz_
 echo "   done in $(( $(date +%s) - started )) s"
 
 if [ "${FUZZ_LIBFUZZER:-1}" = "0" ]; then

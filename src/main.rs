@@ -15,7 +15,7 @@ use p2p_relay::settings::{self, fatal, Subcommand};
 /// jemalloc rather than glibc's malloc: after a wave of thousands of clients came and went,
 /// glibc kept most of what they had used (per-thread arenas, fragmented heaps that
 /// `malloc_trim` only partly returns), so the relay's RSS ratcheted up wave after wave;
-/// jemalloc gives unused pages back (tests/soak.rs holds it to that).
+/// jemalloc gives unused pages back (tests/e2e/soak.rs holds it to that).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -1,4 +1,4 @@
-//! Helpers of tests/cross_transport.rs: the in-process relay, the node peer child process
+//! Helpers of tests/e2e/cross_transport.rs: the in-process relay, the node peer child process
 //! (tests/interop/cross/peer.js), the payloads and stream data both sides agree on
 //! (tests/interop/cross/scenario.js builds the same), and exact value comparison.
 

@@ -1,6 +1,6 @@
 'use strict';
 // Drives the admin listener's control center page in Debian's Chromium (playwright-core),
-// for tests/admin.rs: the Rust test has paired two clients (alice, bob) with a stream
+// for tests/e2e/admin.rs: the Rust test has paired two clients (alice, bob) with a stream
 // trickling between them, and starts this with the page's URL. The page must show both
 // clients paired and their stream, its byte counter must move, and disconnecting alice
 // with the button (confirmed) must free bob. Prints one JSON line of what it saw; any

@@ -1,6 +1,6 @@
 //! The `p2p-relay-client` command line, run as a process: argument checks and the errors
 //! it gives before (or without) reaching any relay. Its transfers through the real relay
-//! are tested in the workspace's tests/quic_cli.rs, which finds this binary next to the
+//! are tested in the workspace's tests/e2e/quic_cli.rs, which finds this binary next to the
 //! relay's.
 
 use std::process::Output;

@@ -46,7 +46,7 @@ function randomFile(name, size) {
 /** Start `node serve.js` on a free port; resolves {url, stop()}. */
 async function startDemo(relayUrl) {
   if (!fs.existsSync(path.join(DEMO_DIR, 'node_modules'))) {
-    throw new Error(`run \`npm ci\` in ${DEMO_DIR} first (tests/browser.rs and .ci/run do)`);
+    throw new Error(`run \`npm ci\` in ${DEMO_DIR} first (tests/js/browser.rs and .ci/run do)`);
   }
   const child = spawn(process.execPath, ['serve.js', '--port', '0', '--relay', relayUrl], { cwd: DEMO_DIR, stdio: ['ignore', 'pipe', 'pipe'] });
   children.add(child);

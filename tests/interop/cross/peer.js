@@ -1,5 +1,5 @@
 'use strict';
-// The Socket.IO side of the cross-transport tests (tests/cross_transport.rs).
+// The Socket.IO side of the cross-transport tests (tests/e2e/cross_transport.rs).
 //
 // Started by the Rust test as a child process:
 //   node peer.js --url http://127.0.0.1:PORT --id N --kind js|legacy

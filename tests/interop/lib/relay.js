@@ -41,7 +41,7 @@ async function startRelay(flags = []) {
 let clusterRuns = 0;
 
 /**
- * Cluster mode (tests/js_interop_cluster.rs sets P2P_INTEROP_CLUSTER_REDIS to a Redis URL
+ * Cluster mode (tests/js/js_interop_cluster.rs sets P2P_INTEROP_CLUSTER_REDIS to a Redis URL
  * and P2P_INTEROP_CLUSTER_SECRET to the secret file): two relay nodes sharing that Redis,
  * under a cluster name of their own. `url` alternates between the two nodes on every read,
  * so the clients of a test alternate too and every pair is split across the nodes.

@@ -16,11 +16,11 @@ const TOTAL = 8 * 1024 * 1024;
 const CHUNK = 16 * 1024;
 const SHUTTING_DOWN = 'the relay is shutting down';
 
-// A drain is one node's: against a cluster (tests/js_interop_cluster.rs) the pair may be
-// split across two nodes, of which this test stops one (tests/cluster_failures.rs covers a
+// A drain is one node's: against a cluster (tests/js/js_interop_cluster.rs) the pair may be
+// split across two nodes, of which this test stops one (tests/e2e/cluster_failures.rs covers a
 // node that goes away).
 const ONE_RELAY = process.env.P2P_INTEROP_CLUSTER_REDIS
-  ? { skip: 'a drain stops one relay; cluster nodes that go away are tests/cluster_failures.rs' } : {};
+  ? { skip: 'a drain stops one relay; cluster nodes that go away are tests/e2e/cluster_failures.rs' } : {};
 
 describe('drain', ONE_RELAY, () => {
   it('a legacy stream in flight at SIGTERM completes intact; newcomers are refused; exit 0', { timeout: 90000 }, async () => {

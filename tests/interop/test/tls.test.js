@@ -19,11 +19,11 @@ const {
 } = require('../lib/clients');
 
 const T = { timeout: 20000 };
-// Against a cluster (tests/js_interop_cluster.rs) the relays are the harness's two nodes,
+// Against a cluster (tests/js/js_interop_cluster.rs) the relays are the harness's two nodes,
 // which start without certificate files: TLS is a front end's matter, checked here against
-// one relay and in tests/tls.rs.
+// one relay and in tests/e2e/tls.rs.
 const ONE_RELAY = process.env.P2P_INTEROP_CLUSTER_REDIS
-  ? { skip: 'TLS is checked against one relay (here, and tests/tls.rs)' } : {};
+  ? { skip: 'TLS is checked against one relay (here, and tests/e2e/tls.rs)' } : {};
 const certDir = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-relay-tls-'));
 process.on('exit', () => fs.rmSync(certDir, { recursive: true, force: true }));
 

@@ -2,7 +2,7 @@
 //! within the QUIC idle timeout, and its peer told: checked through a UDP relay in the
 //! test that stops forwarding, which is what a SIGKILLed peer looks like on the wire.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -5,8 +5,8 @@
 //! back by the gateway's `event_args`); and arbitrary bytes and text fed to both readers.
 //! Nothing may panic; whatever both forms can carry must come back the same.
 //!
-//! proptest rather than cargo-fuzz: see `tests/fuzz_wire.rs`. Cases per target: 2048 by
-//! default; `FUZZ_CASES=100000 cargo test --release --test fuzz_payload` runs longer.
+//! proptest rather than cargo-fuzz: see `tests/e2e/fuzz_wire.rs`. Cases per target: 2048 by
+//! default; `FUZZ_CASES=100000 cargo test --release --test e2e fuzz_payload::` runs longer.
 
 use gateway_socketio::{event_args, Args, ArgsError, MAX_NESTING};
 use proptest::prelude::*;

@@ -5,11 +5,11 @@
 //! answered at once with the cluster-unavailable error, `LIST_CLIENTS` with this node's
 //! clients and a partial-list `SERVER_ERROR`, newcomers are admitted under the default
 //! `replace` policy and refused under `reject`, and cross-node pairs work again
-//! afterwards). Run alone: `cargo test --release --test cluster_failures`.
+//! afterwards). Run alone: `cargo test --release --test e2e cluster_failures::`.
 
-mod common;
-mod redis;
-mod sio;
+use crate::common;
+use crate::redis;
+use crate::sio;
 
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,8 @@
 //! a 23-digit integer a float, `1E+2` a `100.0`), so these tests fail if the relay
 //! decodes and re-encodes them. A native receiver still gets the same values.
 
-mod common;
-mod sio;
+use crate::common;
+use crate::sio;
 
 use common::Relay;
 use native_client::rmpv::Value as Mp;

@@ -9,8 +9,8 @@
 //! Without nginx on the machine the nginx tests say so and pass, unless
 //! `P2P_TEST_REQUIRE_NGINX=1` (CI) makes them fail instead.
 
-mod common;
-mod sio;
+use crate::common;
+use crate::sio;
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};

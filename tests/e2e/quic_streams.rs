@@ -1,7 +1,7 @@
 //! P2P streams over QUIC through the real relay (in this process): many at once with
 //! byte-exact content, FIN, resets, a peer lost mid-stream, and the end of the pairing.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -3,7 +3,7 @@
 //! process: bad frames, oversized frames, a wrong ALPN or version, a bad first frame, bad
 //! data streams, and the TLS trust failures a person sees.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -1,10 +1,10 @@
 //! The relay on its defaults (no flag but its ports) carries what legitimate clients of the
 //! Node original do: a sender emitting as fast as it can, and thousands of clients from one
 //! address. docs/LIMITS.md says which limits are on by default and why; the tests of each
-//! limit set that limit (tests/security.rs).
+//! limit set that limit (tests/e2e/security.rs).
 
-mod common;
-mod sio;
+use crate::common;
+use crate::sio;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

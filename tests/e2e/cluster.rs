@@ -4,11 +4,11 @@
 //! Socket.IO and Socket.IO <-> QUIC: pairing (and a race for one target), emits, acks with
 //! binary, lists covering the cluster, unregister, streams with their bytes hashed, and
 //! the duplicate-id policies. Failures (a node killed, Redis stopped) are in
-//! `cluster_failures.rs`. Run alone: `cargo test --release --test cluster`.
+//! `cluster_failures.rs`. Run alone: `cargo test --release --test e2e cluster::`.
 
-mod common;
-mod redis;
-mod sio;
+use crate::common;
+use crate::redis;
+use crate::sio;
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! off with a reason, and everyone else is served meanwhile. Run against the relay binary,
 //! so that its memory (VmRSS of the child process) can be read apart from the test's.
 
-mod common;
-mod sio;
+use crate::common;
+use crate::sio;
 
 use std::time::{Duration, Instant};
 

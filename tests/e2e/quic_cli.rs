@@ -2,7 +2,7 @@
 //! an emit with ack and a stream), and the native client's `p2p-relay-client` command
 //! sending files through it.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Output;

@@ -2,7 +2,7 @@
 //! directory), the client walks the pages, and every id comes exactly once, sorted. Against
 //! the real relay in this process.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -3,8 +3,8 @@
 //! with raw TCP against the relay in this process, with short timeouts; a client that does
 //! its handshake is kept well past them.
 
-mod common;
-mod sio;
+use crate::common;
+use crate::sio;
 
 use std::time::{Duration, Instant};
 

@@ -4,8 +4,8 @@
 //! handshakes on long-polling), and the rate and per-address limits over QUIC, each hit
 //! with its message while another client goes on unaffected.
 
-mod common;
-mod sio;
+use crate::common;
+use crate::sio;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

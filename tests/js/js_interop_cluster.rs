@@ -3,9 +3,9 @@
 //! starts, and the suite's clients alternate between the two nodes' URLs, so every pair is
 //! split across the nodes (tests/interop/lib/relay.js, `startCluster`). Both client
 //! generations run: socket.io-client 2.x with the 1.4.1-style plugin and 4.x with js-client.
-//! Run alone: `cargo test --release --test js_interop_cluster`.
+//! Run alone: `cargo test --release --test js js_interop_cluster::`.
 
-mod redis;
+use crate::redis;
 
 use std::path::Path;
 use std::process::Command;

@@ -5,7 +5,7 @@
 //! starts and after it shut down; the clients run on another runtime, so they are not
 //! counted and keep reading while the server shuts down.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -35,7 +35,7 @@
 //! outside the ephemeral range other tests bind, and the recipes run one after another; a
 //! port that is busy anyway fails the recipe with the relay's own line naming the flag.
 
-mod redis;
+use crate::redis;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -332,7 +332,7 @@ fn substitute(command: &str) -> String {
 
 /// The wrapper called `p2p-relay` on the recipes' PATH.
 const WRAPPER: &str = r#"#!/usr/bin/env bash
-# p2p-relay as the recipe test runs it (tests/recipes.rs): subcommands run now; a start is
+# p2p-relay as the recipe test runs it (tests/e2e/recipes.rs): subcommands run now; a start is
 # recorded (arguments, environment, directory) for the test to run as a node.
 set -e
 case "$1" in

@@ -23,9 +23,9 @@
 //!
 //! Needs Node.js 20+; `tests/interop/node_modules` is installed with `npm ci` when missing.
 //! Each run reports every failed check of both sides, and the node peer's output, at once.
-//! Run alone: `cargo test --release --test cross_transport`.
+//! Run alone: `cargo test --release --test e2e cross_transport::`.
 
-mod cross;
+use crate::cross;
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;

@@ -49,6 +49,8 @@ impl Child {
                 "127.0.0.1:0",
                 "--quic-listen",
                 "127.0.0.1:0",
+                "--admin-listen",
+                "127.0.0.1:0",
             ])
             .arg("--data-dir")
             .arg(dir.path())

@@ -2,7 +2,7 @@
 //! refuses newcomers, lets idle clients go at once (told why), lets open streams finish
 //! up to --drain-timeout-ms, then closes what is left and exits 0.
 
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::process::Stdio;

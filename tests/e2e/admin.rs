@@ -5,7 +5,7 @@
 //! naming a loopback host (or one of `--admin-hosts`) are answered; every answer carries
 //! the Content-Security-Policy and frame headers.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

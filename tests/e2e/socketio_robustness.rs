@@ -2,8 +2,8 @@
 //! on the wire with a bare Socket.IO client (`tests/sio`) and, for payloads that cross
 //! transports, a raw native client: the relay in this process.
 
-mod common;
-mod sio;
+use crate::common;
+use crate::sio;
 
 use common::Relay;
 use native_client::wire::{ClientFrame, ServerFrame, WireAnswer, WireReply};

@@ -1,7 +1,7 @@
 //! Every rule of docs/PROTOCOL.md Part 1 (and the conventions' exact texts), over QUIC, through
 //! the native client against the real relay started in this process.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

@@ -5,7 +5,7 @@
 //! reloads the binary's files; plain http to the TLS port gets a 400 saying to use https,
 //! and a client that never starts its handshake is closed.
 
-mod sio;
+use crate::sio;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -564,6 +564,8 @@ async fn sighup_reloads_the_certificate_of_the_relay_binary() {
             "--socketio-listen",
             "127.0.0.1:0",
             "--quic-listen",
+            "127.0.0.1:0",
+            "--admin-listen",
             "127.0.0.1:0",
         ])
         .arg("--data-dir")
