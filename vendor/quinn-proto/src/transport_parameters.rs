@@ -391,11 +391,8 @@ impl TransportParameters {
                                         w.write(self.$name);
                                     }
                                 })*,
-                                // p2p-relay patch (wording only): every id in SUPPORTED is
-                                // written by an arm above or by this macro, so this arm is
-                                // never taken (upstream panicked there with a "missing implementation" message).
                                 _ => {
-                                    unreachable!("transport parameter {id:?} is in SUPPORTED but has no writer");
+                                    unimplemented!("Missing implementation of write for transport parameter with code {id:?}");
                                 }
                             }
                         }

@@ -17,7 +17,7 @@ struct Shared {
 }
 
 #[test]
-#[ignore = "upstream stress test, opt-in there too (`--ignored`); vendor/ is not a workspace member, so none of this crate's tests run in the relay's suite"]
+#[ignore]
 fn connect_n_nodes_to_1_and_send_1mb_data() {
     let _ = tracing_subscriber::FmtSubscriber::builder()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
