@@ -23,6 +23,7 @@ mod link;
 pub mod payload;
 mod relay;
 mod reserved;
+pub mod switchboard;
 mod transport;
 
 pub use addr::{Addr, NodeId};

@@ -3,9 +3,10 @@
 //!
 //! This is the single-threaded driver of the rules in [`Connection`]: tests, benchmarks
 //! and the property tests run it with a fake clock. The tokio runtime drives the same
-//! connections concurrently, each under its own lock (see `relay-runtime`); both route
-//! with the same rule: a message to a connection that is gone is answered with
-//! [`PeerMsg::Gone`] on its behalf, so no question waits for an answer that cannot come.
+//! connections concurrently, each under its own lock (see `relay-runtime`). Both carry
+//! messages with the rules of [`crate::switchboard`] (an inbox per connection, routing,
+//! bounces, replacement, a node's loss); what is left here is only how this driver holds
+//! its connections: in maps, run one after the other, with timers in a sorted set.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
@@ -20,25 +21,22 @@ use crate::config::Config;
 use crate::connection::Connection;
 use crate::directory::{Answered, Claimed, LocalDirectory, Query};
 use crate::error::{CloseReason, ConnectError};
-use crate::event::{Command, ConnId, Outgoing, StreamId, Ticket};
+use crate::event::{Command, ConnId, Event, Outgoing, StreamId, Ticket};
 use crate::link::{PeerMsg, Transmit};
+use crate::switchboard::{self, Host, Switchboard, Undelivered, Unlinked};
 use crate::transport::Transport;
 
 /// The relay core of one node. See the crate docs for how it is driven.
 pub struct Relay {
-    node: NodeId,
     config: Arc<Config>,
     auth: Box<dyn Authenticator>,
-    /// The in-memory directory, or None when the directory is shared and reached through
-    /// [`Relay::poll_directory`] (a cluster, or the two-node tests).
-    directory: Option<LocalDirectory>,
     conns: HashMap<ConnId, Connection>,
+    /// Everything but the connections, so that a connection and the rest can be borrowed
+    /// at once while its outputs are carried.
+    board: Board,
     /// Each connection's next deadline, so a timeout touches only connections that are due.
     timers: BTreeSet<(Instant, ConnId)>,
     timer_of: HashMap<ConnId, Instant>,
-    events: VecDeque<Outgoing>,
-    link: VecDeque<Transmit>,
-    directory_ops: VecDeque<DirectoryOp>,
     next_conn: u64,
     /// Which wall-clock time an instant is, for tokens' expiry: (instant, time then). Until
     /// it is set, the first instant seen is taken as the Unix epoch.
@@ -81,16 +79,20 @@ impl Relay {
         directory: Option<LocalDirectory>,
     ) -> Self {
         Self {
-            node,
             config: Arc::new(config),
             auth,
-            directory,
             conns: HashMap::new(),
+            board: Board {
+                node,
+                directory,
+                inboxes: HashMap::new(),
+                work: VecDeque::new(),
+                events: VecDeque::new(),
+                link: VecDeque::new(),
+                directory_ops: VecDeque::new(),
+            },
             timers: BTreeSet::new(),
             timer_of: HashMap::new(),
-            events: VecDeque::new(),
-            link: VecDeque::new(),
-            directory_ops: VecDeque::new(),
             next_conn: 0,
             wall: None,
         }
@@ -121,7 +123,7 @@ impl Relay {
     }
 
     pub fn node(&self) -> NodeId {
-        self.node
+        self.board.node
     }
 
     // ----- inputs -------------------------------------------------------------------------
@@ -139,6 +141,7 @@ impl Relay {
         let (client, claims) = self.check(client_id, credentials, transport, unix_time)?;
         let addr = self.reserve();
         let directory = self
+            .board
             .directory
             .as_mut()
             .expect("connect needs the in-memory directory; use admit with a shared one");
@@ -174,7 +177,7 @@ impl Relay {
     pub fn reserve(&mut self) -> Addr {
         let conn = ConnId(self.next_conn);
         self.next_conn += 1;
-        Addr::new(self.node, conn)
+        Addr::new(self.board.node, conn)
     }
 
     /// Starts a connection whose claim on `client` the directory granted.
@@ -187,17 +190,9 @@ impl Relay {
         transport: Transport,
         claimed: Claimed,
     ) -> ConnId {
-        if let Claimed::Replaced(old) = claimed {
-            let reason = CloseReason::Replaced(client.clone());
-            if old.node == self.node {
-                self.close(now, old.conn, reason);
-            } else {
-                self.link.push_back(Transmit {
-                    from: addr,
-                    to: old,
-                    msg: PeerMsg::Close { reason },
-                });
-            }
+        if let Some((old, reason)) = switchboard::displace(&mut self.board, &claimed, addr, &client)
+        {
+            self.close(now, old, reason);
         }
         debug!(%client, %addr, "connected");
         let expiry = claims.deadline(now, self.wall_time(now));
@@ -205,6 +200,7 @@ impl Relay {
             .with_claims(claims)
             .with_expiry(expiry);
         self.conns.insert(addr.conn, conn);
+        self.board.inboxes.insert(addr.conn, VecDeque::new());
         self.rearm(addr.conn);
         addr.conn
     }
@@ -263,33 +259,24 @@ impl Relay {
 
     /// A message from a connection on another node.
     pub fn handle_link(&mut self, now: Instant, transmit: Transmit) {
-        self.route(now, transmit);
+        if let Some((conn, reason)) = switchboard::from_link(&mut self.board, transmit) {
+            self.close(now, conn, reason);
+        }
+        self.run_work(now);
     }
 
     /// Another node is gone (its lease lapsed): everything involving its connections ends.
     /// Costs one pass over this node's connections; it happens once per node failure.
     pub fn handle_node_gone(&mut self, now: Instant, node: NodeId) {
-        let affected: Vec<(ConnId, Vec<Addr>)> = self
+        let affected: Vec<ConnId> = self
             .conns
             .iter()
-            .filter_map(|(id, c)| {
-                let mut gone: Vec<Addr> = c
-                    .peer()
-                    .map(|(a, _)| a)
-                    .into_iter()
-                    .chain(c.involved())
-                    .filter(|a| a.node == node)
-                    .collect();
-                gone.sort();
-                gone.dedup();
-                (!gone.is_empty()).then_some((*id, gone))
-            })
+            .filter(|(_, c)| switchboard::involves(c, node))
+            .map(|(id, _)| *id)
             .collect();
-        for (conn, gone) in affected {
-            for from in gone {
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.handle_peer(now, from, PeerMsg::Gone);
-                }
+        for conn in affected {
+            if let Some(c) = self.conns.get_mut(&conn) {
+                switchboard::node_gone(now, c, node);
             }
             self.pump(now, conn);
         }
@@ -307,7 +294,7 @@ impl Relay {
 
     /// The next event for some connection, in the order the core produced them.
     pub fn poll_event(&mut self) -> Option<Outgoing> {
-        self.events.pop_front()
+        self.board.events.pop_front()
     }
 
     /// When [`Relay::handle_timeout`] must next be called.
@@ -317,27 +304,28 @@ impl Relay {
 
     /// The next message for a connection on another node.
     pub fn poll_link(&mut self) -> Option<Transmit> {
-        self.link.pop_front()
+        self.board.link.pop_front()
     }
 
     /// The next operation for a shared directory.
     pub fn poll_directory(&mut self) -> Option<DirectoryOp> {
-        self.directory_ops.pop_front()
+        self.board.directory_ops.pop_front()
     }
 
     // ----- queries (the server-side API of the original plugin) ----------------------------
 
     /// Every connected clientId, sorted (in-memory directory only).
     pub fn client_ids(&self) -> Vec<ClientId> {
-        self.directory
+        self.board
+            .directory
             .as_ref()
             .map(|d| d.list(None, None).ids)
             .unwrap_or_default()
     }
 
     pub fn conn_of(&self, client: &str) -> Option<ConnId> {
-        let addr = self.directory.as_ref()?.lookup(client)?;
-        (addr.node == self.node).then_some(addr.conn)
+        let addr = self.board.directory.as_ref()?.lookup(client)?;
+        (addr.node == self.board.node).then_some(addr.conn)
     }
 
     pub fn client_of(&self, conn: ConnId) -> Option<ClientId> {
@@ -361,7 +349,7 @@ impl Relay {
         let c = self.conns.get(&opener)?;
         c.streams().any(|(s, _)| s == stream).then_some(())?;
         let (peer, _) = c.peer()?;
-        (peer.node == self.node).then_some((opener, peer.conn))
+        (peer.node == self.board.node).then_some((opener, peer.conn))
     }
 
     /// How many questions are waiting for a client's answer (for metrics and tests).
@@ -380,9 +368,9 @@ impl Relay {
     /// Checks the structural invariants, returning the first one broken. Used by tests; it
     /// walks everything, so keep it out of hot paths.
     pub fn check_invariants(&self) -> Result<(), String> {
-        if let Some(directory) = &self.directory {
+        if let Some(directory) = &self.board.directory {
             for (client, addr) in directory.iter() {
-                if addr.node != self.node {
+                if addr.node != self.board.node {
                     continue;
                 }
                 match self.conns.get(&addr.conn) {
@@ -400,7 +388,7 @@ impl Relay {
         for (id, c) in &self.conns {
             c.check_invariants()?;
             if let Some((peer, _)) = c.peer() {
-                if peer.node == self.node {
+                if peer.node == self.board.node {
                     match self.conns.get(&peer.conn).and_then(|p| p.peer()) {
                         Some((back, _)) if back == c.addr() => {}
                         _ => return Err(format!("pairing of {id:?} with {peer} is not symmetric")),
@@ -414,7 +402,7 @@ impl Relay {
                 }
             }
             for addr in c.involved() {
-                if addr.node == self.node
+                if addr.node == self.board.node
                     && addr != c.addr()
                     && !self.conns.contains_key(&addr.conn)
                 {
@@ -438,95 +426,37 @@ impl Relay {
         if let Some(t) = self.timer_of.remove(&conn) {
             self.timers.remove(&(t, conn));
         }
-        match reason {
-            Some(reason) => c.close(reason),
-            None => c.disconnect(),
-        }
-        while let Some(event) = c.poll_event() {
-            self.events.push_back(Outgoing { conn, event });
-        }
-        match &mut self.directory {
-            Some(directory) => directory.release(c.client(), c.addr()),
-            None => self
-                .directory_ops
-                .push_back(DirectoryOp::Release(c.client().clone(), c.addr())),
-        }
-        while let Some(transmit) = c.poll_transmit() {
-            self.route(now, transmit);
-        }
+        let undelivered = self.board.inboxes.remove(&conn).unwrap_or_default();
+        let mut host = At {
+            board: &mut self.board,
+            conn,
+        };
+        switchboard::retire(&mut host, now, &mut c, undelivered, reason);
+        self.run_work(now);
     }
 
-    /// Delivers a message to its connection here (or bounces it), or hands it to the node
-    /// link, then lets the receiver's consequences run.
-    fn route(&mut self, now: Instant, transmit: Transmit) {
-        let Transmit { from, to, msg } = transmit;
-        if to.node != self.node {
-            return self.link.push_back(Transmit { from, to, msg });
-        }
-        // A newer connection on another node claimed this one's clientId: close it as a
-        // local replace does, so the core forgets it. (Handing `Close` to the connection
-        // alone left it in `conns`: still listed, and its client's commands still served.)
-        if let PeerMsg::Close { reason } = &msg {
-            if self.conns.contains_key(&to.conn) {
-                return self.close(now, to.conn, reason.clone());
-            }
-        }
-        match self.conns.get_mut(&to.conn) {
-            Some(c) => {
-                c.handle_peer(now, from, msg);
-                self.pump(now, to.conn);
-            }
-            // Gone is never bounced: two vanished ends would answer each other forever.
-            None if msg != PeerMsg::Gone => self.route(
-                now,
-                Transmit {
-                    from: to,
-                    to: from,
-                    msg: PeerMsg::Gone,
-                },
-            ),
-            None => {}
-        }
-    }
-
-    /// Runs a connection's outputs (and what they cause elsewhere) to completion.
+    /// Runs a connection's outputs, and then every inbox they (and what they caused)
+    /// reached, to completion.
     fn pump(&mut self, now: Instant, conn: ConnId) {
-        let mut work = VecDeque::from([conn]);
-        while let Some(id) = work.pop_front() {
-            while let Some(c) = self.conns.get_mut(&id) {
-                let mut progress = false;
-                while let Some(query) = c.poll_query() {
-                    progress = true;
-                    match &self.directory {
-                        Some(directory) => c.handle_directory(directory.answer(&query)),
-                        None => self.directory_ops.push_back(DirectoryOp::Query(id, query)),
-                    }
-                }
-                while let Some(event) = c.poll_event() {
-                    self.events.push_back(Outgoing { conn: id, event });
-                }
-                let mut transmits = Vec::new();
-                while let Some(t) = c.poll_transmit() {
-                    transmits.push(t);
-                }
-                for Transmit { from, to, msg } in transmits {
-                    progress = true;
-                    if to.node != self.node {
-                        self.link.push_back(Transmit { from, to, msg });
-                    } else if let Some(target) = self.conns.get_mut(&to.conn) {
-                        target.handle_peer(now, from, msg);
-                        if !work.contains(&to.conn) {
-                            work.push_back(to.conn);
-                        }
-                    } else if msg != PeerMsg::Gone {
-                        if let Some(c) = self.conns.get_mut(&id) {
-                            c.handle_peer(now, to, PeerMsg::Gone);
-                        }
-                    }
-                }
-                if !progress {
-                    break;
-                }
+        self.board.work.push_back(conn);
+        self.run_work(now);
+    }
+
+    /// Runs each connection due to run: its outputs, then its inbox, one message at a
+    /// time, in the order they were posted.
+    fn run_work(&mut self, now: Instant) {
+        while let Some(id) = self.board.work.pop_front() {
+            let Some(c) = self.conns.get_mut(&id) else {
+                continue;
+            };
+            let mut host = At {
+                board: &mut self.board,
+                conn: id,
+            };
+            switchboard::flush(&mut host, now, c);
+            while let Some((from, msg)) = host.board.next_message(id) {
+                c.handle_peer(now, from, msg);
+                switchboard::flush(&mut host, now, c);
             }
             self.rearm(id);
         }
@@ -545,6 +475,105 @@ impl Relay {
         if let Some(next) = next {
             self.timers.insert((next, conn));
             self.timer_of.insert(conn, next);
+        }
+    }
+}
+
+/// What this driver holds besides its connections: their inboxes, the connections due to
+/// run, and what it hands out (events, the node link, the shared directory's work).
+struct Board {
+    node: NodeId,
+    /// The in-memory directory, or None when the directory is shared and reached through
+    /// [`Relay::poll_directory`] (a cluster, or the two-node tests).
+    directory: Option<LocalDirectory>,
+    /// One per connection, from admission to removal: a missing inbox is a connection gone.
+    inboxes: HashMap<ConnId, VecDeque<(Addr, PeerMsg)>>,
+    /// Connections that must run (their outputs, then their inbox), in order.
+    work: VecDeque<ConnId>,
+    events: VecDeque<Outgoing>,
+    link: VecDeque<Transmit>,
+    directory_ops: VecDeque<DirectoryOp>,
+}
+
+impl Board {
+    fn next_message(&mut self, conn: ConnId) -> Option<(Addr, PeerMsg)> {
+        self.inboxes.get_mut(&conn)?.pop_front()
+    }
+}
+
+impl Switchboard for Board {
+    fn node(&self) -> NodeId {
+        self.node
+    }
+
+    fn post(&mut self, from: Addr, to: ConnId, msg: PeerMsg) -> Result<(), PeerMsg> {
+        match self.inboxes.get_mut(&to) {
+            Some(inbox) => {
+                inbox.push_back((from, msg));
+                self.work.push_back(to);
+                Ok(())
+            }
+            None => Err(msg),
+        }
+    }
+
+    /// The link queues everything; [`Relay::poll_link`] hands it out.
+    fn send_link(&mut self, transmit: Transmit) -> Result<(), Unlinked> {
+        self.link.push_back(transmit);
+        Ok(())
+    }
+}
+
+/// The board as one connection's host while its outputs are carried.
+struct At<'a> {
+    board: &'a mut Board,
+    conn: ConnId,
+}
+
+impl Switchboard for At<'_> {
+    fn node(&self) -> NodeId {
+        self.board.node
+    }
+
+    fn post(&mut self, from: Addr, to: ConnId, msg: PeerMsg) -> Result<(), PeerMsg> {
+        self.board.post(from, to, msg)
+    }
+
+    fn send_link(&mut self, transmit: Transmit) -> Result<(), Unlinked> {
+        self.board.send_link(transmit)
+    }
+}
+
+impl Host for At<'_> {
+    fn query(&mut self, query: Query) -> Option<Answered> {
+        match &self.board.directory {
+            Some(directory) => Some(directory.answer(&query)),
+            None => {
+                self.board
+                    .directory_ops
+                    .push_back(DirectoryOp::Query(self.conn, query));
+                None
+            }
+        }
+    }
+
+    /// Never refused here: a front end that cannot queue an event reports it later
+    /// ([`Relay::report_undelivered`]).
+    fn deliver(&mut self, event: Event) -> Result<(), Undelivered> {
+        self.board.events.push_back(Outgoing {
+            conn: self.conn,
+            event,
+        });
+        Ok(())
+    }
+
+    fn release(&mut self, client: &ClientId, addr: Addr) {
+        match &mut self.board.directory {
+            Some(directory) => directory.release(client, addr),
+            None => self
+                .board
+                .directory_ops
+                .push_back(DirectoryOp::Release(client.clone(), addr)),
         }
     }
 }

@@ -9,14 +9,21 @@
 //! admission makes one, so no front end can skip it.
 
 use std::future::Future;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
-
 use std::sync::Arc;
+use std::time::{Instant, SystemTime};
 
-use relay_core::{Addr, AuthError, Authenticator, Claimed, Claims, ClientId, Presented};
+use relay_core::auth::unix_seconds;
+use relay_core::{
+    check_client_id, Addr, AuthError, Authenticator, Claimed, Claims, ClientId, ConnId,
+    ConnectError, Presented, Transport,
+};
+use tracing::debug;
 
 use crate::cluster::ClusterLink;
+use crate::sink::Sink;
+use crate::RelayHandle;
 
 /// A boxed admission answer.
 pub type AdmissionFuture<'a> = Pin<Box<dyn Future<Output = Result<Claims, AuthError>> + Send + 'a>>;
@@ -120,5 +127,123 @@ impl Admitted {
 
     pub fn claims(&self) -> &Claims {
         &self.claims
+    }
+}
+
+impl RelayHandle {
+    /// Admission of a client that claims `client_id`, from `remote` when the front end
+    /// knows it: a well-formed id, the address within its connection limits, and the
+    /// authenticator's consent, asynchronous or not. Connect the result with
+    /// [`RelayHandle::connect_admitted`].
+    pub async fn admit(
+        &self,
+        client_id: Option<&str>,
+        credentials: Option<&[u8]>,
+        remote: Option<SocketAddr>,
+        transport: Transport,
+    ) -> Result<Admitted, ConnectError> {
+        let admitted = async {
+            let (client, ip) = self.knock(client_id, remote)?;
+            let presented = presented(&client, credentials, remote, transport);
+            let claims = self.node.auth.authenticate(presented).await;
+            let mut admitted = self.admitted(client, ip, claims)?;
+            if let Some(link) = self.node.cluster.get() {
+                // The claim is a round trip to the shared directory: made here, in the
+                // front end's task, so that connecting stays synchronous in the core.
+                let addr = self.node.reserve();
+                let config = &self.node.config;
+                let claimed = link
+                    .claim(
+                        &admitted.client,
+                        addr,
+                        config.duplicate_policy,
+                        config.max_clients,
+                    )
+                    .await?;
+                admitted.cluster = Some(ClusterClaim::new(
+                    link.clone(),
+                    admitted.client.clone(),
+                    addr,
+                    claimed,
+                ));
+            }
+            Ok(admitted)
+        }
+        .await;
+        if let Err(e) = &admitted {
+            self.node.metrics.refused(e);
+        }
+        admitted
+    }
+
+    /// [`RelayHandle::admit`] and [`RelayHandle::connect_admitted`] in one call, for a
+    /// relay whose authenticator is synchronous (with an asynchronous one it refuses).
+    pub fn connect(
+        &self,
+        client_id: Option<&str>,
+        credentials: Option<&[u8]>,
+        transport: Transport,
+        sink: Arc<dyn Sink>,
+    ) -> Result<ConnId, ConnectError> {
+        let admitted = self.knock(client_id, None).and_then(|(client, ip)| {
+            let presented = presented(&client, credentials, None, transport);
+            let claims = self.node.auth.authenticate_now(presented);
+            self.admitted(client, ip, claims)
+        });
+        match admitted {
+            Ok(admitted) => self.connect_admitted(admitted, transport, sink),
+            Err(e) => {
+                self.node.metrics.refused(&e);
+                Err(e)
+            }
+        }
+    }
+
+    fn knock(
+        &self,
+        client_id: Option<&str>,
+        remote: Option<SocketAddr>,
+    ) -> Result<(ClientId, Option<std::net::IpAddr>), ConnectError> {
+        let client = check_client_id(client_id)?;
+        let ip = remote.map(|r| r.ip());
+        if let Some(ip) = ip {
+            self.node.ips().knock(Instant::now(), ip)?;
+        }
+        Ok((client, ip))
+    }
+
+    fn admitted(
+        &self,
+        client: ClientId,
+        ip: Option<std::net::IpAddr>,
+        claims: Result<relay_core::Claims, relay_core::AuthError>,
+    ) -> Result<Admitted, ConnectError> {
+        match claims {
+            Ok(claims) => Ok(Admitted {
+                client,
+                claims,
+                ip,
+                cluster: None,
+            }),
+            Err(reason) => {
+                debug!(%client, %reason, "refused");
+                Err(ConnectError::Unauthorized { client, reason })
+            }
+        }
+    }
+}
+
+fn presented<'a>(
+    client: &'a ClientId,
+    credentials: Option<&'a [u8]>,
+    remote: Option<SocketAddr>,
+    transport: Transport,
+) -> Presented<'a> {
+    Presented {
+        client,
+        credentials,
+        remote,
+        transport,
+        unix_time: unix_seconds(SystemTime::now()),
     }
 }
