@@ -120,7 +120,9 @@ pub fn route(board: &mut impl Switchboard, transmit: Transmit) -> Option<Transmi
             Ok(()) => None,
             Err(Unlinked::Alone(transmit)) => bounce(transmit.to, transmit.from, transmit.msg),
             Err(Unlinked::Down(transmit)) => {
-                let msg = transmit.msg.undeliverable(RequestError::ClusterUnavailable)?;
+                let msg = transmit
+                    .msg
+                    .undeliverable(RequestError::ClusterUnavailable)?;
                 Some(Transmit {
                     from: transmit.to,
                     to: transmit.from,

@@ -683,6 +683,30 @@ fn register_to_a_target_not_connected_or_busy_elsewhere() {
 }
 
 #[test]
+fn a_request_reaching_a_node_whose_target_just_left_is_answered_on_its_behalf() {
+    // B leaves node 2 while A's pairing request is already on its way: B never heard of
+    // A, so only node 2's answer on B's behalf (a bounce: Gone) tells A. The request must
+    // fail at once, not at its deadline (the clock does not move here).
+    let mut h = Cluster::new();
+    let a = h.connect(N1, "A");
+    let b = h.connect(N2, "B");
+    let req = h.register_held(a, "B");
+    let now = h.now;
+    h.node_mut(N2).disconnect(now, b.conn);
+    h.settle();
+    let out = h.drain();
+    assert_eq!(
+        failed(out.reply(a, req)),
+        RequestError::PeerGone {
+            event: "P2P_REGISTER".into(),
+            target: id("B")
+        }
+    );
+    assert_eq!(h.pending(), 0);
+    assert!(h.no_deadlines());
+}
+
+#[test]
 fn two_requesters_from_different_nodes_racing_for_one_target_yield_one_pairing() {
     // The target on either node, requesters on both; the target (a misbehaving client)
     // says yes to both, in either order.

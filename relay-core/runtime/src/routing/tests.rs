@@ -49,11 +49,7 @@ fn seq_of(event: &Event) -> Option<u64> {
     }
 }
 
-fn pair(
-    handle: &RelayHandle,
-    a: &str,
-    b: &str,
-) -> (ConnId, ConnId, Arc<Recorder>, Arc<Recorder>) {
+fn pair(handle: &RelayHandle, a: &str, b: &str) -> (ConnId, ConnId, Arc<Recorder>, Arc<Recorder>) {
     let (ra, rb) = (Arc::new(Recorder::default()), Arc::new(Recorder::default()));
     let ca = handle
         .connect(Some(a), None, Transport::Native, ra.clone())
