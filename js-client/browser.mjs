@@ -1,7 +1,7 @@
 /**
- * p2p-relay-client for browsers: the client plugin for socket.io-client 4.x as a plain ES
- * module, with no imports and no build step. Load it from a bundler (the package's `browser`
- * condition) or straight from a page:
+ * p2p-relay-client for browsers: the client plugin for socket.io-client 4.x as plain ES
+ * modules, no build step. Load it from a bundler (the package's `browser` condition) or
+ * straight from a page, serving this folder (browser.mjs imports ./src/core.mjs):
  *
  *   <script type="module">
  *     import { io } from '/vendor/socket.io.esm.min.js';
@@ -9,25 +9,14 @@
  *     const socket = p2pClientPlugin(io('http://127.0.0.1:9000?clientId=A'), 'A');
  *   </script>
  *
- * The API is the one of the Node entry (index.js), which is the 1.4.1 plugin's; only the
- * streams differ: a stream here is a {@link P2pStream}, a pair of WHATWG streams
- * (`readable`, `writable`) instead of a Node `Duplex`, with the same ack-based
- * back-pressure. The Node entry stays CommonJS for Node 16+ (which cannot `require` an ES
- * module), so the pairing and chunk rules are written twice, here and in index.js; the
- * browser suite (tests/interop/browser) runs the same cases against both.
+ * The logic (pairing, emits, which stream gets which chunk and when its ack goes) is
+ * src/core.mjs, the same module the Node entry is built from; this file is only the browser
+ * platform: a stream is a {@link P2pStream}, a pair of WHATWG streams (`readable`,
+ * `writable`) instead of a Node `Duplex`, with the same ack-based back-pressure, and bytes
+ * are `Uint8Array`s.
  */
 
-export const SOCKET_EVENT = Object.freeze({
-  P2P_REGISTER: 'P2P_REGISTER',
-  P2P_UNREGISTER: 'P2P_UNREGISTER',
-  P2P_DISCONNECT: 'P2P_DISCONNECT',
-  P2P_EMIT: 'P2P_EMIT',
-  P2P_EMIT_ACKNOWLEDGE: 'P2P_EMIT_ACKNOWLEDGE',
-  LIST_CLIENTS: 'LIST_CLIENTS',
-  SERVER_ERROR: 'SERVER_ERROR',
-  P2P_REGISTER_STREAM: 'P2P_REGISTER_STREAM',
-  P2P_EMIT_STREAM: 'P2P_EMIT_STREAM',
-});
+import { SOCKET_EVENT, ackError, createP2pClientPlugin } from './src/core.mjs';
 
 /** A reader's default buffer, in bytes, before it holds a chunk's ack back. */
 const DEFAULT_HIGH_WATER_MARK = 64 * 1024;
@@ -57,35 +46,6 @@ async function toArrayBuffer(chunk) {
     return bytes.buffer;
   }
   return bytes.slice().buffer;
-}
-
-function ackError(answer) {
-  const first = answer[0];
-  return first && typeof first === 'object' && typeof first.error === 'string' ? new Error(first.error) : null;
-}
-
-/** Pull `clientId` out of the Manager's URI or query options, when the caller did not pass it. */
-function clientIdFromSocket(socket) {
-  try {
-    const manager = socket && socket.io;
-    if (!manager) return undefined;
-    if (typeof manager.uri === 'string') {
-      const base = typeof location !== 'undefined' ? location.href : 'http://localhost';
-      const id = new URL(manager.uri, base).searchParams.get('clientId');
-      if (id !== null) return id;
-    }
-    const query = manager.opts && manager.opts.query;
-    if (query && typeof query === 'object' && typeof query.clientId === 'string') {
-      try {
-        return decodeURIComponent(query.clientId);
-      } catch (_) {
-        return query.clientId;
-      }
-    }
-  } catch (_) {
-    // the id is then unknown, as in the original plugin
-  }
-  return undefined;
 }
 
 /**
@@ -190,7 +150,7 @@ export class P2pStream {
   destroy(err) {
     if (this.destroyed) return;
     this.destroyed = true;
-    this._client._streams.delete(this);
+    this._client._forgetStream(this);
     // The pairing or the stream is over: do not leave the relay waiting for these acks.
     this._releasePending();
     try {
@@ -214,262 +174,20 @@ export class P2pStream {
   }
 }
 
-class P2pClient {
-  constructor(socket, clientId) {
-    this.socket = socket;
-    this.clientId = clientId !== undefined ? clientId : clientIdFromSocket(socket);
-    this.targetClientId = undefined;
-    this.options = {};
-
-    /** true while our own P2P_REGISTER waits for its answer: we are not free then. */
-    this._registering = false;
-    /** the streams this client holds; every one of them receives every chunk (no stream ids). */
-    this._streams = new Set();
-    /** {streamOptions, callback} while onRegisterP2pStream is in force, else null. */
-    this._streamListener = null;
-
-    socket.on(SOCKET_EVENT.P2P_REGISTER, (...args) => {
-      const ack = typeof args[args.length - 1] === 'function' ? args.pop() : undefined;
-      const sourceClientId = args[0];
-      const free = !this.targetClientId && !this._registering && typeof sourceClientId === 'string'
-        && sourceClientId !== this.clientId;
-      if (free) this.targetClientId = sourceClientId;
-      if (ack) ack(free);
-    });
-
-    socket.on(SOCKET_EVENT.P2P_UNREGISTER, (...args) => {
-      const ack = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
-      this._endPairing();
-      if (ack) ack();
-    });
-
-    socket.on(SOCKET_EVENT.P2P_DISCONNECT, () => this._endPairing());
-    socket.on('disconnect', () => this._endPairing());
-
-    socket.on(SOCKET_EVENT.SERVER_ERROR, (message) => {
-      const listeners = typeof socket.listeners === 'function' ? socket.listeners(SOCKET_EVENT.SERVER_ERROR) : [];
-      if (listeners.length <= 1) console.error(`Error emitted from server: ${message}`);
-    });
-
-    socket.on(SOCKET_EVENT.P2P_REGISTER_STREAM, (...args) => {
-      const ack = typeof args[args.length - 1] === 'function' ? args[args.length - 1] : undefined;
-      const listener = this._streamListener;
-      if (!listener) {
-        if (ack) ack(false);
-        return;
-      }
-      const stream = this._createStream(listener.streamOptions);
-      if (listener.callback) listener.callback(stream);
-      if (ack) ack(true);
-    });
-
-    socket.on(SOCKET_EVENT.P2P_EMIT_STREAM, (...args) => {
-      const ack = typeof args[args.length - 1] === 'function' ? args.pop() : undefined;
-      this._onStreamChunk(args[0], ack);
-    });
-  }
-
-  // ---------------------------------------------------------------- pairing
-
-  registerP2pTarget(targetClientId, options = {}, successCallbackFn, failureCallbackFn) {
-    if (this.clientId !== undefined && this.clientId === targetClientId) {
-      throw new Error('Target client ID can not be the same as source client ID');
-    }
-    if (this.targetClientId) {
-      throw new Error(`Current target: ${this.targetClientId}, targetClientId must be empty before registering`);
-    }
-    const attempt = (done) => {
-      this._registering = true;
-      this.socket.emit(SOCKET_EVENT.P2P_REGISTER, targetClientId, (targetAvailable) => {
-        this._registering = false;
-        if (targetAvailable === true) {
-          this.targetClientId = targetClientId;
-          this.options = options || {};
-          done(true);
-        } else {
-          done(false);
-        }
-      });
-    };
-    if (successCallbackFn || failureCallbackFn) {
-      attempt((ok) => {
-        if (ok && successCallbackFn) successCallbackFn();
-        if (!ok && failureCallbackFn) failureCallbackFn();
-      });
-      return undefined;
-    }
-    return new Promise((resolve) => attempt(resolve));
-  }
-
-  unregisterP2pTarget(callback) {
-    const run = (done) => {
-      if (!this.targetClientId) {
-        done();
-        return;
-      }
-      this.targetClientId = undefined;
-      this.socket.emit(SOCKET_EVENT.P2P_UNREGISTER, () => {
-        this._destroyStreams();
-        done();
-      });
-    };
-    if (typeof callback === 'function') {
-      run(callback);
-      return undefined;
-    }
-    return new Promise((resolve) => run(() => resolve()));
-  }
-
-  // --------------------------------------------------------------- messages
-
-  emit2(...all) {
-    if (!this.targetClientId) throw new Error('emit2 must be called after targetClientId is set');
-    const [event, ...args] = all;
-    if (!event) throw new Error('event must be specified');
-    if (typeof all[all.length - 1] === 'function') {
-      const ackFn = args.pop();
-      this.socket.emit(SOCKET_EVENT.P2P_EMIT_ACKNOWLEDGE, { targetClientId: this.targetClientId, event, args }, ackFn);
-    } else {
-      this.socket.emit(SOCKET_EVENT.P2P_EMIT, { targetClientId: this.targetClientId, event, args });
-    }
-  }
-
-  getClientList(successCallbackFn) {
-    if (typeof successCallbackFn === 'function') {
-      this.socket.emit(SOCKET_EVENT.LIST_CLIENTS, (clientList) => successCallbackFn(clientList));
-      return undefined;
-    }
-    return new Promise((resolve) => {
-      this.socket.emit(SOCKET_EVENT.LIST_CLIENTS, (clientList) => resolve(clientList));
-    });
-  }
-
-  // ---------------------------------------------------------------- streams
-
-  registerP2pStream(streamOptions, successCallback, failureCallback) {
-    const attempt = (done) => {
-      this.socket.emit(SOCKET_EVENT.P2P_REGISTER_STREAM, this.targetClientId, (success) => {
-        if (success === true && this.targetClientId) done(this._createStream(streamOptions));
-        else done(null);
-      });
-    };
-    if (successCallback || failureCallback) {
-      attempt((stream) => {
-        if (stream && successCallback) successCallback(stream);
-        if (!stream && failureCallback) failureCallback();
-      });
-      return undefined;
-    }
-    return new Promise((resolve) => attempt(resolve));
-  }
-
-  onRegisterP2pStream(streamOptions, callback) {
-    if (typeof streamOptions === 'function') {
-      callback = streamOptions;
-      streamOptions = {};
-    }
-    this._streamListener = { streamOptions: streamOptions || {}, callback };
-  }
-
-  offRegisterP2pStream() {
-    this._streamListener = null;
-  }
-
-  _createStream(streamOptions) {
-    const stream = new P2pStream(this, streamOptions);
-    this._streams.add(stream);
-    return stream;
-  }
-
-  _onStreamChunk(chunk, ack) {
-    const answer = typeof ack === 'function' ? ack : () => {};
-    const streams = [...this._streams].filter((s) => !s.destroyed);
-    if (streams.length === 0 || chunk === undefined || chunk === null) {
-      answer();
-      return;
-    }
-    if (typeof Blob !== 'undefined' && chunk instanceof Blob) {
-      // A transport set to binaryType 'blob': one chunk is in flight at a time, so
-      // converting it first keeps the order.
-      chunk.arrayBuffer().then((buf) => this._onStreamChunk(buf, answer), () => answer());
-      return;
-    }
-    const bytes = toBytes(chunk);
-    // Ack once every stream has taken the chunk (at once, or when its reader reads).
-    let waiting = 1;
-    let answered = false;
-    const release = () => {
-      waiting -= 1;
-      if (waiting === 0 && !answered) {
-        answered = true;
-        answer();
-      }
-    };
-    for (const stream of streams) {
-      waiting += 1;
-      let released = false;
-      const releaseOnce = () => {
-        if (!released) {
-          released = true;
-          release();
-        }
-      };
-      if (stream._deliver(bytes, releaseOnce)) releaseOnce();
-    }
-    release();
-  }
-
-  _destroyStreams() {
-    for (const stream of [...this._streams]) stream.destroy();
-    this._streams.clear();
-  }
-
-  _endPairing() {
-    this.targetClientId = undefined;
-    this._destroyStreams();
-  }
-}
-
-const API = new Set([
-  'registerP2pTarget',
-  'unregisterP2pTarget',
-  'emit2',
-  'emitP2p',
-  'getClientList',
-  'registerP2pStream',
-  'onRegisterP2pStream',
-  'offRegisterP2pStream',
-]);
+const browserPlatform = {
+  toBytes,
+  createStream: (client, options) => new P2pStream(client, options),
+  receiving: (stream) => !stream.destroyed,
+  deliver: (stream, bytes, release) => stream._deliver(bytes, release),
+  destroy: (stream) => stream.destroy(),
+};
 
 /**
- * Wrap a socket.io-client socket with the p2p API.
- * @param socket a socket.io-client 4.x socket on namespace '/' with `?clientId=` in its URL
- * @param {string} [clientId] this client's id (read from the URL when omitted)
- * @returns the same socket behind a Proxy that adds the p2p methods and properties
+ * Wrap a socket.io-client socket with the p2p API (see src/core.mjs); streams are
+ * {@link P2pStream}s.
  */
-export function p2pClientPlugin(socket, clientId) {
-  if (!socket || typeof socket.on !== 'function' || typeof socket.emit !== 'function') {
-    throw new TypeError('p2pClientPlugin expects a socket.io-client socket');
-  }
-  const client = new P2pClient(socket, clientId);
-  const bound = {};
-  for (const name of API) {
-    const method = name === 'emitP2p' ? 'emit2' : name;
-    bound[name] = client[method].bind(client);
-  }
-  return new Proxy(socket, {
-    get(target, prop) {
-      if (typeof prop === 'string') {
-        if (API.has(prop)) return bound[prop];
-        if (prop === 'targetClientId') return client.targetClientId;
-        if (prop === 'clientId') return client.clientId;
-      }
-      return Reflect.get(target, prop, target);
-    },
-    has(target, prop) {
-      return prop === 'targetClientId' || prop === 'clientId' || API.has(prop) || Reflect.has(target, prop);
-    },
-  });
-}
+export const p2pClientPlugin = createP2pClientPlugin(browserPlatform);
+
+export { SOCKET_EVENT };
 
 export default p2pClientPlugin;

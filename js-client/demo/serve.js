@@ -13,6 +13,7 @@
 //   /                          index.html, demo.mjs, style.css
 //   /config.json               {"relay": URL}: the page's default relay
 //   /js-client/browser.mjs     the plugin (../browser.mjs)
+//   /js-client/src/core.mjs    its logic (../src/core.mjs, which browser.mjs imports)
 //   /vendor/socket.io-client/  socket.io-client 4.x's dist/
 //   /vendor/noble-hashes/      @noble/hashes (SHA-256 of files as they stream)
 
@@ -55,6 +56,7 @@ const FILES = {
   '/demo.mjs': path.join(HERE, 'demo.mjs'),
   '/style.css': path.join(HERE, 'style.css'),
   '/js-client/browser.mjs': path.join(HERE, '..', 'browser.mjs'),
+  '/js-client/src/core.mjs': path.join(HERE, '..', 'src', 'core.mjs'),
 };
 const TYPES = {
   '.html': 'text/html; charset=utf-8',

@@ -47,13 +47,14 @@ pub trait Switchboard {
     fn send_link(&mut self, transmit: Transmit) -> Result<(), Unlinked>;
 }
 
-/// Why the node link did not take a message.
+/// Why the node link did not take a message. (Boxed: a refusal is rare, and a large
+/// error would make every `Ok` as large.)
 #[derive(Debug)]
 pub enum Unlinked {
     /// This node has no link: the receiver's node cannot be reached at all.
-    Alone(Transmit),
+    Alone(Box<Transmit>),
     /// The link cannot carry it now; the receiver may well still be there.
-    Down(Transmit),
+    Down(Box<Transmit>),
 }
 
 /// What one connection's outputs need besides routing: a directory, the connection's

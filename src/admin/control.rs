@@ -10,7 +10,6 @@
 //! costs one page per view. `/api/clients` gives the same page as JSON, and
 //! `/api/summary` the numbers.
 
-use std::fmt::Write;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use relay_runtime::metrics::{transport_label, Snapshot};
@@ -45,31 +44,13 @@ pub fn html(
 ) -> String {
     let now = SystemTime::now();
     let s = overview.snapshot;
-    let mut out = String::with_capacity(4096 + page.clients.len() * 200);
-    out.push_str(
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>p2p-relay control center</title>\
-         <link rel=\"stylesheet\" href=\"control.css\"></head><body>\n\
-         <h1>p2p-relay control center</h1>\n",
-    );
     let readiness = overview.readiness.as_str();
-    let _ = writeln!(
-        out,
-        "<p>Status: <strong class=\"{readiness}\" id=\"readiness\">{readiness}</strong> \
-         &middot; up {} &middot; Socket.IO <code>http://{}</code> &middot; QUIC <code>{}</code></p>",
-        span(now.duration_since(overview.started).unwrap_or_default()),
-        overview.socketio_addr,
-        overview.quic_addr,
-    );
-
-    out.push_str("<h2>At a glance</h2>\n<table id=\"summary\"><tbody>\n");
     let mean = if s.acks == 0 {
         "-".to_owned()
     } else {
         format!("{:.1} ms", s.ack_mean_micros as f64 / 1000.0)
     };
-    for (name, key, value) in [
+    let summary = [
         (
             "Socket.IO clients",
             "socketio_connections",
@@ -112,91 +93,138 @@ pub fn html(
             "acks",
             format!("{} ({mean})", s.acks),
         ),
-    ] {
-        let _ = writeln!(
-            out,
-            "<tr><th>{name}</th><td class=\"n\" id=\"{key}\">{value}</td></tr>"
-        );
-    }
-    out.push_str("</tbody></table>\n");
-    out.push_str(
-        "<div class=\"charts\">\
-         <figure><canvas id=\"chart-messages\" width=\"320\" height=\"80\"></canvas>\
-         <figcaption>Messages/s (in + out), last minute: <span id=\"rate-messages\">-</span></figcaption></figure>\
-         <figure><canvas id=\"chart-bytes\" width=\"320\" height=\"80\"></canvas>\
-         <figcaption>Bytes/s (in + out), last minute: <span id=\"rate-bytes\">-</span></figcaption></figure>\
-         </div>\n<p id=\"live\">Live updates: not connected (the page needs its script)</p>\n",
-    );
-
-    let _ = writeln!(
-        out,
-        "<h2>Clients</h2>\n<p id=\"clients-count\">{} connected{}.</p>",
-        page.total,
-        if page.clients.is_empty() {
-            String::new()
-        } else {
-            format!(
-                "; showing {} from <code>{}</code>",
-                page.clients.len(),
-                escape(page.clients[0].id.as_str())
-            )
+    ];
+    // maud escapes every interpolated value: client ids are chosen by clients, so nothing
+    // of theirs can become markup.
+    let markup = maud::html! {
+        (maud::DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                title { "p2p-relay control center" }
+                link rel="stylesheet" href="control.css";
+            }
+            body {
+                h1 { "p2p-relay control center" }
+                p {
+                    "Status: " strong class=(readiness) id="readiness" { (readiness) }
+                    " · up " (span(now.duration_since(overview.started).unwrap_or_default()))
+                    " · Socket.IO " code { "http://" (overview.socketio_addr) }
+                    " · QUIC " code { (overview.quic_addr) }
+                }
+                h2 { "At a glance" }
+                table id="summary" {
+                    tbody {
+                        @for (name, key, value) in &summary {
+                            tr { th { (name) } td class="n" id=(key) { (value) } }
+                        }
+                    }
+                }
+                div class="charts" {
+                    figure {
+                        canvas id="chart-messages" width="320" height="80" {}
+                        figcaption {
+                            "Messages/s (in + out), last minute: "
+                            span id="rate-messages" { "-" }
+                        }
+                    }
+                    figure {
+                        canvas id="chart-bytes" width="320" height="80" {}
+                        figcaption {
+                            "Bytes/s (in + out), last minute: " span id="rate-bytes" { "-" }
+                        }
+                    }
+                }
+                p id="live" { "Live updates: not connected (the page needs its script)" }
+                h2 { "Clients" }
+                p id="clients-count" {
+                    (page.total) " connected"
+                    @if let Some(first) = page.clients.first() {
+                        "; showing " (page.clients.len()) " from " code { (first.id.as_str()) }
+                    }
+                    "."
+                }
+                form id="search" {
+                    label { "Search by client id " input name="q" id="q" autocomplete="off"; }
+                }
+                p id="notice" role="status" {}
+                table id="clients" {
+                    thead {
+                        tr {
+                            th { "Client" } th { "Transport" } th { "Address" }
+                            th { "Connected since" } th { "Paired with" } th { "Streams" }
+                            th { "Pending" } th { "Messages/s in / out" }
+                            th { "Bytes/s in / out" } th {}
+                        }
+                    }
+                    tbody {
+                        @for client in &page.clients {
+                            (client_row(client, now))
+                        }
+                    }
+                }
+                p {
+                    @if after.is_some() {
+                        a href={ "?limit=" (limit) } { "« first page" } " "
+                    }
+                    @if let Some(next) = &page.next {
+                        a id="next" href={ "?after=" (query_value(next.as_str())) "&limit=" (limit) } {
+                            "next page »"
+                        }
+                    }
+                }
+                h2 { "Streams" }
+                table id="streams" {
+                    thead {
+                        tr {
+                            th { "Stream" } th { "Between" } th { "Open since" }
+                            th { "Bytes a→b / b→a" } th { "Bytes/s a→b / b→a" }
+                        }
+                    }
+                    tbody {}
+                }
+                p {
+                    small {
+                        "Machine-readable: " a href="metrics" { "/metrics" }
+                        " · " a href="api/clients" { "/api/clients" }
+                        " · " a href="api/summary" { "/api/summary" }
+                        " · " a href="api/live" { "/api/live" }
+                    }
+                }
+                script src="control.js" {}
+            }
         }
-    );
-    out.push_str(
-        "<form id=\"search\"><label>Search by client id <input name=\"q\" id=\"q\" \
-         autocomplete=\"off\"></label></form><p id=\"notice\" role=\"status\"></p>\n\
-         <table id=\"clients\"><thead><tr><th>Client</th><th>Transport</th><th>Address</th>\
-         <th>Connected since</th><th>Paired with</th><th>Streams</th><th>Pending</th>\
-         <th>Messages/s in / out</th><th>Bytes/s in / out</th><th></th>\
-         </tr></thead><tbody>\n",
-    );
-    for client in &page.clients {
-        let since = httpdate::fmt_http_date(client.since);
-        let for_how_long = span(now.duration_since(client.since).unwrap_or_default());
-        let peer = client
-            .peer
-            .as_ref()
-            .map(|p| format!("<code class=\"peer\">{}</code>", escape(p.as_str())))
-            .unwrap_or_else(|| "&ndash;".to_owned());
-        let id = escape(client.id.as_str());
-        let _ = writeln!(
-            out,
-            "<tr class=\"client\"><td><code class=\"id\">{id}</code></td><td class=\"transport\">{}</td>\
-             <td class=\"remote\">{}</td>\
-             <td title=\"{since}\">{since} ({for_how_long})</td><td>{peer}</td>\
-             <td class=\"n streams\">{}</td><td class=\"n\">{}</td>\
-             <td class=\"n messages-rate\">-</td><td class=\"n bytes-rate\">-</td>\
-             <td><button type=\"button\" class=\"disconnect\" data-id=\"{id}\">Disconnect</button></td></tr>",
-            generation_of(client),
-            client.remote.map(|r| r.to_string()).unwrap_or_default(),
-            client.streams,
-            client.pending,
-        );
+    };
+    markup.into_string()
+}
+
+/// One client's row of the clients table (the script fills in the rates).
+fn client_row(client: &ClientInfo, now: SystemTime) -> maud::Markup {
+    let since = httpdate::fmt_http_date(client.since);
+    let for_how_long = span(now.duration_since(client.since).unwrap_or_default());
+    let id = client.id.as_str();
+    maud::html! {
+        tr class="client" {
+            td { code class="id" { (id) } }
+            td class="transport" { (generation_of(client)) }
+            td class="remote" { (client.remote.map(|r| r.to_string()).unwrap_or_default()) }
+            td title=(since) { (since) " (" (for_how_long) ")" }
+            td {
+                @match &client.peer {
+                    Some(peer) => code class="peer" { (peer.as_str()) },
+                    None => "–",
+                }
+            }
+            td class="n streams" { (client.streams) }
+            td class="n" { (client.pending) }
+            td class="n messages-rate" { "-" }
+            td class="n bytes-rate" { "-" }
+            td {
+                button type="button" class="disconnect" data-id=(id) { "Disconnect" }
+            }
+        }
     }
-    out.push_str("</tbody></table>\n<p>");
-    if after.is_some() {
-        let _ = write!(out, "<a href=\"?limit={limit}\">&laquo; first page</a> ");
-    }
-    if let Some(next) = &page.next {
-        let _ = write!(
-            out,
-            "<a id=\"next\" href=\"?after={}&amp;limit={limit}\">next page &raquo;</a>",
-            escape(&query_value(next.as_str()))
-        );
-    }
-    out.push_str(
-        "</p>\n<h2>Streams</h2>\n<table id=\"streams\"><thead><tr><th>Stream</th>\
-         <th>Between</th><th>Open since</th><th>Bytes a&rarr;b / b&rarr;a</th>\
-         <th>Bytes/s a&rarr;b / b&rarr;a</th></tr></thead><tbody></tbody></table>\n",
-    );
-    out.push_str(
-        "<p><small>Machine-readable: <a href=\"metrics\">/metrics</a> \
-         &middot; <a href=\"api/clients\">/api/clients</a> \
-         &middot; <a href=\"api/summary\">/api/summary</a> \
-         &middot; <a href=\"api/live\">/api/live</a></small></p>\n\
-         <script src=\"control.js\"></script>\n</body></html>\n",
-    );
-    out
 }
 
 /// The page's script and style, served by this listener beside the page (relative paths,
@@ -324,22 +352,6 @@ pub fn summary_json(overview: &Overview<'_>) -> Value {
     })
 }
 
-/// Text for HTML: client ids are chosen by clients, so nothing of theirs is markup.
-fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 /// A value for a URL query.
 fn query_value(text: &str) -> String {
     form_urlencoded::byte_serialize(text.as_bytes()).collect()
@@ -362,7 +374,26 @@ mod tests {
 
     #[test]
     fn client_ids_are_not_markup() {
-        assert_eq!(escape("<b id='x'>&"), "&lt;b id=&#39;x&#39;&gt;&amp;");
+        let client = ClientInfo {
+            id: relay_core::ClientId::new("<b id='x'>&").unwrap(),
+            conn: relay_core::ConnId(0),
+            transport: relay_core::Transport::Legacy,
+            since: SystemTime::now(),
+            peer: None,
+            streams: 0,
+            pending: 0,
+            remote: None,
+            generation: None,
+            traffic: TrafficReading::default(),
+            since_last_chunk: None,
+        };
+        let row = client_row(&client, SystemTime::now()).into_string();
+        assert!(
+            row.contains("<code class=\"id\">&lt;b id='x'&gt;&amp;</code>"),
+            "{row}"
+        );
+        assert!(row.contains("data-id=\"&lt;b id='x'&gt;&amp;\""), "{row}");
+        assert!(!row.contains("<b id="), "{row}");
         assert_eq!(query_value("a b&c"), "a+b%26c");
     }
 

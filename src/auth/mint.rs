@@ -54,31 +54,20 @@ impl TokenCommand {
     }
 }
 
-/// `90`, `90s`, `15m`, `1h`, `7d`.
+/// `90` (seconds), `90s`, `15m`, `1h`, `7d`, `2w`, or a sum such as `1h 30m` (humantime's
+/// syntax), at most [`MAX_TTL`].
 pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let (digits, unit) = match raw.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => raw.split_at(at),
-        None => (raw, "s"),
+    // A bare number is seconds, as it always was here; humantime wants a unit.
+    let with_unit = match raw.chars().all(|c| c.is_ascii_digit()) && !raw.is_empty() {
+        true => format!("{raw}s"),
+        false => raw.to_owned(),
     };
-    let n: u64 = digits
-        .parse()
-        .map_err(|_| format!("'{raw}' is not a duration: use e.g. 90s, 15m, 1h or 7d"))?;
-    let unit = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        other => {
-            return Err(format!(
-                "unknown unit '{other}' in '{raw}': use s, m, h or d"
-            ))
-        }
-    };
-    if n == 0 {
+    let ttl = humantime::parse_duration(&with_unit)
+        .map_err(|e| format!("'{raw}' is not a duration ({e}): use e.g. 90s, 15m, 1h or 7d"))?;
+    if ttl.is_zero() {
         return Err("the ttl must be more than 0".into());
     }
-    let ttl = Duration::from_secs(n.saturating_mul(unit));
     if ttl > MAX_TTL {
         return Err(
             "longer than 366d, the longest ttl: a token cannot be revoked (its exp \
@@ -120,7 +109,11 @@ mod tests {
         assert_eq!(parse_ttl("15m").unwrap(), Duration::from_secs(900));
         assert_eq!(parse_ttl("1h").unwrap(), Duration::from_secs(3600));
         assert_eq!(parse_ttl("7d").unwrap(), Duration::from_secs(7 * 86_400));
-        assert!(parse_ttl("1w").unwrap_err().contains("unknown unit"));
+        assert_eq!(parse_ttl("2w").unwrap(), Duration::from_secs(14 * 86_400));
+        assert_eq!(parse_ttl("1h 30m").unwrap(), Duration::from_secs(5400));
+        let unknown = parse_ttl("1x").unwrap_err();
+        assert!(unknown.contains("unknown time unit"), "{unknown}");
+        assert!(unknown.contains("use e.g. 90s, 15m, 1h or 7d"), "{unknown}");
         assert!(parse_ttl("h").is_err());
         assert!(parse_ttl("0s").is_err());
         assert_eq!(parse_ttl("366d").unwrap(), MAX_TTL);

@@ -31,8 +31,8 @@ pub struct Item {
 pub enum WirePayload {
     /// Decoded values (from a Socket.IO client), as a MessagePack array: decoded back into
     /// values on arrival, so a Socket.IO receiver gets exactly what a local one would.
-    Values(#[serde(with = "serde_bytes_compat")] Vec<u8>),
-    MsgPack(#[serde(with = "serde_bytes_compat")] Vec<u8>),
+    Values(#[serde(with = "serde_bytes")] Vec<u8>),
+    MsgPack(#[serde(with = "serde_bytes")] Vec<u8>),
     /// A Socket.IO client's JSON arguments, as it sent them: a Socket.IO receiver on the
     /// other node gets them untouched, as a local one would.
     Json(String),
@@ -108,42 +108,6 @@ pub enum DecodeError {
     Payload(String),
     #[error("unknown error code {0} from another node")]
     Code(u16),
-}
-
-mod serde_bytes_compat {
-    //! Byte strings as MessagePack `bin`, not as an array of numbers.
-    use serde::{Deserializer, Serializer};
-
-    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(bytes)
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
-        struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
-            type Value = Vec<u8>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("bytes")
-            }
-            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
-                Ok(v.to_vec())
-            }
-            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
-                Ok(v)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut a: A,
-            ) -> Result<Vec<u8>, A::Error> {
-                let mut out = Vec::new();
-                while let Some(b) = a.next_element::<u8>()? {
-                    out.push(b);
-                }
-                Ok(out)
-            }
-        }
-        d.deserialize_bytes(Visit)
-    }
 }
 
 fn addr(a: Addr) -> (u32, u64) {

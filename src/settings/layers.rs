@@ -241,27 +241,10 @@ fn closest_key(cmd: &clap::Command, key: &str) -> Option<String> {
     let normalized = key.replace('-', "_").to_lowercase();
     setting_args(cmd)
         .map(|arg| arg.get_id().to_string())
-        .map(|known| (edit_distance(&normalized, &known), known))
+        .map(|known| (strsim::levenshtein(&normalized, &known), known))
         .filter(|(distance, known)| *distance <= (known.len() / 4).max(2))
         .min_by_key(|(distance, _)| *distance)
         .map(|(_, known)| known)
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut row: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut prev = row[0];
-        row[0] = i + 1;
-        for (j, cb) in b.iter().enumerate() {
-            let here = row[j + 1];
-            row[j + 1] = (prev + usize::from(ca != *cb))
-                .min(row[j] + 1)
-                .min(here + 1);
-            prev = here;
-        }
-    }
-    row[b.len()]
 }
 
 /// A switch: a flag without a value (`--verbose`), set from the file or the environment

@@ -11,19 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn npm_ci_unless(dir: &Path, marker: &str) {
-    if dir.join("node_modules").join(marker).exists() {
-        return;
-    }
-    // A fresh checkout: install the exact versions of the lock file.
-    let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .status()
-        .expect("npm is required for the browser suite (install Node.js 20+)");
-    assert!(status.success(), "npm ci failed in {}", dir.display());
-}
-
 /// A binary built next to the relay binary (`release/p2p-relay-client`,
 /// `release/examples/echo_peer`).
 fn sibling(relative: &str) -> PathBuf {
@@ -52,8 +39,7 @@ fn browser_suite() {
         chromium.display()
     );
     let interop = root.join("tests/interop");
-    npm_ci_unless(&interop, "playwright-core");
-    npm_ci_unless(&root.join("js-client/demo"), "@noble/hashes");
+    crate::npm::install();
     let status = Command::new("npm")
         .args(["run", "test:browser"])
         .current_dir(&interop)

@@ -9,15 +9,7 @@ use std::process::Command;
 #[test]
 fn javascript_interop_suite() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    if !dir.join("node_modules").is_dir() {
-        // A fresh checkout: install the exact versions of the lock file.
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is required for the interop suite (install Node.js 20+)");
-        assert!(status.success(), "npm ci failed in {}", dir.display());
-    }
+    crate::npm::install();
     let status = Command::new("npm")
         .arg("test")
         .current_dir(&dir)

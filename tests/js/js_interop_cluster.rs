@@ -8,7 +8,6 @@
 use crate::redis;
 
 use std::path::Path;
-use std::process::Command;
 
 #[tokio::test]
 async fn javascript_interop_suite_across_two_nodes() {
@@ -16,14 +15,7 @@ async fn javascript_interop_suite_across_two_nodes() {
         return;
     };
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
-    if !dir.join("node_modules").is_dir() {
-        let status = Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&dir)
-            .status()
-            .expect("npm is required for the interop suite (install Node.js 20+)");
-        assert!(status.success(), "npm ci failed in {}", dir.display());
-    }
+    crate::npm::install();
     let status = tokio::process::Command::new("npm")
         .arg("test")
         .current_dir(&dir)

@@ -10,3 +10,4 @@ mod redis;
 mod browser;
 mod js_interop;
 mod js_interop_cluster;
+mod npm;

@@ -119,6 +119,13 @@ async fn trust_problems_name_the_fix() {
         "{}",
         stderr(&out)
     );
+    // Looked for where the relay puts it: under $XDG_DATA_HOME.
+    let expected = home.path().join("p2p-relay");
+    assert!(
+        stderr(&out).contains(&*expected.to_string_lossy()),
+        "{}",
+        stderr(&out)
+    );
 
     // A pin that is not a SHA-256.
     let out = run(command().args(["--relay", NOWHERE, "--pin", "abc", "list"])).await;

@@ -175,8 +175,8 @@ impl Switchboard for Routes<'_> {
 
     fn send_link(&mut self, transmit: Transmit) -> Result<(), Unlinked> {
         match self.node.cluster.get() {
-            Some(link) => link.send(transmit).map_err(Unlinked::Down),
-            None => Err(Unlinked::Alone(transmit)),
+            Some(link) => link.send(transmit).map_err(|t| Unlinked::Down(Box::new(t))),
+            None => Err(Unlinked::Alone(Box::new(transmit))),
         }
     }
 }

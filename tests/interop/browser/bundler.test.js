@@ -1,8 +1,9 @@
 'use strict';
 // js-client from a bundler: esbuild builds `import p2pClientPlugin from 'p2p-relay-client'`
 // (with socket.io-client from npm) for the browser. The package's `browser` condition must
-// give browser.mjs, not the Node entry with its `stream` import, and the bundle must pass
-// the same scenario in Chromium as the hand-loaded module.
+// give browser.mjs (and src/core.mjs, which it imports), not the Node entry with its
+// `stream` import, and the bundle must pass the same scenario in Chromium as the
+// hand-loaded module.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert');
@@ -11,8 +12,8 @@ const esbuild = require('esbuild');
 const { startRelay } = require('../lib/relay');
 const { uniqueId } = require('../lib/clients');
 const { startStatic, REPO_ROOT } = require('./lib/static');
-const { launchBrowser, openPage, evaluate } = require('./lib/browser');
-const { nodeEchoPeer } = require('./lib/peers');
+const { launchBrowser, openPage, evaluate, startAll } = require('./lib/browser');
+const { nodeEchoPeer, closePeers } = require('./lib/peers');
 
 const ENTRY = `
 import { io } from 'socket.io-client';
@@ -40,21 +41,25 @@ before(async () => {
     absWorkingDir: __dirname, // metafile paths are relative to it
     logLevel: 'silent',
   });
-  [relay, site, browser] = await Promise.all([
+  await startAll([
     startRelay(),
     startStatic({ extra: { '/bundle/app.js': bundle.outputFiles[0].contents } }),
     launchBrowser(),
-  ]);
+  ], (started) => { [relay, site, browser] = started; });
 }, { timeout: 40000 });
 
 after(async () => {
+  await closePeers(); // the ones a timed-out test left behind
   await Promise.allSettled([browser && browser.close(), site && site.close(), relay && relay.stop()]);
 }, { timeout: 20000 });
 
 test('a browser build resolves p2p-relay-client to browser.mjs', () => {
   const inputs = Object.keys(bundle.metafile.inputs).map((p) => path.resolve(__dirname, p));
-  const jsClient = inputs.filter((p) => p.startsWith(path.join(REPO_ROOT, 'js-client') + path.sep));
-  assert.deepStrictEqual(jsClient, [path.join(REPO_ROOT, 'js-client', 'browser.mjs')], `js-client files in the bundle: ${jsClient}`);
+  const jsClient = inputs.filter((p) => p.startsWith(path.join(REPO_ROOT, 'js-client') + path.sep)).sort();
+  // browser.mjs and the logic it imports, exactly: nothing of the Node entry (index.js,
+  // index.mjs, src/node.mjs with its `stream` import)
+  const expected = ['browser.mjs', 'src/core.mjs'].map((f) => path.join(REPO_ROOT, 'js-client', f)).sort();
+  assert.deepStrictEqual(jsClient, expected, `js-client files in the bundle: ${jsClient}`);
   assert.deepStrictEqual(bundle.warnings, []);
 });
 

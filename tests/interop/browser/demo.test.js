@@ -15,7 +15,7 @@ const { once } = require('node:events');
 const { startRelay } = require('../lib/relay');
 const { withTimeout, waitFor, connectClient } = require('../lib/clients');
 const { REPO_ROOT } = require('./lib/static');
-const { launchBrowser, outDir } = require('./lib/browser');
+const { launchBrowser, outDir, startAll } = require('./lib/browser');
 
 const DEMO_DIR = path.join(REPO_ROOT, 'js-client', 'demo');
 const CLI = process.env.P2P_RELAY_CLIENT_BIN || path.join(REPO_ROOT, 'target', 'release', 'p2p-relay-client');
@@ -43,6 +43,16 @@ function randomFile(name, size) {
   return file;
 }
 
+/** Resolve true once `child` exited, false after `ms` (no timer is left behind either way). */
+function exitWithin(child, ms) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve(true);
+  let timer;
+  return Promise.race([
+    once(child, 'exit').then(() => true),
+    new Promise((resolve) => { timer = setTimeout(() => resolve(false), ms); }),
+  ]).finally(() => clearTimeout(timer));
+}
+
 /** Start `node serve.js` on a free port; resolves {url, stop()}. */
 async function startDemo(relayUrl) {
   if (!fs.existsSync(path.join(DEMO_DIR, 'node_modules'))) {
@@ -65,9 +75,9 @@ async function startDemo(relayUrl) {
   return {
     url,
     async stop() {
-      if (child.exitCode === null) {
+      if (child.exitCode === null && child.signalCode === null) {
         child.kill('SIGTERM');
-        await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 3000))]);
+        if (!(await exitWithin(child, 3000))) child.kill('SIGKILL');
       }
     },
   };
@@ -126,7 +136,7 @@ async function waitConnected(id) {
 before(async () => {
   work = fs.mkdtempSync(path.join(os.tmpdir(), 'p2p-relay-demo-'));
   relay = await startRelay();
-  [demo, browser] = await Promise.all([startDemo(relay.url), launchBrowser()]);
+  await startAll([startDemo(relay.url), launchBrowser()], (started) => { [demo, browser] = started; });
 }, { timeout: 40000 });
 
 after(async () => {

@@ -17,8 +17,8 @@ const path = require('node:path');
 const { startRelay } = require('../lib/relay');
 const { uniqueId } = require('../lib/clients');
 const { startStatic } = require('./lib/static');
-const { launchBrowser, openPage, evaluate, outDir } = require('./lib/browser');
-const { nodeEchoPeer, nativeEchoPeer } = require('./lib/peers');
+const { launchBrowser, openPage, evaluate, outDir, startAll } = require('./lib/browser');
+const { nodeEchoPeer, nativeEchoPeer, closePeers } = require('./lib/peers');
 
 const PAGE = { 2: '/pages/v2.html', 4: '/pages/v4.html' };
 const TRANSPORTS = { default: undefined, websocket: ['websocket'], polling: ['polling'] };
@@ -29,10 +29,11 @@ let browser;
 const cells = [];
 
 before(async () => {
-  [relay, site, browser] = await Promise.all([startRelay(), startStatic(), launchBrowser()]);
+  await startAll([startRelay(), startStatic(), launchBrowser()], (started) => { [relay, site, browser] = started; });
 }, { timeout: 40000 });
 
 after(async () => {
+  await closePeers(); // the ones a timed-out test left behind
   await Promise.allSettled([browser && browser.close(), site && site.close(), relay && relay.stop()]);
   const file = path.join(outDir(), 'matrix.json');
   fs.writeFileSync(file, JSON.stringify(cells, null, 2));

@@ -8,18 +8,19 @@ const assert = require('node:assert');
 const { startRelay } = require('../lib/relay');
 const { uniqueId } = require('../lib/clients');
 const { startStatic } = require('./lib/static');
-const { launchBrowser, openPage, evaluate } = require('./lib/browser');
-const { nodeEchoPeer } = require('./lib/peers');
+const { launchBrowser, openPage, evaluate, startAll } = require('./lib/browser');
+const { nodeEchoPeer, closePeers } = require('./lib/peers');
 
 let relay;
 let site;
 let browser;
 
 before(async () => {
-  [relay, site, browser] = await Promise.all([startRelay(), startStatic(), launchBrowser()]);
+  await startAll([startRelay(), startStatic(), launchBrowser()], (started) => { [relay, site, browser] = started; });
 }, { timeout: 40000 });
 
 after(async () => {
+  await closePeers(); // the ones a timed-out test left behind
   await Promise.allSettled([browser && browser.close(), site && site.close(), relay && relay.stop()]);
 }, { timeout: 20000 });
 

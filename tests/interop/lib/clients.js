@@ -3,6 +3,11 @@
 //   kind 'js'     : socket.io-client 4.x + p2p-relay-client (js-client/)
 //   kind 'legacy' : socket.io-client 2.x + the 1.4.1-style plugin in ./legacy.js
 
+// Raw-socket helpers here and in the tests write the wire events ('SERVER_ERROR',
+// 'P2P_DISCONNECT', ...) literally on purpose: they check the protocol's contract
+// (docs/PROTOCOL.md) on the wire, independently of js-client's SOCKET_EVENT, which
+// test/package.test.js compares with the same strings.
+
 const ioV4 = require('socket.io-client');
 const p2pClientPlugin = require('p2p-relay-client');
 const { legacyP2pPlugin, ioV2 } = require('./legacy');

@@ -17,6 +17,8 @@
 const { Duplex } = require('node:stream');
 const ioV2 = require('socket.io-client-v2');
 
+// The 1.4.1 wire strings, hard-coded on purpose (not js-client's SOCKET_EVENT): this client
+// stands for the unchanged original and must not follow the client under test.
 const EV = {
   P2P_REGISTER: 'P2P_REGISTER',
   P2P_UNREGISTER: 'P2P_UNREGISTER',

@@ -34,10 +34,13 @@ const opened = [];
 before(async () => {
   if (ONE_RELAY.skip) return;
   const plain = await startRelay([]);
-  for (const file of ['ca.pem', 'server.pem', 'server.key.pem']) {
-    fs.copyFileSync(path.join(plain.dataDir, file), path.join(certDir, file));
+  try {
+    for (const file of ['ca.pem', 'server.pem', 'server.key.pem']) {
+      fs.copyFileSync(path.join(plain.dataDir, file), path.join(certDir, file));
+    }
+  } finally {
+    await plain.stop(); // even when a copy failed: a running relay would hold this file's process
   }
-  await plain.stop();
   ca = fs.readFileSync(path.join(certDir, 'ca.pem'));
   relay = await startRelay([
     '--tls-cert', path.join(certDir, 'server.pem'),

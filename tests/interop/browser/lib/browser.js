@@ -52,9 +52,23 @@ async function evaluate(page, fn, arg, ms, label) {
   }
 }
 
+/**
+ * Await every start in `starts` (e.g. a relay, the static server, the browser) and give each
+ * one that succeeded to `assign` (null for the ones that failed), then throw the first
+ * failure. So a failed start still lets the `after` hook stop the others: with Promise.all
+ * their results would be lost, and a running relay or server would keep the file's process
+ * alive.
+ */
+async function startAll(starts, assign) {
+  const settled = await Promise.allSettled(starts);
+  assign(settled.map((s) => (s.status === 'fulfilled' ? s.value : null)));
+  const failed = settled.find((s) => s.status === 'rejected');
+  if (failed) throw failed.reason;
+}
+
 function outDir() {
   fs.mkdirSync(OUT_DIR, { recursive: true });
   return OUT_DIR;
 }
 
-module.exports = { launchBrowser, openPage, evaluate, outDir };
+module.exports = { launchBrowser, openPage, evaluate, outDir, startAll };

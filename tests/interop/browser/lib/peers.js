@@ -11,9 +11,22 @@ const { once } = require('node:events');
 const { connectClient, withTimeout } = require('../../lib/clients');
 const { REPO_ROOT } = require('./static');
 
+/**
+ * Every peer started here and not yet stopped: a test that times out never reaches its
+ * `finally`, so the file's `after` hook calls closePeers() (else a socket or an echo_peer
+ * child would keep the test process alive).
+ */
+const live = new Set();
+
 /** Connect a node client of `kind` that answers like the native echo peer. */
 async function nodeEchoPeer(kind, url, id, transports = ['websocket']) {
   const client = await connectClient(kind, url, id, { transports });
+  const close = client.close.bind(client);
+  client.close = () => {
+    live.delete(client);
+    close();
+  };
+  live.add(client);
   const { raw, sock } = client;
   raw.on('ping', (...args) => sock.emit2('echo:ping', ...args));
   raw.on('ask', (...args) => {
@@ -41,7 +54,7 @@ async function nodeEchoPeer(kind, url, id, transports = ['websocket']) {
   });
   raw.on('peer:unregister', (ack) => {
     ack();
-    setTimeout(() => sock.unregisterP2pTarget(), 50);
+    setTimeout(() => { if (raw.connected) sock.unregisterP2pTarget(); }, 50);
   });
   sock.onRegisterP2pStream({}, (duplex) => {
     duplex.on('error', () => {});
@@ -92,16 +105,31 @@ async function nativeEchoPeer(relay, id) {
     child.kill('SIGKILL');
     throw err;
   }
-  return {
+  const peer = {
     id,
     stderrTail: () => stderr,
     async stop() {
+      live.delete(peer);
       if (child.exitCode !== null || child.signalCode !== null) return;
       child.stdin.end(); // it exits when its standard input closes
-      const gone = await Promise.race([exited.then(() => true), new Promise((r) => setTimeout(() => r(false), 3000))]);
-      if (!gone) child.kill('SIGKILL');
+      let timer;
+      const gone = await Promise.race([
+        exited.then(() => true),
+        new Promise((r) => { timer = setTimeout(() => r(false), 3000); }),
+      ]).finally(() => clearTimeout(timer)); // no 3 s timer left behind to hold the process
+      if (!gone) {
+        child.kill('SIGKILL');
+        await exited;
+      }
     },
   };
+  live.add(peer);
+  return peer;
 }
 
-module.exports = { nodeEchoPeer, nativeEchoPeer, echoPeerBinary };
+/** Stop every peer still running (for `after` hooks). */
+async function closePeers() {
+  await Promise.allSettled([...live].map(async (peer) => (peer.stop ? peer.stop() : peer.close())));
+}
+
+module.exports = { nodeEchoPeer, nativeEchoPeer, echoPeerBinary, closePeers };

@@ -8,6 +8,9 @@
 // arguments, peer:ask / peer:list / peer:stream / peer:unregister -> does that, and echoes
 // every stream it accepts.
 
+// The raw-event checks below write the wire strings ('P2P_REGISTER', ...) literally on
+// purpose: they test the protocol (docs/PROTOCOL.md), not a client's table of it.
+
 const STEP_MS = 10000;
 
 function withTimeout(promise, ms, label) {

@@ -12,6 +12,8 @@
 (function () {
   'use strict';
 
+  // The 1.4.1 wire strings, hard-coded on purpose (not js-client's SOCKET_EVENT): this client
+  // stands for the unchanged original and must not follow the client under test.
   var EV = {
     P2P_REGISTER: 'P2P_REGISTER',
     P2P_UNREGISTER: 'P2P_UNREGISTER',
