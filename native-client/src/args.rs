@@ -18,6 +18,8 @@ use rmpv::Value;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+use crate::wire::args::{decode_args, encode_args, kind, PayloadError};
+
 /// The arguments of one event or ack: a Socket.IO argument list.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Args(pub Vec<Value>);
@@ -26,7 +28,7 @@ pub struct Args(pub Vec<Value>);
 #[derive(Debug, thiserror::Error)]
 pub enum ArgsError {
     #[error(transparent)]
-    Payload(#[from] relay_core::PayloadError),
+    Payload(#[from] PayloadError),
     #[error("cannot serialize the arguments: {0}")]
     Serialize(String),
     #[error(
@@ -87,17 +89,15 @@ impl Args {
         self.0
     }
 
-    /// The wire form: one MessagePack array (the relay core's payload encoding).
+    /// The wire form: one MessagePack array (the protocol's, [`crate::wire::args`]).
     pub fn encode(&self) -> Bytes {
-        relay_core::payload::encode_args(&self.0)
+        encode_args(&self.0)
     }
 
     /// Reads the wire form. Anything but exactly one MessagePack array is refused, so a
     /// payload has one meaning.
     pub fn decode(bytes: &[u8]) -> Result<Args, ArgsError> {
-        relay_core::payload::decode_args(bytes)
-            .map(Args)
-            .map_err(ArgsError::Payload)
+        decode_args(bytes).map(Args).map_err(ArgsError::Payload)
     }
 
     /// Arguments from a typed value that serializes as a sequence, one element per argument:
@@ -109,7 +109,7 @@ impl Args {
             .map_err(|e| ArgsError::Serialize(e.to_string()))?;
         match rmpv::decode::read_value(&mut &out[..]) {
             Ok(Value::Array(values)) => Ok(Args(values)),
-            Ok(other) => Err(ArgsError::NotASequence(relay_core::payload::kind(&other))),
+            Ok(other) => Err(ArgsError::NotASequence(kind(&other))),
             // rmp-serde wrote it a moment ago; failing to read it back would be a bug there.
             Err(e) => Err(ArgsError::Serialize(e.to_string())),
         }
@@ -160,7 +160,6 @@ impl<'a> IntoIterator for &'a Args {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use relay_core::PayloadError;
     use serde::Deserialize;
 
     fn map(entries: Vec<(&str, Value)>) -> Value {

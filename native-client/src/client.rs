@@ -19,11 +19,9 @@ use crate::list::{ListPage, Walk};
 use crate::options::ConnectOptions;
 use crate::stream::P2pStream;
 use crate::wire::{
-    frame, list, ClientFrame, CloseCode, FrameError, FrameReader, FrameWriter, ServerFrame,
-    StreamHeader, WireAnswer, WireReply, PROTOCOL_VERSION,
+    frame, list, ClientFrame, CloseCode, ErrorCode, FrameError, FrameReader, FrameWriter,
+    ServerFrame, StreamHeader, WireAnswer, WireReply, MAX_LIST_PAGE, PROTOCOL_VERSION,
 };
-use relay_core::directory::MAX_LIST_PAGE;
-use relay_core::ErrorCode;
 
 /// Requests queued for the control stream before a verb waits for room. The writer drains
 /// it as fast as QUIC takes the bytes, so this only smooths bursts.

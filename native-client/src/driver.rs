@@ -14,8 +14,6 @@ use bytes::Bytes;
 use futures::stream::FuturesUnordered;
 use futures::StreamExt;
 use quinn::{RecvStream, SendStream, VarInt};
-use relay_core::payload::error_value;
-use relay_core::ErrorCode;
 use tokio::sync::mpsc;
 use tokio::task::AbortHandle;
 
@@ -24,10 +22,11 @@ use crate::client::{PendingKind, Shared};
 use crate::connection::CloseReason;
 use crate::incoming::{AckResponder, ClientEvent, Request, RequestKind};
 use crate::stream::P2pStream;
+use crate::wire::args::error_value;
 use crate::wire::header::HEADER_LEN;
 use crate::wire::{
-    frame, CloseCode, FrameError, FrameReader, FrameWriter, ResetCode, ServerFrame, StreamHeader,
-    WireAnswer, WireReply,
+    frame, CloseCode, ErrorCode, FrameError, FrameReader, FrameWriter, ResetCode, ServerFrame,
+    StreamHeader, WireAnswer, WireReply,
 };
 
 /// How long the relay may take to send a data stream's header once it opened the stream.

@@ -3,10 +3,8 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use relay_core::ErrorCode;
-
 use crate::args::ArgsError;
-use crate::wire::{CloseCode, FrameError, ResetCode};
+use crate::wire::{CloseCode, ErrorCode, FrameError, ResetCode};
 
 /// Errors of [`crate::Client`] and its verbs. Branch on [`ClientError::kind`] rather than
 /// on the variants or the text.
@@ -113,67 +111,49 @@ pub enum ClientError {
     OpenStream { stream: u64, reason: String },
 }
 
-/// What kind of failure a [`ClientError`] is, to branch on without reading its text. A rule
-/// the relay applies and the same rule checked by this client before sending are the same
-/// kind: [`ClientError::NotPaired`] and a relay's "not paired with 'B'" are both
-/// [`ErrorKind::NotPaired`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum ErrorKind {
-    /// Not understood: bad arguments, an empty or reserved event name, an invalid target.
-    Invalid,
-    /// The target is not connected to the relay (it may connect later).
-    NotConnected,
-    /// The request needs a pairing (with that target) that does not exist.
-    NotPaired,
-    /// Refused by the pairing rules: to oneself, already paired, already registering.
-    PairingConflict,
-    /// Over a size limit: the relay's payload limit or this client's frame limit.
-    TooLarge,
-    /// No answer in time: the peer's ack (the relay's `--ack-timeout-ms`), or the relay's.
-    Timeout,
-    /// The peer disconnected before answering.
-    PeerGone,
-    /// A limit was reached: of the connection (pending requests, streams, chunks: wait for
-    /// some to complete), or the pages one listing may take.
-    LimitReached,
-    /// The receiver's queue is full: it reads too slowly; try again later.
-    QueueFull,
-    /// Over the relay's rate limit for this client: slow down (the limits are in the
-    /// relay's `Welcome`).
-    RateLimited,
-    /// The pairing is forbidden by a token's `peers` claim (this client's or the target's).
-    Forbidden,
-    /// Cluster mode: the relay node cannot reach the rest of its cluster now; retry later.
-    Unavailable,
-    /// The relay refused the connection: see [`ClientError::Refused`]'s code.
-    Refused,
-    /// The connection is closed (or went away while a stream was being opened).
-    Closed,
-    /// No connection could be set up: trust, TLS, ALPN, an address that does not answer.
-    Connect,
-    /// The relay broke the protocol, or the control stream failed.
-    Protocol,
+/// Declares [`ErrorKind`] from the wire's table of failure kinds
+/// ([`p2p_relay_wire::with_error_codes`]): one kind per [`ErrorCode`], same name, same
+/// meaning, then this client's own kinds, and the conversion from a code.
+macro_rules! declare_error_kind {
+    ( $( $(#[$doc:meta])* $variant:ident = $value:literal, )* ) => {
+        /// What kind of failure a [`ClientError`] is, to branch on without reading its text.
+        ///
+        /// A failed request has the kind of the relay's [`ErrorCode`]: the kinds before
+        /// `Refused` are the protocol's codes, declared from the same table, so they cannot
+        /// drift from what a relay sends. A rule the relay applies and the same rule
+        /// checked by this client before sending are the same kind:
+        /// [`ClientError::NotPaired`] and a relay's "not paired with 'B'" are both
+        /// [`ErrorKind::NotPaired`]. Likewise a frame over this client's limit
+        /// (`ConnectOptions::max_frame_bytes`) is [`ErrorKind::TooLarge`], a relay that does
+        /// not answer a request in time is [`ErrorKind::Timeout`], and a listing over
+        /// [`crate::MAX_LIST_PAGES`] is [`ErrorKind::LimitReached`]. The kinds after those
+        /// are failures of the connection, which have no code.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        #[non_exhaustive]
+        pub enum ErrorKind {
+            $( $(#[$doc])* $variant, )*
+            /// The relay refused the connection: see [`ClientError::Refused`]'s code.
+            Refused,
+            /// The connection is closed (or went away while a stream was being opened).
+            Closed,
+            /// No connection could be set up: trust, TLS, ALPN, an address that does not
+            /// answer.
+            Connect,
+            /// The relay broke the protocol, or the control stream failed.
+            Protocol,
+        }
+
+        impl From<ErrorCode> for ErrorKind {
+            fn from(code: ErrorCode) -> Self {
+                match code {
+                    $( ErrorCode::$variant => ErrorKind::$variant, )*
+                }
+            }
+        }
+    };
 }
 
-impl From<ErrorCode> for ErrorKind {
-    fn from(code: ErrorCode) -> Self {
-        match code {
-            ErrorCode::Invalid => ErrorKind::Invalid,
-            ErrorCode::NotConnected => ErrorKind::NotConnected,
-            ErrorCode::NotPaired => ErrorKind::NotPaired,
-            ErrorCode::PairingConflict => ErrorKind::PairingConflict,
-            ErrorCode::TooLarge => ErrorKind::TooLarge,
-            ErrorCode::Timeout => ErrorKind::Timeout,
-            ErrorCode::PeerGone => ErrorKind::PeerGone,
-            ErrorCode::LimitReached => ErrorKind::LimitReached,
-            ErrorCode::QueueFull => ErrorKind::QueueFull,
-            ErrorCode::RateLimited => ErrorKind::RateLimited,
-            ErrorCode::Forbidden => ErrorKind::Forbidden,
-            ErrorCode::Unavailable => ErrorKind::Unavailable,
-        }
-    }
-}
+p2p_relay_wire::with_error_codes!(declare_error_kind);
 
 impl ClientError {
     /// The kind of this failure, wherever it was found (the relay or this client).
@@ -379,6 +359,18 @@ mod tests {
              (connection refused, code 0x4)"
         );
         assert_eq!(err.kind(), ErrorKind::Refused);
+    }
+
+    #[test]
+    fn every_relay_code_is_the_kind_of_its_name() {
+        for code in ErrorCode::ALL {
+            let kind = ClientError::Request {
+                code,
+                message: String::new(),
+            }
+            .kind();
+            assert_eq!(format!("{kind:?}"), format!("{code:?}"));
+        }
     }
 
     #[test]

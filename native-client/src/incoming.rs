@@ -5,7 +5,6 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use relay_core::ErrorCode;
 use tokio::sync::mpsc;
 
 use crate::args::Args;
@@ -14,7 +13,7 @@ use crate::connection::CloseReason;
 use crate::driver::TaskOwner;
 use crate::error::ClientError;
 use crate::stream::P2pStream;
-use crate::wire::{ClientFrame, WireAnswer};
+use crate::wire::{ClientFrame, ErrorCode, WireAnswer};
 
 /// Something that happened on the connection. Read them with [`Incoming::next`].
 #[derive(Debug)]

@@ -60,5 +60,5 @@ pub use p2p_relay_wire as wire;
 
 /// Re-exported so that users need no direct dependency to build arguments or choose trust.
 pub use certs::Trust;
-pub use relay_core::ErrorCode;
+pub use p2p_relay_wire::ErrorCode;
 pub use rmpv;

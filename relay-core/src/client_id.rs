@@ -3,9 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-/// Longest accepted clientId, in bytes. Ids travel in every routed message and in
-/// `LIST_CLIENTS`, so they are kept short enough to never dominate a frame.
-pub const MAX_CLIENT_ID_BYTES: usize = 128;
+/// Longest accepted clientId, in bytes: a bound of the native protocol (a list page's size
+/// follows from it), so declared in the wire crate.
+pub use p2p_relay_wire::MAX_CLIENT_ID_BYTES;
 
 /// A validated client id: 1 to [`MAX_CLIENT_ID_BYTES`] bytes of UTF-8 without control
 /// characters. Cheap to clone (shared string), because it is copied into every pairing,

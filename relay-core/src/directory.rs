@@ -18,9 +18,9 @@ use crate::link::QuestionId;
 
 /// Client ids a list page holds when the client asks for no size.
 pub const DEFAULT_LIST_PAGE: usize = 1000;
-/// Most client ids one page may hold: at the longest id this stays far under a native
-/// control frame's limit.
-pub const MAX_LIST_PAGE: usize = 4096;
+/// Most client ids one page may hold: a bound of the native protocol (the page must fit a
+/// control frame), so declared in the wire crate.
+pub use p2p_relay_wire::list::MAX_LIST_PAGE;
 
 /// A question a connection puts to the directory.
 #[derive(Debug, Clone, PartialEq, Eq)]

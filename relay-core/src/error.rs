@@ -10,6 +10,10 @@ use crate::client_id::{ClientId, InvalidClientId};
 use crate::limits::RateLimit;
 use crate::payload::NotJson;
 
+/// The kinds are the native protocol's (their numbers travel in its frames), so they are
+/// declared in the wire crate, which the native client shares without the rules.
+pub use p2p_relay_wire::ErrorCode;
+
 /// Why a connection was refused at the door.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConnectError {
@@ -134,62 +138,6 @@ pub enum RequestError {
     Remote { code: ErrorCode, message: String },
 }
 
-/// The kind of a failure, stable across versions: what a native client matches on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[repr(u16)]
-pub enum ErrorCode {
-    /// The request was not understood (bad arguments, bad event name, bad target id).
-    Invalid = 1,
-    /// The target of a pairing is not connected.
-    NotConnected = 2,
-    /// The request needs a pairing (with that target) that does not exist.
-    NotPaired = 3,
-    /// Pairing refused by the rules: to oneself, already paired, already registering.
-    PairingConflict = 4,
-    /// The payload is over the relay's limit.
-    TooLarge = 5,
-    /// The other client did not answer in time.
-    Timeout = 6,
-    /// The other client disconnected before answering.
-    PeerGone = 7,
-    /// A per-connection limit was reached (pending requests, streams, chunks).
-    LimitReached = 8,
-    /// The receiver's queue is full: it reads too slowly.
-    QueueFull = 9,
-    /// The client went faster than its rate limit (requests or payload bytes per second).
-    RateLimited = 10,
-    /// A `peers` claim (the client's or the target's) forbids the pairing.
-    Forbidden = 11,
-    /// Cluster mode: another relay node is needed and cannot be reached now; retry later.
-    Unavailable = 12,
-}
-
-impl ErrorCode {
-    pub fn as_u16(self) -> u16 {
-        self as u16
-    }
-
-    pub fn from_u16(raw: u16) -> Option<Self> {
-        use ErrorCode::*;
-        [
-            Invalid,
-            NotConnected,
-            NotPaired,
-            PairingConflict,
-            TooLarge,
-            Timeout,
-            PeerGone,
-            LimitReached,
-            QueueFull,
-            RateLimited,
-            Forbidden,
-            Unavailable,
-        ]
-        .into_iter()
-        .find(|c| *c as u16 == raw)
-    }
-}
-
 impl RequestError {
     pub fn code(&self) -> ErrorCode {
         use RequestError::*;
@@ -235,21 +183,4 @@ pub enum CloseReason {
     /// token (a reconnect with the old one is refused as expired).
     #[error("the token expired: connect again with a new token")]
     TokenExpired,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn codes_round_trip_and_are_distinct() {
-        let mut seen = std::collections::HashSet::new();
-        for raw in 0..32u16 {
-            if let Some(code) = ErrorCode::from_u16(raw) {
-                assert_eq!(code.as_u16(), raw);
-                assert!(seen.insert(code));
-            }
-        }
-        assert_eq!(seen.len(), 12);
-    }
 }

@@ -9,6 +9,10 @@
 use bytes::Bytes;
 use rmpv::Value;
 
+/// The native wire's encoding of arguments (one MessagePack array) is the protocol's, so it
+/// lives in the wire crate; re-exported here, where the conversions use it.
+pub use p2p_relay_wire::args::{decode_args, encode_args, error_value, kind, PayloadError};
+
 /// Event arguments: JSON-like values with binary anywhere, any number of them.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Payload {
@@ -131,17 +135,6 @@ impl std::fmt::Debug for JsonArgs {
     }
 }
 
-/// Why a payload could not be converted.
-#[derive(Debug, thiserror::Error)]
-pub enum PayloadError {
-    #[error("arguments are not valid MessagePack: {0}")]
-    Decode(String),
-    #[error("arguments must be a MessagePack array, got {0}")]
-    NotAnArray(&'static str),
-    #[error("{0} trailing bytes after the MessagePack array of arguments")]
-    TrailingBytes(usize),
-}
-
 /// Why arguments cannot be handed to a Socket.IO client, which reads JSON with binary
 /// buffers: MessagePack can say things JSON cannot. Refused with this reason rather than
 /// altered silently (a `NaN` turned into `null`) or failing deep inside the encoder.
@@ -240,49 +233,6 @@ impl Payload {
     }
 }
 
-/// Encodes arguments as one MessagePack array, without first cloning them into a
-/// `Value::Array` (arguments may hold megabytes of binary).
-pub fn encode_args(values: &[Value]) -> Bytes {
-    let mut out = Vec::with_capacity(16);
-    let len = values.len();
-    if len < 16 {
-        out.push(0x90 | len as u8);
-    } else if len <= u16::MAX as usize {
-        out.push(0xdc);
-        out.extend_from_slice(&(len as u16).to_be_bytes());
-    } else {
-        out.push(0xdd);
-        out.extend_from_slice(&(len as u32).to_be_bytes());
-    }
-    for value in values {
-        rmpv::encode::write_value(&mut out, value)
-            .expect("writing MessagePack into a Vec cannot fail");
-    }
-    Bytes::from(out)
-}
-
-/// The argument an emit-ack is answered with when it could not be delivered or taken:
-/// `{error: message}`, the shape callers of the Socket.IO plugin test for. Every front end
-/// and the native client answer failed acks with it, so it is written once, here.
-pub fn error_value(message: &str) -> Value {
-    Value::Map(vec![(Value::from("error"), Value::from(message))])
-}
-
-/// Decodes one MessagePack array of arguments. Anything else (another type, trailing
-/// bytes) is refused, so an encoded payload has exactly one meaning.
-pub fn decode_args(bytes: &[u8]) -> Result<Vec<Value>, PayloadError> {
-    let mut reader = bytes;
-    let value =
-        rmpv::decode::read_value(&mut reader).map_err(|e| PayloadError::Decode(e.to_string()))?;
-    if !reader.is_empty() {
-        return Err(PayloadError::TrailingBytes(reader.len()));
-    }
-    match value {
-        Value::Array(values) => Ok(values),
-        other => Err(PayloadError::NotAnArray(kind(&other))),
-    }
-}
-
 /// What MessagePack arguments become for a Socket.IO client, counted over the encoded
 /// bytes without decoding them into values: the length of their JSON text, each binary
 /// written as its placeholder `{"_placeholder":true,"num":N}`, plus the binaries' bytes,
@@ -364,21 +314,6 @@ fn value_size(value: &Value) -> usize {
                 .map(|(k, v)| value_size(k) + value_size(v))
                 .sum::<usize>()
         }
-    }
-}
-
-/// How a value's type is named in error messages.
-pub fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Nil => "nil",
-        Value::Boolean(_) => "a boolean",
-        Value::Integer(_) => "an integer",
-        Value::F32(_) | Value::F64(_) => "a float",
-        Value::String(_) => "a string",
-        Value::Binary(_) => "binary",
-        Value::Array(_) => "an array",
-        Value::Map(_) => "a map",
-        Value::Ext(..) => "an extension value",
     }
 }
 
@@ -713,18 +648,6 @@ mod tests {
             Payload::Values(sample()).into_json_values().unwrap(),
             sample()
         );
-    }
-
-    #[test]
-    fn long_argument_lists_use_the_wider_array_headers() {
-        for len in [15, 16, 70_000] {
-            let values: Vec<Value> = (0..len).map(|i| Value::from(i as u64)).collect();
-            let encoded = encode_args(&values);
-            assert_eq!(decode_args(&encoded).unwrap(), values);
-            let mut reference = Vec::new();
-            rmpv::encode::write_value(&mut reference, &Value::Array(values)).unwrap();
-            assert_eq!(&encoded[..], &reference[..]);
-        }
     }
 
     fn json(text: &str) -> Result<JsonArgs, NotJsonArgs> {

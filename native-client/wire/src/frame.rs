@@ -1,10 +1,13 @@
 //! Length-prefixed postcard frames on the control stream: a u32 big-endian length, then
 //! that many bytes of postcard. Hand-written because it is eight lines of logic over
-//! tokio's `AsyncRead`; a codec crate would add a dependency for less clarity.
+//! tokio's `AsyncRead`; a codec crate would add a dependency for less clarity. The reader
+//! and writer are behind the `io` feature (on by default): the relay's rules use the
+//! protocol's definitions without tokio.
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+#[cfg(feature = "io")]
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The protocol's hard ceiling for one frame; no configuration can raise it.
@@ -82,11 +85,13 @@ pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
 
 /// Reads frame bodies off a stream. Decoding is separate, so that a frame that does not
 /// decode can be answered and skipped while the framing stays intact.
+#[cfg(feature = "io")]
 pub struct FrameReader<R> {
     inner: R,
     max: usize,
 }
 
+#[cfg(feature = "io")]
 impl<R: AsyncRead + Unpin> FrameReader<R> {
     pub fn new(inner: R, max: usize) -> Self {
         Self {
@@ -127,10 +132,12 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
 }
 
 /// Writes frames to a stream.
+#[cfg(feature = "io")]
 pub struct FrameWriter<W> {
     inner: W,
 }
 
+#[cfg(feature = "io")]
 impl<W: AsyncWrite + Unpin> FrameWriter<W> {
     pub fn new(inner: W) -> Self {
         Self { inner }
@@ -155,9 +162,10 @@ impl<W: AsyncWrite + Unpin> FrameWriter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ClientFrame, ServerFrame, WireAnswer, WireReply};
+    use crate::{ClientFrame, ServerFrame, WireReply};
     use proptest::prelude::*;
 
+    #[cfg(feature = "io")]
     fn frames() -> Vec<ClientFrame> {
         vec![
             ClientFrame::Hello {
@@ -173,11 +181,12 @@ mod tests {
             },
             ClientFrame::Answer {
                 ticket: 3,
-                answer: WireAnswer::Accept(true),
+                answer: crate::WireAnswer::Accept(true),
             },
         ]
     }
 
+    #[cfg(feature = "io")]
     #[tokio::test]
     async fn frames_round_trip_through_a_stream() {
         let mut wire = Vec::new();
@@ -192,6 +201,7 @@ mod tests {
         assert!(reader.next().await.unwrap().is_none());
     }
 
+    #[cfg(feature = "io")]
     #[tokio::test]
     async fn oversized_frames_are_refused_before_reading_them() {
         let wire = (10_000u32).to_be_bytes();
@@ -205,6 +215,7 @@ mod tests {
         ));
     }
 
+    #[cfg(feature = "io")]
     #[tokio::test]
     async fn truncated_frames_are_reported() {
         let mut wire = encode(&frames()[0]).unwrap().to_vec();
@@ -250,6 +261,7 @@ mod tests {
             }
         }
 
+        #[cfg(feature = "io")]
         #[test]
         fn reading_arbitrary_streams_never_panics(wire in proptest::collection::vec(any::<u8>(), 0..512)) {
             let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();

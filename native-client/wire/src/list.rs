@@ -3,8 +3,12 @@
 //! client's default frame limit. A page's size is bounded by the longest id, so the bound
 //! holds whatever the ids are.
 
-use relay_core::directory::MAX_LIST_PAGE;
-use relay_core::MAX_CLIENT_ID_BYTES;
+use crate::MAX_CLIENT_ID_BYTES;
+
+/// Most client ids one page may hold (a larger `limit` is answered with this many): at the
+/// longest id this stays far under the default control frame limit (tested below). The
+/// relay's directory caps every page at it.
+pub const MAX_LIST_PAGE: usize = 4096;
 
 /// Most bytes one id takes in a `Clients` reply: its length (a postcard varint, 2 bytes up
 /// to 16,383) and the longest id's bytes.

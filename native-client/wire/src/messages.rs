@@ -6,7 +6,7 @@
 //! so that a relay can read the version of any client's hello and refuse it in words that
 //! client can read.
 //!
-//! Error codes are carried as numbers: those of `relay_core::ErrorCode` for failed requests
+//! Error codes are carried as numbers: those of [`crate::ErrorCode`] for failed requests
 //! (`ErrorCode::from_u16`), those of [`crate::codes`] for closes. A number the receiver
 //! does not know still arrives with its message instead of breaking the frame.
 
@@ -40,7 +40,7 @@ pub enum ClientFrame {
     },
     /// One page of the connected client ids, sorted: those after `after` (exclusive; None
     /// from the start), at most `limit` of them (None: the relay's page size, `--list-page`;
-    /// capped at `relay_core::directory::MAX_LIST_PAGE`). A client sizes `limit` so that the
+    /// capped at [`crate::MAX_LIST_PAGE`]). A client sizes `limit` so that the
     /// reply fits in its frame limit ([`crate::list::page_limit`]).
     List {
         req: u64,

@@ -45,20 +45,7 @@ pub enum Undelivered {
 
 const TRANSPORTS: [Transport; 2] = [Transport::Legacy, Transport::Native];
 const DIRECTIONS: [Direction; 2] = [Direction::In, Direction::Out];
-const ERROR_CODES: [ErrorCode; 12] = [
-    ErrorCode::Invalid,
-    ErrorCode::NotConnected,
-    ErrorCode::NotPaired,
-    ErrorCode::PairingConflict,
-    ErrorCode::TooLarge,
-    ErrorCode::Timeout,
-    ErrorCode::PeerGone,
-    ErrorCode::LimitReached,
-    ErrorCode::QueueFull,
-    ErrorCode::RateLimited,
-    ErrorCode::Forbidden,
-    ErrorCode::Unavailable,
-];
+const ERROR_CODES: [ErrorCode; ErrorCode::ALL.len()] = ErrorCode::ALL;
 const CONNECT_REFUSALS: [&str; 9] = [
     "missing_client_id",
     "invalid_client_id",
