@@ -36,6 +36,9 @@ for suite in "${SUITES[@]}"; do
   mkdir -p "$src"
   cp -a "$root/vendor/$name/." "$src/"
   tar -xzf "$crate" -O --wildcards '*/Cargo.lock' >"$src/Cargo.lock"
+  # A workspace of its own: the copy may sit under the repository (the default target/),
+  # whose root manifest would otherwise claim it.
+  printf '\n[workspace]\n' >>"$src/Cargo.toml"
   echo "== vendor/$name: cargo test $args" >&2
   start=$SECONDS
   # shellcheck disable=SC2086 # $args is a list of words
