@@ -20,7 +20,7 @@ use relay_core::{Addr, ClientId, NodeId, RequestError, Transmit};
 use relay_runtime::WeakRelayHandle;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, warn};
+use tracing::{debug, error, warn};
 
 use super::directory::RedisDirectory;
 use super::wire;
@@ -67,17 +67,28 @@ pub async fn publish(
         let mut by_node: Vec<(NodeId, Vec<Transmit>)> = Vec::new();
         let mut group: Vec<(NodeId, Vec<Transmit>)> = Vec::new();
         let mut index: HashMap<NodeId, usize> = HashMap::new();
+        // What could not be encoded: its senders are told, as for a node nobody heard.
+        let mut unencoded: Vec<Transmit> = Vec::new();
         let flush = |group: &mut Vec<(NodeId, Vec<Transmit>)>,
                      index: &mut HashMap<NodeId, usize>,
                      pipe: &mut redis::Pipeline,
-                     by_node: &mut Vec<(NodeId, Vec<Transmit>)>| {
+                     by_node: &mut Vec<(NodeId, Vec<Transmit>)>,
+                     unencoded: &mut Vec<Transmit>| {
             for (to, items) in group.drain(..) {
-                let bytes = wire::encode(&wire::Batch {
+                let encoded = wire::encode(&wire::Batch {
                     from_node: node.0,
                     items: items.iter().cloned().map(wire::item).collect(),
                 });
-                pipe.cmd("PUBLISH").arg(dir.bus_channel(to)).arg(bytes);
-                by_node.push((to, items));
+                match encoded {
+                    Ok(bytes) => {
+                        pipe.cmd("PUBLISH").arg(dir.bus_channel(to)).arg(bytes);
+                        by_node.push((to, items));
+                    }
+                    Err(e) => {
+                        error!(node = to.0, n = items.len(), "cannot encode a batch: {e}");
+                        unencoded.extend(items);
+                    }
+                }
             }
             index.clear();
         };
@@ -91,12 +102,24 @@ pub async fn publish(
                     group[i].1.push(t);
                 }
                 Out::Release(client, addr) => {
-                    flush(&mut group, &mut index, &mut pipe, &mut by_node);
+                    flush(
+                        &mut group,
+                        &mut index,
+                        &mut pipe,
+                        &mut by_node,
+                        &mut unencoded,
+                    );
                     dir.pipe_release(&mut pipe, &client, addr);
                 }
             }
         }
-        flush(&mut group, &mut index, &mut pipe, &mut by_node);
+        flush(
+            &mut group,
+            &mut index,
+            &mut pipe,
+            &mut by_node,
+            &mut unencoded,
+        );
         let sent: Result<Result<Vec<i64>, _>, _> =
             tokio::time::timeout(Duration::from_secs(2), pipe.query_async(&mut redis)).await;
         let listened = match sent {
@@ -108,6 +131,9 @@ pub async fn publish(
             Err(_) => vec![0; by_node.len()],
         };
         let Some(relay) = relay.upgrade() else { return };
+        for t in unencoded {
+            relay.undeliverable(t, RequestError::ClusterUnavailable);
+        }
         for ((to, items), listened) in by_node.into_iter().zip(listened) {
             if listened == 0 {
                 debug!(

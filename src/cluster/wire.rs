@@ -304,9 +304,10 @@ pub fn transmit(item: Item) -> Result<Transmit, DecodeError> {
     })
 }
 
-pub fn encode(batch: &Batch) -> Vec<u8> {
-    // A batch of plain data always encodes.
-    rmp_serde::to_vec(batch).unwrap_or_default()
+/// A batch of plain data encodes; should it ever not, the caller learns it (an empty
+/// message in its place would reach the other node as a batch it cannot read).
+pub fn encode(batch: &Batch) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+    rmp_serde::to_vec(batch)
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Batch, DecodeError> {
@@ -381,7 +382,7 @@ mod tests {
                 })
                 .collect(),
         };
-        let back = decode(&encode(&batch)).unwrap();
+        let back = decode(&encode(&batch).unwrap()).unwrap();
         let back: Vec<PeerMsg> = back
             .items
             .into_iter()
