@@ -227,3 +227,79 @@ fn a_disconnect_amid_traffic_answers_every_request() {
         vec![relay_core::ClientId::new("A").unwrap()]
     );
 }
+
+/// A cluster link that carries nothing: it records what this node hands it.
+#[derive(Default)]
+struct RecordingLink {
+    sent: StdMutex<Vec<Transmit>>,
+}
+
+impl crate::cluster::ClusterLink for RecordingLink {
+    fn node(&self) -> NodeId {
+        NodeId(1)
+    }
+
+    fn claim(
+        &self,
+        _client: &ClientId,
+        _addr: Addr,
+        _policy: relay_core::DuplicatePolicy,
+        _max_clients: usize,
+    ) -> crate::cluster::ClaimFuture<'_> {
+        Box::pin(async { Ok(relay_core::Claimed::Fresh) })
+    }
+
+    fn release(&self, _client: &ClientId, _addr: Addr) {}
+
+    fn query(&self, _conn: ConnId, _query: Query) {}
+
+    fn send(&self, transmit: Transmit) -> Result<(), Transmit> {
+        self.sent.lock().unwrap().push(transmit);
+        Ok(())
+    }
+}
+
+#[test]
+fn a_message_from_another_node_for_a_connection_gone_here_is_answered_on_its_behalf() {
+    // The runtime's own routing of the switchboard's bounce rule (the two-node tests check
+    // it on the deterministic driver): the sender on the other node is told Gone, and a
+    // Gone or a Close for a connection gone here is not answered at all.
+    let rt = runtime();
+    let _guard = rt.enter();
+    let handle = RelayHandle::new(Config::default());
+    let link = Arc::new(RecordingLink::default());
+    handle.join_cluster(link.clone()).unwrap();
+    let remote = Addr::new(NodeId(2), ConnId(5));
+    let gone_here = Addr::new(NodeId(1), ConnId(42));
+    let register = PeerMsg::Register {
+        q: relay_core::QuestionId(1),
+        client: ClientId::new("A").unwrap(),
+        transport: Transport::Native,
+    };
+    handle.from_link(Transmit {
+        from: remote,
+        to: gone_here,
+        msg: register,
+    });
+    assert_eq!(
+        *link.sent.lock().unwrap(),
+        vec![Transmit {
+            from: gone_here,
+            to: remote,
+            msg: PeerMsg::Gone
+        }]
+    );
+    for msg in [
+        PeerMsg::Gone,
+        PeerMsg::Close {
+            reason: relay_core::CloseReason::Shutdown,
+        },
+    ] {
+        handle.from_link(Transmit {
+            from: remote,
+            to: gone_here,
+            msg,
+        });
+    }
+    assert_eq!(link.sent.lock().unwrap().len(), 1);
+}
