@@ -34,6 +34,8 @@ done
 for bin in "$RELAY" "$LOAD"; do [ -x "$bin" ] || { echo "not executable: $bin" >&2; exit 1; }; done
 command -v perf >/dev/null || { echo "perf is needed (Debian: linux-perf)" >&2; exit 1; }
 NODE_REF="$REPO/benches/node-reference"
+# shellcheck source=benches/node-reference/start.sh
+source "$NODE_REF/start.sh"
 [ -d "$NODE_REF/node_modules/socket.io" ] || { echo "run npm ci in $NODE_REF first" >&2; exit 1; }
 [ -n "$OUT" ] || OUT="$(mktemp -d /tmp/counts.XXXXXX)"
 mkdir -p "$OUT"
@@ -68,16 +70,8 @@ run() {
     relay) where=(--spawn "$RELAY") ;;
     bare) where=(--spawn-forwarder) ;;
     node)
-      node "$NODE_REF/server.js" --port 0 >"$log.server" 2>&1 &
-      NODE_PID=$!
-      local url=""
-      for _ in $(seq 100); do
-        url="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log.server" 2>/dev/null || true)"
-        [ -n "$url" ] && break
-        sleep 0.1
-      done
-      [ -n "$url" ] || { echo "the Node server did not start (see $log.server)" >&2; exit 1; }
-      where=(--socketio-url "$url" --pid "$NODE_PID")
+      start_node_reference "$log.server" || exit 1
+      where=(--socketio-url "$NODE_URL" --pid "$NODE_PID")
       pid=$NODE_PID ;;
   esac
   timeout 120 "$LOAD" "$@" --warmup 1 --duration "$DURATION" "${where[@]}" >"$log" 2>&1 &

@@ -35,6 +35,8 @@ while [ $# -gt 0 ]; do
 done
 for bin in "$BEFORE" "$AFTER" "$LOAD"; do [ -x "$bin" ] || { echo "not executable: $bin" >&2; exit 1; }; done
 NODE_REF="$REPO/benches/node-reference"
+# shellcheck source=benches/node-reference/start.sh
+source "$NODE_REF/start.sh"
 [ -d "$NODE_REF/node_modules/socket.io" ] || { echo "run npm ci in $NODE_REF first" >&2; exit 1; }
 [ -n "$OUT" ] || OUT="$(mktemp -d /tmp/goals.XXXXXX)"
 mkdir -p "$OUT"
@@ -57,15 +59,8 @@ run() {
     inline) where=(--spawn-forwarder --inline) ;;
     copy) where=(--spawn-copy-relay) ;;
     node)
-      node "$NODE_REF/server.js" --port 0 >"$log.server" 2>&1 &
-      NODE_PID=$!
-      local url=""
-      for _ in $(seq 100); do
-        url="$(grep -o 'http://127\.0\.0\.1:[0-9]*' "$log.server" 2>/dev/null || true)"
-        [ -n "$url" ] && break
-        sleep 0.1
-      done
-      where=(--socketio-url "$url" --pid "$NODE_PID") ;;
+      start_node_reference "$log.server" || exit 1
+      where=(--socketio-url "$NODE_URL" --pid "$NODE_PID") ;;
   esac
   echo "load $(cut -d' ' -f1-3 /proc/loadavg)" >"$log"
   # The load tool bounds its own runs (warm-up, duration, connect timeouts) and ends the

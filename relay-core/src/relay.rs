@@ -509,8 +509,12 @@ impl Switchboard for Board {
     fn post(&mut self, from: Addr, to: ConnId, msg: PeerMsg) -> Result<(), PeerMsg> {
         match self.inboxes.get_mut(&to) {
             Some(inbox) => {
+                // A connection with messages waiting is already due to run (it runs its
+                // inbox to the end): named in `work` once, not once per message.
+                if inbox.is_empty() {
+                    self.work.push_back(to);
+                }
                 inbox.push_back((from, msg));
-                self.work.push_back(to);
                 Ok(())
             }
             None => Err(msg),

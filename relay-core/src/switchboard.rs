@@ -224,26 +224,26 @@ pub fn displace(
 /// Whether `conn` has anything with a connection of `node`: its peer, or a question
 /// either way. Cheap, so a driver can skip the connections a node's loss leaves alone.
 pub fn involves(conn: &Connection, node: NodeId) -> bool {
-    conn.peer()
-        .map(|(a, _)| a)
-        .into_iter()
-        .chain(conn.involved())
-        .any(|a| a.node == node)
+    on_node(conn, node).next().is_some()
 }
 
 /// `node` is gone (its lease lapsed, or this node lost the cluster): everything `conn` has
 /// with its connections ends, as if each of them had sent [`PeerMsg::Gone`].
 pub fn node_gone(now: Instant, conn: &mut Connection, node: NodeId) {
-    let mut gone: Vec<Addr> = conn
-        .peer()
-        .map(|(a, _)| a)
-        .into_iter()
-        .chain(conn.involved())
-        .filter(|a| a.node == node)
-        .collect();
+    let mut gone: Vec<Addr> = on_node(conn, node).collect();
     gone.sort();
     gone.dedup();
     for from in gone {
         conn.handle_peer(now, from, PeerMsg::Gone);
     }
+}
+
+/// The connections of `node` that `conn` has something with (its peer, its questions'
+/// targets and askers), repeats included.
+fn on_node(conn: &Connection, node: NodeId) -> impl Iterator<Item = Addr> + '_ {
+    conn.peer()
+        .map(|(a, _)| a)
+        .into_iter()
+        .chain(conn.involved())
+        .filter(move |a| a.node == node)
 }

@@ -59,9 +59,10 @@ impl TokenCommand {
 pub fn parse_ttl(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
     // A bare number is seconds, as it always was here; humantime wants a unit.
-    let with_unit = match raw.chars().all(|c| c.is_ascii_digit()) && !raw.is_empty() {
-        true => format!("{raw}s"),
-        false => raw.to_owned(),
+    let with_unit = if !raw.is_empty() && raw.bytes().all(|b| b.is_ascii_digit()) {
+        format!("{raw}s")
+    } else {
+        raw.to_owned()
     };
     let ttl = humantime::parse_duration(&with_unit)
         .map_err(|e| format!("'{raw}' is not a duration ({e}): use e.g. 90s, 15m, 1h or 7d"))?;

@@ -253,23 +253,32 @@ fn the_scanner_finds_what_is_missing_and_accepts_what_is_there() {
     fs::create_dir_all(dir.join("crate/src")).unwrap();
     fs::create_dir_all(dir.join("vendor/x")).unwrap();
     fs::create_dir_all(dir.join("target")).unwrap();
-    fs::write(dir.join("docs/SPEC.md"), "# spec\n").unwrap();
-    fs::write(dir.join("vendor/x/PATCHES.md"), "").unwrap();
-    fs::write(dir.join("README.md"), "see docs/SPEC.md and SPEC.md\n").unwrap();
+    // The fixture spells `.md` as `{md}` and the folder beside a checkout as `{beside}`,
+    // filled in as it is written, so that no scanner of this repository's own citations
+    // (this file's first test among them) takes the fixture's made-up names for documents
+    // this repository cites.
+    let fill = |text: &str| {
+        text.replace("{md}", ".md")
+            .replace("{beside}", &["..", "shared"].join("/"))
+    };
+    let write = |path: &str, text: &str| fs::write(dir.join(fill(path)), fill(text)).unwrap();
+    write("docs/SPEC{md}", "# spec\n");
+    write("vendor/x/PATCHES{md}", "");
+    write("README{md}", "see docs/SPEC{md} and SPEC{md}\n");
     let lines = [
-        "//! The events (docs/SPEC.md Part 1); see README.md.", // 1 fine
-        "//! Each crate's changes: vendor/*/PATCHES.md.",       // 2 fine (glob)
-        "//! From https://example.com/docs/GONE.md, not ours.", // 3 fine (web)
-        "//! The rules of `SPEC.md` (bare, found in docs/).",   // 4 fine
-        "//! See PROTOCOL.md Part 2.",                          // 5 missing
-        "//! Moved: docs/OLD.md.",                              // 6 missing
-        "//! Escapes: ../../elsewhere/SPEC.md.",                // 7 outside
-        "//! Measured: ../shared/NOTES.md.",                    // 8 outside, twice
+        "//! The events (docs/SPEC{md} Part 1); see README{md}.", // 1 fine
+        "//! Each crate's changes: vendor/*/PATCHES{md}.",        // 2 fine (glob)
+        "//! From https://example.com/docs/GONE{md}, not ours.",  // 3 fine (web)
+        "//! The rules of `SPEC{md}` (bare, found in docs/).",    // 4 fine
+        "//! See PROTOCOL{md} Part 2.",                           // 5 missing
+        "//! Moved: docs/OLD{md}.",                               // 6 missing
+        "//! Escapes: ../../elsewhere/SPEC{md}.",                 // 7 outside
+        "//! Measured: {beside}/NOTES{md}.",                      // 8 outside, twice
     ];
-    fs::write(dir.join("crate/src/lib.rs"), lines.join("\n")).unwrap();
+    write("crate/src/lib.rs", &lines.join("\n"));
     // Never scanned.
-    fs::write(dir.join("target/x.rs"), "// docs/NOPE.md\n").unwrap();
-    fs::write(dir.join("vendor/x/lib.rs"), "// docs/NOPE.md\n").unwrap();
+    write("target/x.rs", "// docs/NOPE{md}\n");
+    write("vendor/x/lib.rs", "// docs/NOPE{md}\n");
 
     let broken = broken_citations(&dir);
     let _ = fs::remove_dir_all(&dir);
